@@ -1,0 +1,545 @@
+"""Ingest: the one write path from message bodies to the event log and the derived roster.
+
+SQS draining, ``ingest_file`` and admin reprocessing all call :func:`messages_ingest`. One batch is
+one database transaction:
+
+1. parse every body (pure, roster.events); rejections become Quarantine rows;
+2. lock every touched meeting (and Voice Connector stream) row, in key order;
+3. drop duplicates by natural key (within the batch and against the log), counting them;
+4. insert the new events with one bulk statement;
+5. fold only what moved (roster.machine): a touched attendee is advanced in place when its new
+   events sort after everything folded into it, else re-derived from its events; meeting fields
+   are re-derived when a meeting-level event arrives; MeetingEnded re-derives the whole meeting;
+6. write changed rows with bulk upserts, raise the meeting's ``seq`` once per batch that changed
+   it, and hand the changes to the broadcaster after commit.
+
+Concurrent workers on the same meeting serialise on its row lock, so no update is lost and no
+event is applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any, NamedTuple
+
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from roster import machine
+from roster.broadcast import RosterChange, roster_changes_publish
+from roster.events import (
+    KIND_MEETING,
+    KIND_PIPELINE,
+    KIND_VOICE_CONNECTOR,
+    ChimeEvent,
+    Rejection,
+    event_parse,
+)
+from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
+from roster.serializers import attendee_as_dict, meeting_as_dict
+
+logger = logging.getLogger(__name__)
+
+DEADLOCK_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """One message body and where it came from (for tracing; never for identity)."""
+
+    body: str | bytes
+    queue: str = ""
+    message_id: str = ""
+
+
+@dataclass(slots=True)
+class IngestResult:
+    received: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    changed_meetings: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: IngestResult) -> None:
+        self.received += other.received
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        self.changed_meetings.update(other.changed_meetings)
+
+    def summary(self) -> str:
+        return (
+            f"received={self.received} applied={self.applied} "
+            f"duplicates={self.duplicates} quarantined={self.quarantined}"
+        )
+
+
+class StoredEvent(NamedTuple):
+    """An event read back from the log, in the shape the fold reads."""
+
+    key: str
+    kind: str
+    event_type: str
+    attendee_id: str
+    timestamp: int
+    detail: dict[str, Any]
+
+
+STORED_EVENT_FIELDS = ("key", "kind", "event_type", "attendee_id", "timestamp", "detail")
+
+ATTENDEE_STATE_FIELDS = tuple(
+    name for name in machine.AttendeeState.__dataclass_fields__ if name != "attendee_id"
+)
+
+
+def messages_ingest(*, messages: Sequence[IncomingMessage]) -> IngestResult:
+    """Ingest a batch of message bodies in one transaction. Raises only for database trouble."""
+    allowed = frozenset(settings.CHIME_ALLOWED_ACCOUNTS)
+    max_bytes = settings.MAX_MESSAGE_BYTES
+    accepted: list[tuple[IncomingMessage, ChimeEvent]] = []
+    rejected: list[tuple[IncomingMessage, Rejection]] = []
+    for message in messages:
+        outcome = event_parse(message.body, allowed_accounts=allowed, max_bytes=max_bytes)
+        if isinstance(outcome, Rejection):
+            rejected.append((message, outcome))
+        else:
+            accepted.append((message, outcome))
+
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            with transaction.atomic():
+                received_at = timezone.now()
+                quarantine_create(rejected=rejected, received_at=received_at)
+                result = _events_apply(accepted=accepted, received_at=received_at)
+            break
+        except OperationalError as exc:
+            # A deadlock or serialisation failure is retried; a database that is down raises again.
+            if attempt == DEADLOCK_RETRIES - 1 or "deadlock" not in str(exc).lower():
+                raise
+            logger.warning("ingest retry after %s", exc)
+            time.sleep(0.05 * (attempt + 1))
+    result.received = len(messages)
+    result.quarantined = len(rejected)
+    return result
+
+
+def quarantine_create(
+    *, rejected: Sequence[tuple[IncomingMessage, Rejection]], received_at: datetime
+) -> list[Quarantine]:
+    """Keep every rejected body (or its first 64 KiB) with its reason."""
+    rows = []
+    for message, rejection in rejected:
+        raw = message.body.encode("utf-8", "surrogatepass") if isinstance(message.body, str) else message.body
+        rows.append(
+            Quarantine(
+                body=raw[: Quarantine.KEEP_BYTES],
+                body_size=len(raw),
+                truncated=len(raw) > Quarantine.KEEP_BYTES,
+                reason_code=rejection.code,
+                reason=rejection.message,
+                queue=message.queue,
+                sqs_message_id=message.message_id,
+                received_at=received_at,
+            )
+        )
+    if rows:
+        logger.info("quarantined %d message(s): %s", len(rows), "; ".join(str(r) for _, r in rejected[:5]))
+    return Quarantine.objects.bulk_create(rows)
+
+
+def _events_apply(
+    *, accepted: Sequence[tuple[IncomingMessage, ChimeEvent]], received_at: datetime
+) -> IngestResult:
+    result = IngestResult()
+    first_by_key: dict[str, tuple[IncomingMessage, ChimeEvent]] = {}
+    repeats: Counter[str] = Counter()
+    for message, event in accepted:
+        if event.key in first_by_key:
+            repeats[event.key] += 1
+        else:
+            first_by_key[event.key] = (message, event)
+    if not first_by_key:
+        return result
+
+    events = [event for _, event in first_by_key.values()]
+    meetings = _meetings_lock(
+        sorted({e.meeting_id for e in events if e.kind in (KIND_MEETING, KIND_PIPELINE)})
+    )
+    streams = _streams_lock(events)
+
+    existing = set(Event.objects.filter(key__in=list(first_by_key)).values_list("key", flat=True))
+    repeats.update({key: 1 for key in existing})
+    _duplicates_count(repeats)
+    result.duplicates = sum(repeats.values())
+
+    new_pairs = [pair for key, pair in first_by_key.items() if key not in existing]
+    Event.objects.bulk_create(
+        [_event_row(message, event, received_at) for message, event in new_pairs],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    new_events = [event for _, event in new_pairs]
+    result.applied = len(new_events)
+
+    by_meeting: dict[str, list[ChimeEvent]] = defaultdict(list)
+    stream_events: list[ChimeEvent] = []
+    for event in new_events:
+        if event.kind in (KIND_MEETING, KIND_PIPELINE):
+            by_meeting[event.meeting_id].append(event)
+        elif event.kind == KIND_VOICE_CONNECTOR:
+            stream_events.append(event)
+
+    changes = _meetings_fold(meetings=meetings, by_meeting=by_meeting)
+    _streams_fold(streams=streams, events=stream_events)
+    result.changed_meetings = {change.meeting["meeting_id"]: change.meeting["seq"] for change in changes}
+    if changes:
+        transaction.on_commit(partial(roster_changes_publish, changes))
+    return result
+
+
+def _event_row(message: IncomingMessage, event: ChimeEvent, received_at: datetime) -> Event:
+    return Event(
+        key=event.key,
+        kind=event.kind,
+        detail_type=event.detail_type,
+        event_type=event.event_type,
+        meeting_id=event.meeting_id,
+        attendee_id=event.attendee_id,
+        parent_id=event.parent_id,
+        timestamp=event.timestamp,
+        detail=event.detail,
+        envelope_id=event.envelope_id,
+        account=event.account,
+        region=event.region,
+        queue=message.queue,
+        sqs_message_id=message.message_id,
+        received_at=received_at,
+    )
+
+
+def _duplicates_count(repeats: Counter[str]) -> None:
+    """Add each key's repeat count to its stored event (one UPDATE per distinct count)."""
+    from django.db.models import F
+
+    by_count: dict[int, list[str]] = defaultdict(list)
+    for key, count in repeats.items():
+        by_count[count].append(key)
+    for count, keys in by_count.items():
+        Event.objects.filter(key__in=keys).update(duplicate_count=F("duplicate_count") + count)
+
+
+def _meetings_lock(meeting_ids: list[str]) -> dict[str, Meeting]:
+    """Create missing meeting rows, then lock them all in id order (no deadlock between workers)."""
+    if not meeting_ids:
+        return {}
+    Meeting.objects.bulk_create([Meeting(meeting_id=m) for m in meeting_ids], ignore_conflicts=True)
+    locked = Meeting.objects.select_for_update().filter(meeting_id__in=meeting_ids).order_by("meeting_id")
+    return {meeting.meeting_id: meeting for meeting in locked}
+
+
+def _stream_ids(event: ChimeEvent) -> tuple[str, str]:
+    return event.detail["voiceConnectorId"], event.detail["transactionId"]
+
+
+def _streams_lock(events: Iterable[ChimeEvent]) -> dict[tuple[str, str], VoiceConnectorStream]:
+    first: dict[tuple[str, str], ChimeEvent] = {}
+    for event in events:
+        if event.kind == KIND_VOICE_CONNECTOR:
+            first.setdefault(_stream_ids(event), event)
+    if not first:
+        return {}
+    VoiceConnectorStream.objects.bulk_create(
+        [
+            VoiceConnectorStream(voice_connector_id=vc, transaction_id=tx, status="", status_at=-1)
+            for vc, tx in sorted(first)
+        ],
+        ignore_conflicts=True,
+    )
+    query = Q()
+    for vc, tx in first:
+        query |= Q(voice_connector_id=vc, transaction_id=tx)
+    locked = (
+        VoiceConnectorStream.objects.select_for_update()
+        .filter(query)
+        .order_by("voice_connector_id", "transaction_id")
+    )
+    return {(row.voice_connector_id, row.transaction_id): row for row in locked}
+
+
+def _streams_fold(
+    *, streams: dict[tuple[str, str], VoiceConnectorStream], events: Sequence[ChimeEvent]
+) -> None:
+    if not events:
+        return
+    names = [f.name for f in VoiceConnectorStream._meta.concrete_fields if f.name not in ("id", "updated_at")]
+    touched: dict[tuple[str, str], machine.StreamState] = {}
+    for event in events:
+        ids = _stream_ids(event)
+        state = touched.get(ids)
+        if state is None:
+            row = streams[ids]
+            state = touched[ids] = machine.StreamState(**{n: getattr(row, n) for n in names})
+        machine.stream_apply(state, event)
+    rows = []
+    for ids, state in touched.items():
+        row = streams[ids]
+        for name in names:
+            setattr(row, name, getattr(state, name))
+        rows.append(row)
+    VoiceConnectorStream.objects.bulk_update(rows, [n for n in names if n not in ("voice_connector_id",)])
+
+
+# --- the roster fold around the database ----------------------------------------------------
+
+
+def _state_from_row(row: Attendee) -> machine.AttendeeState:
+    state = machine.AttendeeState(attendee_id=row.attendee_id)
+    for name in ATTENDEE_STATE_FIELDS:
+        setattr(state, name, getattr(row, name))
+    return state
+
+
+def _state_to_row(state: machine.AttendeeState, row: Attendee) -> None:
+    for name in ATTENDEE_STATE_FIELDS:
+        setattr(row, name, getattr(state, name))
+
+
+def _stored_events(query: Q) -> list[StoredEvent]:
+    return [StoredEvent(*values) for values in Event.objects.filter(query).values_list(*STORED_EVENT_FIELDS)]
+
+
+@dataclass(slots=True)
+class _MeetingWork:
+    """What one batch does to one meeting, gathered so the queries can be shared."""
+
+    meeting: Meeting
+    new_events: list[ChimeEvent]
+    by_parent: dict[str, list[ChimeEvent]]
+    meeting_level: bool
+    ended: bool
+    rows: dict[str, Attendee] = field(default_factory=dict)
+    refold: set[str] = field(default_factory=set)
+
+
+def _meetings_fold(
+    *, meetings: dict[str, Meeting], by_meeting: dict[str, list[ChimeEvent]]
+) -> list[RosterChange]:
+    work: list[_MeetingWork] = []
+    for meeting_id, events in by_meeting.items():
+        by_parent: dict[str, list[ChimeEvent]] = defaultdict(list)
+        for event in events:
+            if machine.changes_attendee(event):
+                by_parent[machine.parent_of(event.attendee_id)].append(event)
+        work.append(
+            _MeetingWork(
+                meeting=meetings[meeting_id],
+                new_events=events,
+                by_parent=by_parent,
+                meeting_level=any(machine.is_meeting_level(e) for e in events),
+                ended=any(machine.is_meeting_end(e) for e in events),
+            )
+        )
+
+    _rows_load(work)
+    histories = _histories_load(work)
+    meeting_histories = _meeting_events_load([w for w in work if w.meeting_level])
+
+    changes: list[RosterChange] = []
+    attendee_writes: list[Attendee] = []
+    meeting_writes: list[Meeting] = []
+    for item in work:
+        change = _meeting_fold(
+            item,
+            histories=histories.get(item.meeting.meeting_id, {}),
+            meeting_events=meeting_histories.get(item.meeting.meeting_id, []),
+            attendee_writes=attendee_writes,
+        )
+        meeting_writes.append(item.meeting)
+        if change is not None:
+            changes.append(change)
+
+    if attendee_writes:
+        Attendee.objects.bulk_create(
+            attendee_writes,
+            batch_size=1000,
+            update_conflicts=True,
+            unique_fields=["meeting", "attendee_id"],
+            update_fields=[*ATTENDEE_STATE_FIELDS, "seq"],
+        )
+    if meeting_writes:
+        Meeting.objects.bulk_update(meeting_writes, MEETING_WRITE_FIELDS)
+    return changes
+
+
+MEETING_WRITE_FIELDS = [
+    "external_meeting_id",
+    "media_region",
+    "status",
+    "started_at",
+    "ended_at",
+    "peak_joined",
+    "joined_count",
+    "transcription",
+    "transcription_message",
+    "pipelines",
+    "seq",
+    "last_step_ts",
+    "last_step_rank",
+    "updated_at",
+]
+
+
+def _rows_load(work: list[_MeetingWork]) -> None:
+    """Load the touched rows (every row of a meeting that just ended) in one query."""
+    query = Q()
+    for item in work:
+        if item.ended:
+            query |= Q(meeting_id=item.meeting.meeting_id)
+        elif item.by_parent:
+            query |= Q(meeting_id=item.meeting.meeting_id, attendee_id__in=list(item.by_parent))
+    if not query:
+        return
+    index = {item.meeting.meeting_id: item for item in work}
+    for row in Attendee.objects.filter(query):
+        index[row.meeting_id].rows[row.attendee_id] = row
+    for item in work:
+        if item.ended:
+            item.refold = set(item.rows) | set(item.by_parent)
+            continue
+        for parent, events in item.by_parent.items():
+            row = item.rows.get(parent)
+            if row is None:
+                if item.meeting.status == Meeting.Status.ENDED:
+                    item.refold.add(parent)  # stored MeetingEnded events apply to it
+            elif not machine.can_advance(_state_from_row(row), events):
+                item.refold.add(parent)
+
+
+def _histories_load(work: list[_MeetingWork]) -> dict[str, dict[str, list[StoredEvent]]]:
+    """Every stored event of the rows to re-derive, plus their meetings' MeetingEnded events."""
+    query = Q()
+    for item in work:
+        if item.refold:
+            query |= Q(meeting_id=item.meeting.meeting_id, parent_id__in=sorted(item.refold))
+            query |= Q(meeting_id=item.meeting.meeting_id, parent_id="", event_type="chime:MeetingEnded")
+    histories: dict[str, dict[str, list[StoredEvent]]] = defaultdict(lambda: defaultdict(list))
+    if not query:
+        return histories
+    rows = Event.objects.filter(query).values_list("meeting_id", "parent_id", *STORED_EVENT_FIELDS)
+    for meeting_id, parent_id, *values in rows:
+        histories[meeting_id][parent_id].append(StoredEvent(*values))
+    return histories
+
+
+def _meeting_events_load(work: list[_MeetingWork]) -> dict[str, list[StoredEvent]]:
+    if not work:
+        return {}
+    query = Q(meeting_id__in=[item.meeting.meeting_id for item in work], parent_id="")
+    result: dict[str, list[StoredEvent]] = defaultdict(list)
+    rows = Event.objects.filter(query).values_list("meeting_id", *STORED_EVENT_FIELDS)
+    for meeting_id, *values in rows:
+        result[meeting_id].append(StoredEvent(*values))
+    return result
+
+
+def _meeting_fold(
+    item: _MeetingWork,
+    *,
+    histories: dict[str, list[StoredEvent]],
+    meeting_events: list[StoredEvent],
+    attendee_writes: list[Attendee],
+) -> RosterChange | None:
+    meeting = item.meeting
+    before = meeting_as_dict(meeting)
+    ends = histories.get("", [])
+
+    # Attendees: advance in place, or re-derive from the log.
+    peak_changes: dict[str, tuple[list[Any], list[Any], machine.Position]] = {}
+    new_states: dict[str, machine.AttendeeState] = {}
+    for parent in set(item.by_parent) | item.refold:
+        row = item.rows.get(parent)
+        old = _state_from_row(row) if row is not None else None
+        if parent in item.refold:
+            state = machine.attendee_fold(parent, [*histories.get(parent, []), *ends])
+        else:
+            state = machine.attendee_fold(parent, item.by_parent[parent], initial=old)
+        if state is None:
+            continue
+        new_states[parent] = state
+        new_events = item.by_parent.get(parent, [])
+        earliest = min((machine.position_of(e) for e in new_events), default=(-1, -1))
+        peak_changes[parent] = (old.intervals if old else [], state.intervals, earliest)
+
+    # Meeting fields.
+    if item.meeting_level:
+        folded = machine.meeting_fold(meeting.meeting_id, meeting_events)
+        for name in (
+            "status",
+            "started_at",
+            "ended_at",
+            "transcription",
+            "transcription_message",
+            "pipelines",
+        ):
+            setattr(meeting, name, getattr(folded, name))
+        identity = folded
+    else:
+        identity = machine.MeetingState(meeting_id=meeting.meeting_id)
+    for event in sorted(item.new_events, key=machine.fold_order):
+        machine.meeting_identify(identity, event.detail)
+    meeting.external_meeting_id = meeting.external_meeting_id or identity.external_meeting_id
+    meeting.media_region = meeting.media_region or identity.media_region
+
+    # peak_joined: extend from the last counted step when possible, else sweep every row.
+    current = machine.PeakState(
+        peak_joined=meeting.peak_joined,
+        joined_count=meeting.joined_count,
+        last_step=(meeting.last_step_ts, meeting.last_step_rank),
+    )
+    peak = None if item.ended else machine.peak_update(current=current, changes=peak_changes)
+    if peak is None:
+        deltas = Counter()
+        for state in new_states.values():
+            deltas.update(machine.presence_deltas(state.intervals))
+        others = Attendee.objects.filter(meeting=meeting).exclude(attendee_id__in=list(new_states))
+        for intervals in others.values_list("intervals", flat=True):
+            deltas.update(machine.presence_deltas(intervals))
+        peak_joined, joined_count, last_step = machine.peak_sweep(deltas)
+        peak = machine.PeakState(peak_joined=peak_joined, joined_count=joined_count, last_step=last_step)
+    meeting.peak_joined, meeting.joined_count = peak.peak_joined, peak.joined_count
+    meeting.last_step_ts, meeting.last_step_rank = peak.last_step
+
+    # Which rows changed in what a client sees?
+    changed_rows: list[Attendee] = []
+    for parent, state in new_states.items():
+        row = item.rows.get(parent)
+        public_changed = row is None or _state_from_row(row).public() != state.public()
+        bookkeeping_changed = row is None or _state_from_row(row) != state
+        if not bookkeeping_changed:
+            continue
+        if row is None:
+            row = Attendee(meeting=meeting, attendee_id=parent)
+        _state_to_row(state, row)
+        attendee_writes.append(row)
+        if public_changed:
+            changed_rows.append(row)
+
+    meeting_changed = meeting_as_dict(meeting) != before
+    if not changed_rows and not meeting_changed:
+        return None
+    meeting.seq += 1
+    meeting.updated_at = timezone.now()
+    for row in changed_rows:
+        row.seq = meeting.seq
+    return RosterChange(
+        meeting=meeting_as_dict(meeting),
+        attendees=[attendee_as_dict(row) for row in changed_rows],
+    )

@@ -1,0 +1,195 @@
+"""Storage: the append-only event log, the derived roster, quarantined input and queue sources.
+
+Derived rows (Meeting, Attendee, VoiceConnectorStream) are written only by roster.ingest, from the
+event log; nothing else edits them.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from roster.events import MAX_ID_LENGTH, MAX_TEXT_LENGTH
+
+ID = MAX_ID_LENGTH
+TEXT = MAX_TEXT_LENGTH
+
+
+class Meeting(models.Model):
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown"
+        ACTIVE = "active"
+        ENDED = "ended"
+
+    meeting_id = models.CharField(max_length=ID, primary_key=True)
+    external_meeting_id = models.CharField(max_length=TEXT, blank=True, default="")
+    media_region = models.CharField(max_length=TEXT, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNKNOWN)
+    started_at = models.BigIntegerField(null=True, blank=True, help_text="epoch ms")
+    ended_at = models.BigIntegerField(null=True, blank=True, help_text="epoch ms")
+    peak_joined = models.PositiveIntegerField(default=0)
+    joined_count = models.PositiveIntegerField(default=0)
+    transcription = models.CharField(max_length=16, null=True, blank=True)
+    transcription_message = models.TextField(null=True, blank=True)
+    pipelines = models.JSONField(default=dict, blank=True)
+    seq = models.BigIntegerField(default=0)
+    # Fold bookkeeping for peak_joined: the (timestamp, rank) of the last counted join/leave step.
+    last_step_ts = models.BigIntegerField(default=-1)
+    last_step_rank = models.SmallIntegerField(default=-1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "-started_at"], name="meeting_list_idx"),
+            models.Index(fields=["external_meeting_id"], name="meeting_external_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_meeting_id or self.meeting_id
+
+    @property
+    def recording(self) -> bool:
+        return any(status in ("in_progress", "resumed") for status in (self.pipelines or {}).values())
+
+
+class Attendee(models.Model):
+    """One roster row (shared/ROSTER.md), with the meeting seq at which it last changed."""
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="attendees")
+    attendee_id = models.CharField(max_length=ID)
+    external_user_id = models.CharField(max_length=TEXT, null=True, blank=True)
+    presence = models.CharField(max_length=16, null=True, blank=True)
+    network_type = models.CharField(max_length=TEXT, null=True, blank=True)
+    video = models.BooleanField(default=False)
+    screen_share = models.BooleanField(default=False)
+    content_share = models.BooleanField(default=False)
+    content_video = models.BooleanField(default=False)
+    first_joined_at = models.BigIntegerField(null=True, blank=True)
+    joined_since = models.BigIntegerField(null=True, blank=True)
+    joined_ms = models.BigIntegerField(default=0)
+    drop_count = models.PositiveIntegerField(default=0)
+    capabilities = models.JSONField(null=True, blank=True)
+    seq = models.BigIntegerField(default=0)
+    # Fold bookkeeping (roster.machine.AttendeeState), never shown.
+    intervals = models.JSONField(default=list, blank=True)
+    folded_ts = models.BigIntegerField(default=-1)
+    folded_rank = models.SmallIntegerField(default=-1)
+    external_user_id_own = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["meeting", "attendee_id"], name="attendee_unique_per_meeting")
+        ]
+        indexes = [models.Index(fields=["meeting", "seq"], name="attendee_changes_idx")]
+
+    def __str__(self) -> str:
+        return self.external_user_id or self.attendee_id
+
+
+class Event(models.Model):
+    """The append-only event log: every occurrence once, identified by its natural key."""
+
+    key = models.CharField(max_length=64, unique=True, help_text="sha256 of the natural key")
+    kind = models.CharField(max_length=16)
+    detail_type = models.CharField(max_length=TEXT)
+    event_type = models.CharField(max_length=TEXT, blank=True, default="")
+    meeting_id = models.CharField(max_length=ID, blank=True, default="")
+    attendee_id = models.CharField(max_length=ID, blank=True, default="")
+    parent_id = models.CharField(max_length=ID, blank=True, default="", help_text="roster row it folds into")
+    timestamp = models.BigIntegerField(help_text="detail.timestamp, epoch ms")
+    detail = models.JSONField()
+    envelope_id = models.CharField(max_length=TEXT, blank=True, default="")
+    account = models.CharField(max_length=TEXT, blank=True, default="")
+    region = models.CharField(max_length=TEXT, blank=True, default="")
+    queue = models.CharField(max_length=1024, blank=True, default="")
+    sqs_message_id = models.CharField(max_length=TEXT, blank=True, default="")
+    received_at = models.DateTimeField()
+    duplicate_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["meeting_id", "parent_id", "timestamp"], name="event_fold_idx"),
+            models.Index(fields=["event_type"], name="event_type_idx"),
+            models.Index(fields=["-received_at"], name="event_received_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type or self.detail_type} @ {self.timestamp}"
+
+
+class VoiceConnectorStream(models.Model):
+    """One Voice Connector streaming transaction; status is the latest by its own time."""
+
+    voice_connector_id = models.CharField(max_length=ID)
+    transaction_id = models.CharField(max_length=ID)
+    status = models.CharField(max_length=16)
+    status_at = models.BigIntegerField(help_text="epoch ms of the status's own time field")
+    call_id = models.CharField(max_length=TEXT, blank=True, default="")
+    direction = models.CharField(max_length=TEXT, blank=True, default="")
+    from_number = models.CharField(max_length=TEXT, blank=True, default="")
+    to_number = models.CharField(max_length=TEXT, blank=True, default="")
+    stream_arn = models.CharField(max_length=TEXT, blank=True, default="")
+    start_time = models.CharField(max_length=TEXT, blank=True, default="")
+    end_time = models.CharField(max_length=TEXT, blank=True, default="")
+    failure_time = models.CharField(max_length=TEXT, blank=True, default="")
+    failure_reason = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["voice_connector_id", "transaction_id"], name="stream_unique_transaction"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-status_at"], name="stream_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.voice_connector_id}/{self.transaction_id}"
+
+
+class Quarantine(models.Model):
+    """A message that was not accepted, kept with its reason (bad input is never lost)."""
+
+    KEEP_BYTES = 64 * 1024
+
+    body = models.BinaryField(help_text="the body, or its first 64 KiB when larger")
+    body_size = models.PositiveIntegerField()
+    truncated = models.BooleanField(default=False)
+    reason_code = models.CharField(max_length=64)
+    reason = models.TextField()
+    queue = models.CharField(max_length=1024, blank=True, default="")
+    sqs_message_id = models.CharField(max_length=TEXT, blank=True, default="")
+    received_at = models.DateTimeField()
+    reprocessed = models.BooleanField(default=False)
+    reprocessed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-received_at"], name="quarantine_received_idx"),
+            models.Index(fields=["reason_code"], name="quarantine_reason_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reason_code} ({self.body_size} bytes)"
+
+    @property
+    def body_text(self) -> str:
+        return bytes(self.body).decode("utf-8", "backslashreplace")
+
+
+class QueueSource(models.Model):
+    """An SQS queue to drain; seeded from SQS_QUEUE_URLS, managed in admin."""
+
+    url = models.CharField(max_length=1024, unique=True)
+    region = models.CharField(max_length=64, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    consumers = models.PositiveSmallIntegerField(
+        default=1, help_text="concurrent consumers of this queue across all workers"
+    )
+    last_poll_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    messages_received = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.url

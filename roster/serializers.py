@@ -1,0 +1,35 @@
+"""The JSON shapes of shared/ROSTER.md, in one place: REST, the roster command and the broadcaster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from roster.machine import AttendeeState
+from roster.models import Attendee, Meeting
+
+MEETING_FIELDS = (
+    "meeting_id",
+    "external_meeting_id",
+    "media_region",
+    "status",
+    "started_at",
+    "ended_at",
+    "peak_joined",
+    "joined_count",
+    "transcription",
+    "transcription_message",
+    "pipelines",
+    "seq",
+)
+
+
+def meeting_as_dict(meeting: Meeting) -> dict[str, Any]:
+    data = {name: getattr(meeting, name) for name in MEETING_FIELDS}
+    data["recording"] = meeting.recording
+    return data
+
+
+def attendee_as_dict(attendee: Attendee) -> dict[str, Any]:
+    data = {name: getattr(attendee, name) for name in AttendeeState.PUBLIC_FIELDS}
+    data["seq"] = attendee.seq
+    return data

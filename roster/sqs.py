@@ -1,0 +1,239 @@
+"""Draining SQS with boto3: long poll, ingest, then delete what was durably handled.
+
+A message is deleted only after the transaction that stored it (or quarantined it) committed.
+A transient failure (database or network down) deletes nothing: SQS redelivers the batch after
+its visibility timeout and the natural key makes the redelivery harmless. A message that the
+ingest cannot store for any other reason is isolated (the batch is split) and quarantined with
+the error, then deleted: one poison message never blocks a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.utils import timezone
+
+from roster.events import Rejection
+from roster.ingest import IncomingMessage, IngestResult, messages_ingest, quarantine_create
+from roster.models import QueueSource
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+TRANSIENT_SQS_ERRORS = (BotoCoreError, ClientError)
+HEALTH_WRITE_SECONDS = 5.0
+_REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+
+
+def queue_region(queue_url: str) -> str:
+    """The region named in a queue URL, else AWS_REGION (local endpoints name none)."""
+    match = _REGION_IN_URL.search(queue_url)
+    return match.group(1) if match else settings.AWS_REGION
+
+
+def sqs_client(*, queue_url: str = "", wait_seconds: int | None = None) -> Any:
+    """A boto3 SQS client whose read timeout outlasts the long poll."""
+    wait = settings.SQS_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    config = Config(
+        connect_timeout=5,
+        read_timeout=wait + 10,
+        retries={"max_attempts": 3, "mode": "standard"},
+        max_pool_connections=20,
+    )
+    return boto3.client(
+        "sqs",
+        region_name=queue_region(queue_url) if queue_url else settings.AWS_REGION,
+        endpoint_url=settings.AWS_ENDPOINT_URL_SQS,
+        config=config,
+    )
+
+
+def queue_receive(*, client: Any, queue_url: str, wait_seconds: int, max_messages: int) -> list[dict]:
+    response = client.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=max_messages,
+        WaitTimeSeconds=wait_seconds,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    )
+    return response.get("Messages", [])
+
+
+def queue_delete(*, client: Any, queue_url: str, messages: Sequence[dict]) -> int:
+    """Delete handled messages; returns how many SQS refused (they come back and dedupe)."""
+    if not messages:
+        return 0
+    response = client.delete_message_batch(
+        QueueUrl=queue_url,
+        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+    )
+    failed = response.get("Failed", [])
+    for failure in failed:
+        logger.warning(
+            "delete failed on %s: %s %s (the message will be redelivered and deduplicated)",
+            queue_url,
+            failure.get("Code"),
+            failure.get("Message"),
+        )
+    return len(failed)
+
+
+def messages_ingest_isolating(*, messages: Sequence[IncomingMessage]) -> IngestResult:
+    """Ingest a batch; if it fails for a non-transient reason, split it to quarantine the culprit.
+
+    Transient database errors propagate (the caller deletes nothing).
+    """
+    try:
+        return messages_ingest(messages=messages)
+    except TRANSIENT_DB_ERRORS:
+        raise
+    except Exception as exc:
+        if len(messages) == 1:
+            logger.exception("message %s could not be ingested; quarantined", messages[0].message_id)
+            reason = Rejection("ingest_failed", f"{type(exc).__name__}: {exc}"[:2000])
+            with transaction.atomic():
+                quarantine_create(rejected=[(messages[0], reason)], received_at=timezone.now())
+            return IngestResult(received=1, quarantined=1)
+    middle = len(messages) // 2
+    result = messages_ingest_isolating(messages=messages[:middle])
+    result.add(messages_ingest_isolating(messages=messages[middle:]))
+    return result
+
+
+def queue_drain_once(
+    *,
+    client: Any,
+    queue_url: str,
+    wait_seconds: int,
+    max_messages: int | None = None,
+) -> IngestResult:
+    """One long poll, ingest, delete. Raises on transient failure, having deleted nothing."""
+    received = queue_receive(
+        client=client,
+        queue_url=queue_url,
+        wait_seconds=wait_seconds,
+        max_messages=max_messages or settings.SQS_MAX_MESSAGES,
+    )
+    if not received:
+        return IngestResult()
+    close_old_connections()
+    try:
+        result = messages_ingest_isolating(
+            messages=[
+                IncomingMessage(body=m["Body"], queue=queue_url, message_id=m["MessageId"]) for m in received
+            ]
+        )
+    finally:
+        close_old_connections()
+    queue_delete(client=client, queue_url=queue_url, messages=received)
+    return result
+
+
+@dataclass
+class DrainLoop:
+    """Drain one queue until ``stop`` is set (or, with ``until_empty``, until a poll comes back empty).
+
+    A stop request is honoured between batches: the batch in hand is always finished.
+    """
+
+    queue_url: str
+    stop: threading.Event
+    wait_seconds: int
+    until_empty: bool = False
+    on_batch: Callable[[IngestResult], None] | None = None
+    backoff_seconds: float = 1.0
+
+    def run(self) -> IngestResult:
+        total = IngestResult()
+        client = sqs_client(queue_url=self.queue_url, wait_seconds=self.wait_seconds)
+        health = _QueueHealth(self.queue_url)
+        backoff = self.backoff_seconds
+        while not self.stop.is_set():
+            try:
+                result = queue_drain_once(
+                    client=client, queue_url=self.queue_url, wait_seconds=self.wait_seconds
+                )
+            except (*TRANSIENT_DB_ERRORS, *TRANSIENT_SQS_ERRORS) as exc:
+                logger.warning(
+                    "drain %s: %s; nothing deleted, retrying in %.1fs", self.queue_url, exc, backoff
+                )
+                health.error(exc)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = self.backoff_seconds
+            total.add(result)
+            health.polled(result.received)
+            if self.on_batch is not None and result.received:
+                self.on_batch(result)
+            if self.until_empty and not result.received:
+                break
+        health.flush()
+        return total
+
+
+class _QueueHealth:
+    """Poll and error figures for the QueueSource row, written at most every few seconds."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+        self.pending = 0
+        self.last_write = 0.0
+        self.last_poll = None
+
+    def polled(self, received: int) -> None:
+        self.pending += received
+        self.last_poll = timezone.now()
+        if (self.last_poll.timestamp() - self.last_write) >= HEALTH_WRITE_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.last_poll is None:
+            return
+        from django.db.models import F
+
+        try:
+            QueueSource.objects.filter(url=self.queue_url).update(
+                last_poll_at=self.last_poll, messages_received=F("messages_received") + self.pending
+            )
+        except TRANSIENT_DB_ERRORS:
+            return
+        finally:
+            close_old_connections()
+        self.pending = 0
+        self.last_write = self.last_poll.timestamp()
+
+    def error(self, exc: Exception) -> None:
+        try:
+            QueueSource.objects.filter(url=self.queue_url).update(
+                last_error=f"{type(exc).__name__}: {exc}"[:2000], last_error_at=timezone.now()
+            )
+        except TRANSIENT_DB_ERRORS:
+            pass
+        finally:
+            close_old_connections()
+
+
+def accounts_warn() -> None:
+    """Say at start when envelopes from any AWS account are accepted."""
+    if not settings.CHIME_ALLOWED_ACCOUNTS:
+        logger.warning(
+            "CHIME_ALLOWED_ACCOUNTS is empty: envelopes naming any AWS account are accepted; "
+            "set it to the account ids whose Chime events you expect"
+        )
+
+
+def queue_sources_seed() -> list[QueueSource]:
+    """Make sure every queue in SQS_QUEUE_URLS has a QueueSource row (existing rows are kept)."""
+    for url in settings.SQS_QUEUE_URLS:
+        QueueSource.objects.get_or_create(url=url, defaults={"region": queue_region(url)})
+    return list(QueueSource.objects.all())
