@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import OperationalError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from roster import machine
@@ -177,7 +177,6 @@ def _events_apply(
 
     existing = set(Event.objects.filter(key__in=list(first_by_key)).values_list("key", flat=True))
     repeats.update({key: 1 for key in existing})
-    _duplicates_count(repeats)
     result.duplicates = sum(repeats.values())
 
     new_pairs = [pair for key, pair in first_by_key.items() if key not in existing]
@@ -186,6 +185,7 @@ def _events_apply(
         batch_size=1000,
         ignore_conflicts=True,
     )
+    _duplicates_count(repeats)  # after the insert: a repeat within the batch counts on its new row
     new_events = [event for _, event in new_pairs]
     result.applied = len(new_events)
 
@@ -227,8 +227,6 @@ def _event_row(message: IncomingMessage, event: ChimeEvent, received_at: datetim
 
 def _duplicates_count(repeats: Counter[str]) -> None:
     """Add each key's repeat count to its stored event (one UPDATE per distinct count)."""
-    from django.db.models import F
-
     by_count: dict[int, list[str]] = defaultdict(list)
     for key, count in repeats.items():
         by_count[count].append(key)

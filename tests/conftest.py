@@ -1,0 +1,151 @@
+"""Shared fixtures: a real local SQS endpoint (moto server over HTTP), queues, and the environment
+a subprocess needs to reach the same test database and endpoint."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MOTO_SERVER = Path(sys.executable).with_name("moto_server")
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On SQLite, tests that need PostgreSQL (row locks, other processes) are deselected."""
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    kept = [item for item in items if "postgres" not in item.keywords]
+    deselected = [item for item in items if "postgres" in item.keywords]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    """A moto server on loopback, speaking the real SQS HTTP API."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
+    previous = settings.AWS_ENDPOINT_URL_SQS
+    settings.AWS_ENDPOINT_URL_SQS = url
+    os.environ["AWS_ENDPOINT_URL_SQS"] = url
+    try:
+        yield url
+    finally:
+        settings.AWS_ENDPOINT_URL_SQS = previous
+        os.environ.pop("AWS_ENDPOINT_URL_SQS", None)
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def sqs(sqs_endpoint):
+    """A boto3 SQS client pointed at the local endpoint."""
+    from roster.sqs import sqs_client
+
+    return sqs_client(wait_seconds=1)
+
+
+@pytest.fixture
+def make_queue(sqs):
+    """Create uniquely named queues (deleted after the test)."""
+    created: list[str] = []
+
+    def make(*, visibility_timeout: int = 30, **attributes: str) -> str:
+        name = f"roster-test-{uuid.uuid4().hex[:12]}"
+        attrs = {"VisibilityTimeout": str(visibility_timeout), **attributes}
+        url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        try:
+            sqs.delete_queue(QueueUrl=url)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+
+
+def send_bodies(client, queue_url: str, bodies: list[str]) -> None:
+    """SendMessageBatch in chunks of 10."""
+    for start in range(0, len(bodies), 10):
+        chunk = bodies[start : start + 10]
+        response = client.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)],
+        )
+        assert not response.get("Failed"), response.get("Failed")
+
+
+def queue_depth(client, queue_url: str) -> tuple[int, int]:
+    """(visible, in flight) messages."""
+    attrs = client.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def subprocess_env(transactional_db, sqs_endpoint) -> dict[str, str]:
+    """Environment for a child `manage.py` process that uses this test's database and endpoint."""
+    db = settings.DATABASES["default"]
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=url,
+        AWS_ENDPOINT_URL_SQS=sqs_endpoint,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        PYTHONUNBUFFERED="1",
+        CONN_MAX_AGE="0",
+    )
+    return env
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
