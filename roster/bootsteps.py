@@ -37,4 +37,7 @@ class DrainStep(bootsteps.StartStopStep):
             self.supervisor.stop()
             self.supervisor = None
 
+    # A cold shutdown (second signal, or an embedded worker) also lets the batch in hand finish:
+    # it is one long poll at most, and only then is anything deleted.
+    terminate = stop
     shutdown = stop

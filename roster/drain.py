@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from roster.models import QueueSource
 from roster.sqs import DrainLoop, accounts_warn, queue_sources_seed
@@ -115,6 +115,7 @@ class DrainSupervisor:
             finally:
                 close_old_connections()
             self._stop.wait(self.interval)
+        connections.close_all()
 
     def tick(self) -> None:
         """One round: renew held slots, drop unwanted ones, take free ones."""
@@ -157,7 +158,7 @@ class DrainSupervisor:
         except Exception:
             logger.exception("drain of %s stopped", loop.queue_url)
         finally:
-            close_old_connections()
+            connections.close_all()  # this thread's connections only
 
     def _release(self, key: tuple[str, int], *, timeout: float | None) -> None:
         held = self.held.pop(key)

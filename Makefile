@@ -1,0 +1,34 @@
+# chime-roster: `make test` from a fresh clone installs into .venv and runs the whole suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+
+.PHONY: install test test-postgres test-sqlite lint bench migrate
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+# The whole suite on PostgreSQL, then again on the embedded SQLite default (what needs
+# PostgreSQL's row locks or other processes is deselected there).
+test: lint test-postgres test-sqlite
+
+test-postgres: install
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
+
+test-sqlite: install
+	env -u DATABASE_URL $(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python -m bench.run
+
+migrate: install
+	$(BIN)/python manage.py migrate
