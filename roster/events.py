@@ -115,19 +115,14 @@ def event_parse(
 
 
 def _parse(body: str | bytes, *, allowed_accounts: frozenset[str], max_bytes: int) -> ChimeEvent:
-    if isinstance(body, str):
-        size = len(body.encode("utf-8", "surrogatepass"))
-        text = body
-    else:
-        size = len(body)
-        text = None
-    if size > max_bytes:
-        raise _Reject("too_large", f"body is {size} bytes, more than MAX_MESSAGE_BYTES={max_bytes}")
-    if text is None:
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _Reject("not_utf8", f"body is not UTF-8: {exc}") from None
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if len(raw) > max_bytes:
+        raise _Reject("too_large", f"body is {len(raw)} bytes, more than MAX_MESSAGE_BYTES={max_bytes}")
+    try:
+        # A str body may hold lone surrogates: they are not UTF-8 either.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Reject("not_utf8", f"body is not UTF-8: {exc}") from None
     doc = _load_object(text, what="body")
 
     if doc.get("Type") == "Notification" and "Message" in doc:

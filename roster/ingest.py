@@ -385,6 +385,9 @@ MEETING_WRITE_FIELDS = [
     "ended_at",
     "peak_joined",
     "joined_count",
+    "dropped_count",
+    "video_count",
+    "sharing_count",
     "transcription",
     "transcription_message",
     "pipelines",
@@ -446,6 +449,15 @@ def _meeting_events_load(work: list[_MeetingWork]) -> dict[str, list[StoredEvent
     for meeting_id, *values in rows:
         result[meeting_id].append(StoredEvent(*values))
     return result
+
+
+def _counts_move(meeting: Meeting, state: machine.AttendeeState | None, sign: int) -> None:
+    """Add (or remove) one row's share of the meeting's dropped / video / sharing counts."""
+    if state is None:
+        return
+    meeting.dropped_count += sign * (state.presence == machine.PRESENCE_DROPPED)
+    meeting.video_count += sign * state.video
+    meeting.sharing_count += sign * (state.screen_share or state.content_share or state.content_video)
 
 
 def _meeting_fold(
@@ -519,15 +531,16 @@ def _meeting_fold(
     changed_rows: list[Attendee] = []
     for parent, state in new_states.items():
         row = item.rows.get(parent)
-        public_changed = row is None or _state_from_row(row).public() != state.public()
-        bookkeeping_changed = row is None or _state_from_row(row) != state
-        if not bookkeeping_changed:
+        old = _state_from_row(row) if row is not None else None
+        if old == state:
             continue
+        _counts_move(meeting, old, -1)
+        _counts_move(meeting, state, +1)
         if row is None:
             row = Attendee(meeting=meeting, attendee_id=parent)
         _state_to_row(state, row)
         attendee_writes.append(row)
-        if public_changed:
+        if old is None or old.public() != state.public():
             changed_rows.append(row)
 
     meeting_changed = meeting_as_dict(meeting) != before

@@ -6,6 +6,7 @@ event log; nothing else edits them.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from roster.events import MAX_ID_LENGTH, MAX_TEXT_LENGTH
@@ -28,6 +29,9 @@ class Meeting(models.Model):
     ended_at = models.BigIntegerField(null=True, blank=True, help_text="epoch ms")
     peak_joined = models.PositiveIntegerField(default=0)
     joined_count = models.PositiveIntegerField(default=0)
+    dropped_count = models.PositiveIntegerField(default=0)
+    video_count = models.PositiveIntegerField(default=0)
+    sharing_count = models.PositiveIntegerField(default=0)
     transcription = models.CharField(max_length=16, null=True, blank=True)
     transcription_message = models.TextField(null=True, blank=True)
     pipelines = models.JSONField(default=dict, blank=True)
@@ -193,3 +197,43 @@ class QueueSource(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+class AccessRule(models.Model):
+    """Lets a user, or every member of a group, see meetings: a glob on externalMeetingId
+    (or meetingId), or one exact meetingId. Staff see every meeting without rules."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE)
+    meetings = models.CharField(
+        max_length=TEXT, help_text="glob on externalMeetingId or meetingId, e.g. 'sales-*', or one meetingId"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False) | models.Q(group__isnull=False),
+                name="access_rule_names_someone",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user or self.group}: {self.meetings}"
+
+
+class FeedToken(models.Model):
+    """A bearer token for the feed and REST, scoped by a glob. Only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=TEXT)
+    token_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=16, help_text="first characters, to recognise a token")
+    meetings = models.CharField(
+        max_length=TEXT, default="*", help_text="glob on externalMeetingId or meetingId"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

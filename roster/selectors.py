@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Case, F, Q, When
 
+from roster.access import Access
 from roster.models import Attendee, Meeting
 from roster.serializers import attendee_as_dict, meeting_as_dict
 
@@ -33,3 +34,42 @@ def roster_get(*, meeting_id: str) -> dict[str, Any] | None:
 def meeting_list() -> list[dict[str, Any]]:
     meetings = Meeting.objects.order_by("status", "-started_at", "meeting_id")
     return [meeting_as_dict(meeting) for meeting in meetings]
+
+
+def meetings_visible(*, access: Access) -> list[Meeting]:
+    """Every meeting the caller may see: active first, then unknown, then ended; newest first."""
+    if access.nothing:
+        return []
+    order = Case(
+        When(status=Meeting.Status.ACTIVE, then=0), When(status=Meeting.Status.UNKNOWN, then=1), default=2
+    )
+    meetings = Meeting.objects.order_by(order, F("started_at").desc(nulls_last=True), "meeting_id")
+    if access.everything:
+        return list(meetings)
+    return [
+        m
+        for m in meetings
+        if access.allows(meeting_id=m.meeting_id, external_meeting_id=m.external_meeting_id)
+    ]
+
+
+def meeting_visible(*, access: Access, meeting_id: str) -> Meeting | None:
+    """The meeting, or None when it does not exist *or* the caller may not see it (same answer)."""
+    meeting = Meeting.objects.filter(meeting_id=meeting_id).first()
+    if meeting is None or not access.allows(
+        meeting_id=meeting.meeting_id, external_meeting_id=meeting.external_meeting_id
+    ):
+        return None
+    return meeting
+
+
+def roster_read(*, meeting: Meeting, since: int | None = None) -> dict[str, Any]:
+    """The meeting and its attendees (those changed after ``since``, when given)."""
+    meeting.refresh_from_db()
+    attendees = Attendee.objects.filter(meeting=meeting)
+    if since is not None:
+        attendees = attendees.filter(seq__gt=since)
+    return {
+        "meeting": meeting_as_dict(meeting),
+        "attendees": [attendee_as_dict(a) for a in attendees.order_by("attendee_id")],
+    }

@@ -19,6 +19,9 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 
+# Threads (drain, database_sync_to_async) must not keep connections open past a test.
+settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

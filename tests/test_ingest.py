@@ -42,7 +42,11 @@ def expected(details: list[dict]) -> dict:
     folded = machine.roster_fold(details[0]["meetingId"], events)
     meeting = {name: getattr(folded.meeting, name) for name in MEETING_COMPARED if name != "peak_joined"}
     meeting["peak_joined"] = folded.peak_joined
-    meeting["joined_count"] = sum(1 for a in folded.attendees.values() if a.presence == "joined")
+    states = folded.attendees.values()
+    meeting["joined_count"] = sum(1 for a in states if a.presence == "joined")
+    meeting["dropped_count"] = sum(1 for a in states if a.presence == "dropped")
+    meeting["video_count"] = sum(1 for a in states if a.video)
+    meeting["sharing_count"] = sum(1 for a in states if a.screen_share or a.content_share or a.content_video)
     return {"meeting": meeting, "attendees": {a: s.public() for a, s in folded.attendees.items()}}
 
 
@@ -50,7 +54,8 @@ def stored(meeting_id: str) -> dict:
     roster = roster_get(meeting_id=meeting_id)
     assert roster is not None
     meeting = {name: roster["meeting"][name] for name in MEETING_COMPARED}
-    meeting["joined_count"] = roster["meeting"]["joined_count"]
+    for name in ("joined_count", "dropped_count", "video_count", "sharing_count"):
+        meeting[name] = roster["meeting"][name]
     attendees = {}
     for attendee in roster["attendees"]:
         attendee = dict(attendee)
