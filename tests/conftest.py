@@ -3,6 +3,7 @@ a subprocess needs to reach the same test database and endpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -101,10 +102,8 @@ def make_queue(sqs):
 
     yield make
     for url in created:
-        try:
+        with contextlib.suppress(Exception):  # best-effort cleanup
             sqs.delete_queue(QueueUrl=url)
-        except Exception:  # noqa: BLE001 - best-effort cleanup
-            pass
 
 
 def send_bodies(client, queue_url: str, bodies: list[str]) -> None:
