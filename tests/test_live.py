@@ -207,5 +207,15 @@ def test_dashboard_changes_live_in_a_real_browser(daphne, celery_worker, sqs, ma
         if screenshot:
             page.screenshot(path=screenshot, full_page=True)
         assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
+
+        # The meeting list: a meeting that starts now appears without a reload.
+        page.goto(f"http://{daphne}/")
+        page.wait_for_selector("#connection-status[data-state=live]", timeout=15000)
+        assert page.locator(f'[data-meeting-id="{meeting_id}"]').count() == 1
+        newcomer = meeting_stream(seed=102, attendees=2, end=False)[:5]
+        list_url = page.url
+        send_bodies(sqs, queue, [as_envelope(d) for d in newcomer])
+        page.locator(f'[data-meeting-id="{newcomer[0]["meetingId"]}"]').wait_for(timeout=15000)
+        assert page.url == list_url
         browser.close()
     assert dialogs == []  # the hostile name ran nothing
