@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from roster.models import Attendee, Event, Meeting, Quarantine, QueueSource, VoiceConnectorStream
+from roster.models import (
+    AccessRule,
+    Attendee,
+    Event,
+    FeedToken,
+    Meeting,
+    Quarantine,
+    QueueSource,
+    VoiceConnectorStream,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -122,3 +131,29 @@ class QueueSourceAdmin(admin.ModelAdmin):
     list_display = ("url", "enabled", "consumers", "last_poll_at", "messages_received", "last_error_at")
     list_editable = ("enabled", "consumers")
     readonly_fields = ("last_poll_at", "last_error", "last_error_at", "messages_received")
+
+
+@admin.register(AccessRule)
+class AccessRuleAdmin(admin.ModelAdmin):
+    list_display = ("meetings", "user", "group", "created_at")
+    search_fields = ("meetings", "user__username", "group__name")
+
+
+@admin.register(FeedToken)
+class FeedTokenAdmin(admin.ModelAdmin):
+    """Tokens are created with `manage.py create_feed_token` (shown once); here they are revoked."""
+
+    list_display = ("name", "prefix", "meetings", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("name", "prefix", "meetings", "created_at", "last_used_at", "revoked_at")
+    exclude = ("token_hash",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset) -> None:
+        from roster.access import feed_token_revoke
+
+        for token in queryset.filter(revoked_at__isnull=True):
+            feed_token_revoke(token=token)

@@ -178,3 +178,13 @@ def test_timeline_lanes(admin_client):
         {"kind": "sharing", "start": 160, "end": 200},
         {"kind": "present", "start": 300, "end": None},
     ]
+
+
+def test_admin_revokes_tokens(admin_client):
+    token, raw = feed_token_create(name="kiosk", meetings="*")
+    page = admin_client.get("/admin/roster/feedtoken/")
+    assert page.status_code == 200 and b"kiosk" in page.content and raw.encode() not in page.content
+    admin_client.post("/admin/roster/feedtoken/", {"action": "revoke", "_selected_action": [token.pk]})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert admin_client.get("/admin/roster/feedtoken/add/").status_code == 403
