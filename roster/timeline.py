@@ -20,6 +20,7 @@ def _flags(state: machine.AttendeeState) -> dict[str, bool]:
 
 
 def timeline_build(meeting_id: str, events: Iterable[machine.FoldableEvent]) -> dict[str, Any]:
+    """Lanes in name order; open segments have ``end`` null (still going on)."""
     states: dict[str, machine.AttendeeState] = {}
     lanes: dict[str, dict[str, Any]] = {}
     open_since: dict[tuple[str, str], int] = {}
@@ -64,4 +65,4 @@ def timeline_build(meeting_id: str, events: Iterable[machine.FoldableEvent]) -> 
     ordered = sorted(
         lanes.values(), key=lambda lane: (lane["external_user_id"] or lane["attendee_id"]).lower()
     )
-    return {"meeting_id": meeting_id, "start": first, "end": last, "lanes": ordered}
+    return {"meeting_id": meeting_id, "start": first, "last_event_at": last, "lanes": ordered}

@@ -78,7 +78,11 @@ def api_timeline(request: HttpRequest, meeting_id: str) -> JsonResponse:
     except Http404:
         return JsonResponse({"error": "not_found", "message": "no such meeting"}, status=404)
     rows = Event.objects.filter(meeting_id=meeting.meeting_id).values_list(*STORED_EVENT_FIELDS)
-    return JsonResponse(timeline_build(meeting.meeting_id, [StoredEvent(*row) for row in rows]))
+    timeline = timeline_build(meeting.meeting_id, [StoredEvent(*row) for row in rows])
+    timeline["end"] = (
+        meeting.ended_at if meeting.status == Meeting.Status.ENDED else None
+    )  # null: still going
+    return JsonResponse(timeline)
 
 
 @login_required

@@ -169,7 +169,7 @@ def test_timeline_lanes(admin_client):
     ]
     ingest(events)
     timeline = admin_client.get("/api/meetings/m-tl/timeline").json()
-    assert (timeline["start"], timeline["end"]) == (100, 300)
+    assert (timeline["start"], timeline["last_event_at"], timeline["end"]) == (100, 300, None)  # not ended
     (lane,) = timeline["lanes"]
     assert lane["external_user_id"] == "ann" and lane["drops"] == [200]
     assert lane["segments"] == [

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 
 import pytest
 from channels.db import database_sync_to_async
@@ -21,6 +22,7 @@ from roster.broadcast import meeting_group, publisher
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import Meeting
 from roster.selectors import roster_read
+from tests.conftest import ROOT
 from tests.streams import as_bare, bodies, meeting_stream
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -320,3 +322,31 @@ async def test_contract_snapshot_plus_deltas_equals_later_snapshot(seed):
     assert states["resumer"][meeting_id] == as_state(final)
     await steady.disconnect()
     await resumer.disconnect()
+
+
+async def test_a_short_lived_command_publishes_before_it_exits(subprocess_env, tmp_path):
+    """ingest_file in its own process: its changes reach live clients before the process exits."""
+    details = meeting_stream(seed=76, attendees=2, end=False)
+    meeting_id = details[0]["meetingId"]
+    await ingest(details[:4])
+    communicator, _ = await feed(await token())
+    await receive(communicator)
+    await communicator.send_json_to({"type": "subscribe", "meetings": [meeting_id]})
+    held = (await receive(communicator))["meeting"]["seq"]
+    path = tmp_path / "more.jsonl"
+    path.write_text("\n".join(as_bare(d) for d in details[4:10]) + "\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "manage.py"),
+        "ingest_file",
+        str(path),
+        env=subprocess_env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err
+    delta = await receive(communicator)
+    assert delta["type"] == "delta" and delta["meeting"]["seq"] == held + 1
+    await communicator.disconnect()

@@ -8,6 +8,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from roster.broadcast import publisher
 from roster.ingest import IngestResult
 from roster.models import QueueSource
 from roster.sqs import DrainLoop, accounts_warn
@@ -69,4 +70,5 @@ class Command(BaseCommand):
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.5)
+        publisher.flush()  # live clients hear of the last batches before this process exits
         self.stdout.write(total.summary())

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from roster.broadcast import publisher
 from roster.ingest import IncomingMessage, IngestResult, messages_ingest
 
 BATCH = 500
@@ -41,4 +42,5 @@ class Command(BaseCommand):
                     batch = []
         if batch:
             total.add(messages_ingest(messages=batch))
+        publisher.flush()  # live clients hear of it before this process exits
         self.stdout.write(total.summary())
