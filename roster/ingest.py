@@ -49,6 +49,8 @@ from roster.serializers import attendee_as_dict, meeting_as_dict
 logger = logging.getLogger(__name__)
 
 DEADLOCK_RETRIES = 3
+# The fold reads event types with or without the "chime:" prefix; so must the queries.
+MEETING_END_TYPES = ("chime:MeetingEnded", "MeetingEnded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,7 +432,7 @@ def _histories_load(work: list[_MeetingWork]) -> dict[str, dict[str, list[Stored
     for item in work:
         if item.refold:
             query |= Q(meeting_id=item.meeting.meeting_id, parent_id__in=sorted(item.refold))
-            query |= Q(meeting_id=item.meeting.meeting_id, parent_id="", event_type="chime:MeetingEnded")
+            query |= Q(meeting_id=item.meeting.meeting_id, parent_id="", event_type__in=MEETING_END_TYPES)
     histories: dict[str, dict[str, list[StoredEvent]]] = defaultdict(lambda: defaultdict(list))
     if not query:
         return histories

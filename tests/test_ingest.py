@@ -296,3 +296,16 @@ def test_unknown_detail_type_is_stored_never_dropped():
     assert (result.applied, result.duplicates, result.quarantined) == (1, 1, 0)
     event = Event.objects.get()
     assert (event.kind, event.detail_type, event.detail) == ("unknown", "Chime Something New", {"a": 1})
+
+
+def test_unprefixed_meeting_end_is_found_when_rows_are_re_derived():
+    """The fold accepts "MeetingEnded" without "chime:"; ingest's stored-event query must too."""
+    meeting = "m-unprefixed"
+    joined = {"meetingId": meeting, "attendeeId": "a", "eventType": "chime:AttendeeJoined", "timestamp": 1}
+    ended = {"meetingId": meeting, "eventType": "MeetingEnded", "timestamp": 5}
+    late = {"meetingId": meeting, "attendeeId": "b", "eventType": "chime:AttendeeJoined", "timestamp": 2}
+    ingest([as_bare(joined)])
+    ingest([as_bare(ended)])
+    ingest([as_bare(late)])  # a new row in an ended meeting: re-derived with the stored end
+    assert stored(meeting) == expected([joined, ended, late])
+    assert set(Attendee.objects.filter(meeting_id=meeting).values_list("presence", flat=True)) == {"left"}
