@@ -288,13 +288,16 @@ def _streams_fold(
             row = streams[ids]
             state = touched[ids] = machine.StreamState(**{n: getattr(row, n) for n in names})
         machine.stream_apply(state, event)
+    now = timezone.now()
     rows = []
     for ids, state in touched.items():
         row = streams[ids]
         for name in names:
             setattr(row, name, getattr(state, name))
+        row.updated_at = now
         rows.append(row)
-    VoiceConnectorStream.objects.bulk_update(rows, [n for n in names if n not in ("voice_connector_id",)])
+    written = [n for n in names if n not in ("voice_connector_id", "transaction_id")]
+    VoiceConnectorStream.objects.bulk_update(rows, [*written, "updated_at"])
 
 
 # --- the roster fold around the database ----------------------------------------------------
@@ -327,6 +330,7 @@ class _MeetingWork:
     ended: bool
     rows: dict[str, Attendee] = field(default_factory=dict)
     refold: set[str] = field(default_factory=set)
+    last_step: machine.Position = (-1, -1)
 
 
 def _meetings_fold(
@@ -338,13 +342,15 @@ def _meetings_fold(
         for event in events:
             if machine.changes_attendee(event):
                 by_parent[machine.parent_of(event.attendee_id)].append(event)
+        meeting = meetings[meeting_id]
         work.append(
             _MeetingWork(
-                meeting=meetings[meeting_id],
+                meeting=meeting,
                 new_events=events,
                 by_parent=by_parent,
                 meeting_level=any(machine.is_meeting_level(e) for e in events),
                 ended=any(machine.is_meeting_end(e) for e in events),
+                last_step=(meeting.last_step_ts, meeting.last_step_rank),
             )
         )
 
@@ -362,9 +368,11 @@ def _meetings_fold(
             meeting_events=meeting_histories.get(item.meeting.meeting_id, []),
             attendee_writes=attendee_writes,
         )
-        meeting_writes.append(item.meeting)
         if change is not None:
             changes.append(change)
+            meeting_writes.append(item.meeting)
+        elif (item.meeting.last_step_ts, item.meeting.last_step_rank) != item.last_step:
+            meeting_writes.append(item.meeting)  # only fold bookkeeping moved
 
     if attendee_writes:
         Attendee.objects.bulk_create(

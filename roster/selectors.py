@@ -1,4 +1,4 @@
-"""Reads: what the REST endpoints, commands and (later) the feed show."""
+"""Reads: what the REST endpoints, the dashboard, the sockets and the commands show."""
 
 from __future__ import annotations
 
@@ -29,11 +29,6 @@ def roster_get(*, meeting_id: str) -> dict[str, Any] | None:
         return None
     attendees = Attendee.objects.filter(meeting=meeting).order_by("attendee_id")
     return {"meeting": meeting_as_dict(meeting), "attendees": [attendee_as_dict(a) for a in attendees]}
-
-
-def meeting_list() -> list[dict[str, Any]]:
-    meetings = Meeting.objects.order_by("status", "-started_at", "meeting_id")
-    return [meeting_as_dict(meeting) for meeting in meetings]
 
 
 def meetings_visible(*, access: Access) -> list[Meeting]:

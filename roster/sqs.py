@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from roster.events import Rejection
@@ -199,8 +200,6 @@ class _QueueHealth:
     def flush(self) -> None:
         if self.last_poll is None:
             return
-        from django.db.models import F
-
         try:
             QueueSource.objects.filter(url=self.queue_url).update(
                 last_poll_at=self.last_poll, messages_received=F("messages_received") + self.pending
