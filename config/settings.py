@@ -107,6 +107,8 @@ SQS_SLOTS_PER_WORKER = env.int("SQS_SLOTS_PER_WORKER", default=2)
 SQS_DRAIN_IN_WORKER = env.bool("SQS_DRAIN_IN_WORKER", default=True)
 CHIME_ALLOWED_ACCOUNTS = env.list("CHIME_ALLOWED_ACCOUNTS", default=[])
 MAX_MESSAGE_BYTES = env.int("MAX_MESSAGE_BYTES", default=262144)
+# SNS HTTPS endpoint (/sns/): topics whose messages are accepted; empty accepts none.
+SNS_ALLOWED_TOPIC_ARNS = env.list("SNS_ALLOWED_TOPIC_ARNS", default=[])
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,115 @@
+"""Send realistic Chime traffic to SQS queues (roster.simulator), paced at a rate."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from roster.simulator import deliveries, simulated_events
+from roster.sqs import sqs_client
+
+
+class Command(BaseCommand):
+    help = "Send realistic Chime meeting events to SQS (deterministic with --seed)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--queue-url", required=True, help="main queue (envelopes as --envelope says)")
+        parser.add_argument(
+            "--sns-queue-url", help="second queue fed SNS-wrapped copies (overlap = --mirror-share)"
+        )
+        parser.add_argument(
+            "--mirror-share", type=float, default=1.0, help="share of events also sent via SNS"
+        )
+        parser.add_argument("--meetings", type=int, default=3, help="concurrent meetings")
+        parser.add_argument("--attendees", type=int, default=8, help="attendees per meeting")
+        parser.add_argument("--rate", type=float, default=20.0, help="events per second")
+        parser.add_argument(
+            "--envelope", choices=["eventbridge", "sns", "bare", "mixed"], default="eventbridge"
+        )
+        parser.add_argument("--shuffle", action="store_true", help="reorder within a window of 20 bodies")
+        parser.add_argument("--duplicates", type=float, default=0.0, help="probability of a second delivery")
+        parser.add_argument("--poison", type=float, default=0.0, help="share of malformed messages")
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--count", type=int, help="stop after this many events")
+        parser.add_argument("--forever", action="store_true", help="start a new meeting whenever one ends")
+        parser.add_argument("--start-ms", type=int, help="timestamp of the first event (default: now)")
+
+    def handle(self, *args, **options):
+        rate = options["rate"]
+        if rate <= 0:
+            raise CommandError("--rate must be positive")
+        start_ms = options["start_ms"] if options["start_ms"] is not None else int(time.time() * 1000)
+        events = simulated_events(
+            seed=options["seed"],
+            meetings=options["meetings"],
+            attendees=options["attendees"],
+            start_ms=start_ms,
+            step_ms=1000.0 / rate,
+            forever=options["forever"],
+        )
+        if options["count"] is not None:
+            events = itertools.islice(events, options["count"])
+        counted = _Counted(events)
+        bodies = deliveries(
+            counted,
+            seed=options["seed"],
+            envelope=options["envelope"],
+            mirror_share=options["mirror_share"] if options["sns_queue_url"] else 0.0,
+            duplicates=options["duplicates"],
+            poison=options["poison"],
+            shuffle_window=20 if options["shuffle"] else 0,
+        )
+        targets = [options["queue_url"], options["sns_queue_url"]]
+        client = sqs_client(queue_url=options["queue_url"])
+        pending: dict[int, list[str]] = {0: [], 1: []}
+        sent = 0
+        started = time.monotonic()
+
+        def flush(target: int) -> None:
+            nonlocal sent
+            batch = pending[target]
+            if not batch:
+                return
+            response = client.send_message_batch(
+                QueueUrl=targets[target],
+                Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(batch)],
+            )
+            if response.get("Failed"):
+                raise CommandError(f"SendMessageBatch failed: {response['Failed'][:3]}")
+            sent += len(batch)
+            pending[target] = []
+
+        try:
+            for delivery in bodies:
+                pending[delivery.target].append(delivery.body)
+                if len(pending[delivery.target]) == 10:
+                    flush(delivery.target)
+                due = started + counted.count / rate  # pace by events, not bodies
+                wait = due - time.monotonic()
+                if wait > 0:
+                    for target in pending:
+                        flush(target)
+                    time.sleep(wait)
+        except KeyboardInterrupt:
+            pass
+        for target in pending:
+            flush(target)
+        self.stdout.write(f"events={counted.count} bodies={sent}")
+
+
+class _Counted:
+    """Counts the events drawn from an iterator (pacing is by events)."""
+
+    def __init__(self, iterator):
+        self.iterator = iter(iterator)
+        self.count = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self.iterator)
+        self.count += 1
+        return item
