@@ -383,7 +383,13 @@ def _meetings_fold(
             update_fields=[*ATTENDEE_STATE_FIELDS, "seq"],
         )
     if meeting_writes:
-        Meeting.objects.bulk_update(meeting_writes, MEETING_WRITE_FIELDS)
+        # One INSERT .. ON CONFLICT DO UPDATE: far cheaper than bulk_update's CASE per field per row.
+        Meeting.objects.bulk_create(
+            meeting_writes,
+            update_conflicts=True,
+            unique_fields=["meeting_id"],
+            update_fields=MEETING_WRITE_FIELDS,
+        )
     return changes
 
 

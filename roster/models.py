@@ -93,7 +93,7 @@ class Attendee(models.Model):
 class Event(models.Model):
     """The append-only event log: every occurrence once, identified by its natural key."""
 
-    key = models.CharField(max_length=64, unique=True, help_text="sha256 of the natural key")
+    key = models.CharField(max_length=64, help_text="sha256 of the natural key")
     kind = models.CharField(max_length=16)
     detail_type = models.CharField(max_length=TEXT)
     event_type = models.CharField(max_length=TEXT, blank=True, default="")
@@ -111,6 +111,9 @@ class Event(models.Model):
     duplicate_count = models.PositiveIntegerField(default=0)
 
     class Meta:
+        # A constraint, not unique=True: the key is a digest, never searched with LIKE, so no
+        # second (varchar_pattern_ops) index to maintain on every insert.
+        constraints = [models.UniqueConstraint(fields=["key"], name="event_key_unique")]
         indexes = [
             models.Index(fields=["meeting_id", "parent_id", "timestamp"], name="event_fold_idx"),
             models.Index(fields=["event_type"], name="event_type_idx"),
