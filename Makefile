@@ -29,6 +29,7 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.live_bench
 
 migrate: install
 	$(BIN)/python manage.py migrate
