@@ -56,27 +56,30 @@ def api_meetings(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"meetings": [meeting_as_dict(m) for m in meetings_visible(access=access)]})
 
 
-@require_GET
-def api_roster(request: HttpRequest, meeting_id: str) -> JsonResponse:
+def _api_meeting(request: HttpRequest, meeting_id: str) -> Meeting | JsonResponse:
+    """The meeting the caller may see, or the JSON 401/404 to answer (absent == invisible)."""
     access = _api_access(request)
     if access is None:
         return _unauthorized()
-    try:
-        meeting = _visible_or_404(access, meeting_id)
-    except Http404:
+    meeting = meeting_visible(access=access, meeting_id=meeting_id)
+    if meeting is None:
         return JsonResponse({"error": "not_found", "message": "no such meeting"}, status=404)
+    return meeting
+
+
+@require_GET
+def api_roster(request: HttpRequest, meeting_id: str) -> JsonResponse:
+    meeting = _api_meeting(request, meeting_id)
+    if isinstance(meeting, JsonResponse):
+        return meeting
     return JsonResponse(roster_read(meeting=meeting))
 
 
 @require_GET
 def api_timeline(request: HttpRequest, meeting_id: str) -> JsonResponse:
-    access = _api_access(request)
-    if access is None:
-        return _unauthorized()
-    try:
-        meeting = _visible_or_404(access, meeting_id)
-    except Http404:
-        return JsonResponse({"error": "not_found", "message": "no such meeting"}, status=404)
+    meeting = _api_meeting(request, meeting_id)
+    if isinstance(meeting, JsonResponse):
+        return meeting
     rows = Event.objects.filter(meeting_id=meeting.meeting_id).values_list(*STORED_EVENT_FIELDS)
     timeline = timeline_build(meeting.meeting_id, [StoredEvent(*row) for row in rows])
     timeline["end"] = (
