@@ -151,3 +151,29 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.
         text=True,
         timeout=timeout,
     )
+
+
+def celery_worker_start(env: dict[str, str], *, loglevel: str = "INFO") -> subprocess.Popen:
+    """A real `celery worker` process (solo pool) draining SQS with 1 s long polls."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            loglevel,
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ],
+        env=dict(env, SQS_WAIT_SECONDS="1"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

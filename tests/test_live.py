@@ -18,7 +18,7 @@ from roster.access import feed_token_create
 from roster.broadcast import publisher
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import QueueSource
-from tests.conftest import ROOT, free_port, send_bodies
+from tests.conftest import ROOT, celery_worker_start, free_port, send_bodies
 from tests.streams import as_bare, as_envelope, meeting_stream
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -69,29 +69,7 @@ def daphne(subprocess_env):
 
 @pytest.fixture
 def celery_worker(subprocess_env):
-    env = dict(subprocess_env, SQS_WAIT_SECONDS="1")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "WARNING",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = celery_worker_start(subprocess_env, loglevel="WARNING")
     yield process
     stop(process)
 

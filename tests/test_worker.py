@@ -4,8 +4,6 @@ consumer slots are capped across workers through Redis, and SIGTERM stops a work
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,7 +14,7 @@ from django.conf import settings
 from config.celery import app
 from roster.drain import DrainSupervisor, slot_key
 from roster.models import Attendee, Event, QueueSource
-from tests.conftest import ROOT, manage, queue_depth, send_bodies
+from tests.conftest import celery_worker_start, manage, queue_depth, send_bodies
 from tests.streams import as_envelope, bodies, meeting_stream
 from tests.test_ingest import expected, stored
 
@@ -100,29 +98,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_loses_nothing(subprocess_env, sq
     QueueSource.objects.create(url=queue, consumers=1)
     details = meeting_stream(seed=51, attendees=8)
     send_bodies(sqs, queue, bodies(details, seed=51))
-    env = dict(subprocess_env, SQS_WAIT_SECONDS="1")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = celery_worker_start(subprocess_env, loglevel="INFO")
     try:
         wait_for(lambda: Event.objects.exists(), timeout=60)
         worker.send_signal(signal.SIGTERM)
