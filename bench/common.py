@@ -64,12 +64,13 @@ def environment_prepare(*, sqs_endpoint: str | None = None) -> None:
         os.environ["AWS_ENDPOINT_URL_SQS"] = ""
 
 
-def database_recreate() -> None:
-    """Drop and create the bench database (name starts with 'bench'), then migrate."""
+def database_recreate(database_url: str = BENCH_DATABASE_URL) -> None:
+    """Drop and create a bench database (its name must start with 'bench')."""
     import psycopg
 
-    url = urlsplit(BENCH_DATABASE_URL)
+    url = urlsplit(database_url)
     name = url.path.lstrip("/")
+    assert name.startswith("bench"), f"refusing to drop {name!r}: not a bench database"
     admin = url._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

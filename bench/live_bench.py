@@ -49,7 +49,7 @@ from collections import deque
 from pathlib import Path
 
 from bench import live_common as lc
-from bench.live_common import log
+from bench.common import log
 
 ACCOUNT = "111122223333"
 CLIENTS_PER_MEETING = 10

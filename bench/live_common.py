@@ -33,26 +33,20 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench import common
+from bench.common import LOOPBACK, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_live"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CHANNEL_PREFIX = "benchlive"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 AWS_TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
+    **common.AWS_TEST_ENV,
     "AWS_CONFIG_FILE": "/dev/null",
     "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
 }
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
 
 
 # --- environment ----------------------------------------------------------------------------
@@ -96,21 +90,7 @@ def settings_patch() -> None:
 
 
 def database_recreate() -> None:
-    import psycopg
-
-    url = urlsplit(DATABASE_URL)
-    name = url.path.lstrip("/")
-    assert name == "bench_live"
-    admin = url._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    common.database_recreate(DATABASE_URL)
 
 
 def wait_port(port: int, timeout: float = 60.0) -> None:
