@@ -106,7 +106,9 @@ def test_two_queues_shuffled_and_duplicated_give_the_ordered_roster(subprocess_e
     )
     assert run.returncode == 0, run.stderr
     received, applied, duplicates, quarantined = summary(run.stdout)
-    assert received == len(raw_a) + len(raw_b)
+    # SQS delivers at least once: concurrent consumers may receive a message twice. Every body
+    # sent is received; any extra receipt is a duplicate, never a second application.
+    assert received >= len(raw_a) + len(raw_b)
     assert applied == len(details) and quarantined == 0
     assert duplicates == received - applied
     assert Event.objects.count() == len(details)
