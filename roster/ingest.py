@@ -69,6 +69,8 @@ class IngestResult:
     duplicates: int = 0
     quarantined: int = 0
     changed_meetings: dict[str, int] = field(default_factory=dict)
+    # (queue, event type or rejection code, outcome) -> messages; outcome is one of OUTCOMES.
+    tallies: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def add(self, other: IngestResult) -> None:
         self.received += other.received
@@ -76,12 +78,16 @@ class IngestResult:
         self.duplicates += other.duplicates
         self.quarantined += other.quarantined
         self.changed_meetings.update(other.changed_meetings)
+        self.tallies.update(other.tallies)
 
     def summary(self) -> str:
         return (
             f"received={self.received} applied={self.applied} "
             f"duplicates={self.duplicates} quarantined={self.quarantined}"
         )
+
+
+OUTCOMES = ("applied", "duplicate", "quarantined")
 
 
 class StoredEvent(NamedTuple):
@@ -130,6 +136,8 @@ def messages_ingest(*, messages: Sequence[IncomingMessage]) -> IngestResult:
             time.sleep(0.05 * (attempt + 1))
     result.received = len(messages)
     result.quarantined = len(rejected)
+    for message, rejection in rejected:
+        result.tallies[(message.queue, rejection.code, "quarantined")] += 1
     return result
 
 
@@ -163,11 +171,12 @@ def _events_apply(
     result = IngestResult()
     first_by_key: dict[str, tuple[IncomingMessage, ChimeEvent]] = {}
     repeats: Counter[str] = Counter()
-    for message, event in accepted:
-        if event.key in first_by_key:
-            repeats[event.key] += 1
+    for pair in accepted:
+        key = pair[1].key
+        if key in first_by_key:
+            repeats[key] += 1
         else:
-            first_by_key[event.key] = (message, event)
+            first_by_key[key] = pair
     if not first_by_key:
         return result
 
@@ -182,6 +191,10 @@ def _events_apply(
     result.duplicates = sum(repeats.values())
 
     new_pairs = [pair for key, pair in first_by_key.items() if key not in existing]
+    applied_ids = {id(pair) for pair in new_pairs}  # the first of each new key; the rest repeat
+    for pair in accepted:
+        outcome = "applied" if id(pair) in applied_ids else "duplicate"
+        result.tallies[(pair[0].queue, pair[1].event_type, outcome)] += 1
     Event.objects.bulk_create(
         [_event_row(message, event, received_at) for message, event in new_pairs],
         batch_size=1000,

@@ -13,6 +13,7 @@ from roster.events import event_parse
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
 from roster.selectors import roster_get
+from tests.chime_factory import as_json, detail, envelope
 from tests.streams import as_bare, as_envelope, as_sns, bodies, meeting_stream, shuffled_with_duplicates
 
 pytestmark = pytest.mark.django_db
@@ -309,3 +310,28 @@ def test_unprefixed_meeting_end_is_found_when_rows_are_re_derived():
     ingest([as_bare(late)])  # a new row in an ended meeting: re-derived with the stored end
     assert stored(meeting) == expected([joined, ended, late])
     assert set(Attendee.objects.filter(meeting_id=meeting).values_list("presence", flat=True)) == {"left"}
+
+
+def test_tallies_count_each_message_once_by_queue_type_and_outcome():
+    """Metrics read these: every message is counted once, as applied, duplicate or quarantined."""
+    joined = as_json(envelope(detail("AttendeeJoined", meeting_id="m-t", attendee_id="a1", ts=1000)))
+    left = as_json(envelope(detail("AttendeeLeft", meeting_id="m-t", attendee_id="a1", ts=2000)))
+    first = messages_ingest(
+        messages=[
+            IncomingMessage(body=joined, queue="q1"),
+            IncomingMessage(body=joined, queue="q2"),
+            IncomingMessage(body="{", queue="q2"),
+        ]
+    )
+    assert first.tallies == {
+        ("q1", "chime:AttendeeJoined", "applied"): 1,
+        ("q2", "chime:AttendeeJoined", "duplicate"): 1,
+        ("q2", "not_json", "quarantined"): 1,
+    }
+    second = messages_ingest(
+        messages=[IncomingMessage(body=joined, queue="q1"), IncomingMessage(body=left, queue="q1")]
+    )
+    assert second.tallies == {
+        ("q1", "chime:AttendeeJoined", "duplicate"): 1,
+        ("q1", "chime:AttendeeLeft", "applied"): 1,
+    }
