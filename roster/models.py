@@ -167,8 +167,18 @@ class Quarantine(models.Model):
     queue = models.CharField(max_length=1024, blank=True, default="")
     sqs_message_id = models.CharField(max_length=TEXT, blank=True, default="")
     received_at = models.DateTimeField()
-    reprocessed = models.BooleanField(default=False)
-    reprocessed_at = models.DateTimeField(null=True, blank=True)
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied"
+        DUPLICATE = "duplicate"
+        REJECTED = "rejected", "still rejected"
+        TRUNCATED = "truncated", "not reprocessed: truncated"
+        FAILED = "failed"
+
+    reprocessed = models.BooleanField(default=False, help_text="the body went through ingest again")
+    reprocessed_at = models.DateTimeField(null=True, blank=True, help_text="last reprocess attempt")
+    reprocess_outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True, default="")
+    reprocess_detail = models.TextField(blank=True, default="", help_text="the new reason, or why not")
 
     class Meta:
         indexes = [
@@ -197,6 +207,15 @@ class QueueSource(models.Model):
     last_error = models.TextField(blank=True, default="")
     last_error_at = models.DateTimeField(null=True, blank=True)
     messages_received = models.BigIntegerField(default=0)
+    # From GetQueueAttributes (roster.sqs.queue_health_refresh), every QUEUE_HEALTH_SECONDS.
+    backlog = models.IntegerField(null=True, blank=True, help_text="ApproximateNumberOfMessages")
+    in_flight = models.IntegerField(null=True, blank=True, help_text="ApproximateNumberOfMessagesNotVisible")
+    # SQS has no oldest-message attribute (that is the CloudWatch metric): the drain records the
+    # age of the oldest message in its last receive (SentTimestamp), 0 when the queue is empty.
+    oldest_age_seconds = models.FloatField(
+        null=True, blank=True, help_text="age of the oldest message in the drain's last receive"
+    )
+    health_checked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.url
