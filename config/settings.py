@@ -99,6 +99,15 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Queue backlog and in-flight counts (GetQueueAttributes) for admin, /metrics and the dashboard.
+QUEUE_HEALTH_SECONDS = env.float("QUEUE_HEALTH_SECONDS", default=30.0)
+CELERY_BEAT_SCHEDULE = {
+    "queue-health-refresh": {
+        "task": "roster.tasks.queue_health_refresh",
+        "schedule": QUEUE_HEALTH_SECONDS,
+        "options": {"expires": QUEUE_HEALTH_SECONDS},  # a stale check is worth nothing
+    },
+}
 
 # SQS and Chime
 SQS_QUEUE_URLS = env.list("SQS_QUEUE_URLS", default=[])

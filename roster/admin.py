@@ -1,9 +1,23 @@
-"""Admin for operators. Derived rows are read-only: only roster.ingest writes them."""
+"""Admin for operators. Derived rows are read-only: only roster.ingest writes them.
+
+Meeting, Attendee, Event and VoiceConnectorStream can be looked at, never added, changed or
+deleted here (a hand edit would disagree with the event log, and the next fold would undo it).
+Actions only call services: quarantine reprocessing, queue health, feed tokens.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+import json
 
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+
+from roster.access import feed_token_create, feed_token_revoke
 from roster.models import (
     AccessRule,
     Attendee,
@@ -14,10 +28,12 @@ from roster.models import (
     QueueSource,
     VoiceConnectorStream,
 )
+from roster.quarantine import quarantine_body_sections, quarantine_reprocess
+from roster.sqs import queue_health_refresh, queue_source_update
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Derived state and the event log: visible, never hand-editable."""
+    """Derived state and the event log: visible, never added, changed or deleted by hand."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -25,22 +41,31 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+ATTENDEE_FIELDS = (
+    "attendee_id",
+    "external_user_id",
+    "presence",
+    "network_type",
+    "video",
+    "screen_share",
+    "content_share",
+    "content_video",
+    "first_joined_at",
+    "joined_since",
+    "joined_ms",
+    "drop_count",
+    "capabilities",
+    "seq",
+)
+
 
 class AttendeeInline(admin.TabularInline):
     model = Attendee
-    fields = (
-        "attendee_id",
-        "external_user_id",
-        "presence",
-        "network_type",
-        "video",
-        "screen_share",
-        "content_share",
-        "content_video",
-        "drop_count",
-        "joined_ms",
-        "seq",
-    )
+    fields = ATTENDEE_FIELDS
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -48,6 +73,17 @@ class AttendeeInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _events_link(meeting_id: str) -> str:
+    url = reverse("admin:roster_event_changelist") + "?" + urlencode({"meeting_id": meeting_id})
+    return format_html('<a href="{}">events</a>', url)
 
 
 @admin.register(Meeting)
@@ -60,10 +96,42 @@ class MeetingAdmin(ReadOnlyAdmin):
         "peak_joined",
         "seq",
         "updated_at",
+        "dashboard",
     )
     list_filter = ("status",)
     search_fields = ("meeting_id", "external_meeting_id")
+    fields = (
+        "dashboard",
+        "events",
+        "meeting_id",
+        "external_meeting_id",
+        "media_region",
+        "status",
+        "started_at",
+        "ended_at",
+        "joined_count",
+        "peak_joined",
+        "dropped_count",
+        "video_count",
+        "sharing_count",
+        "transcription",
+        "transcription_message",
+        "pipelines",
+        "seq",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
     inlines = [AttendeeInline]
+
+    @admin.display(description="dashboard")
+    def dashboard(self, obj: Meeting) -> str:
+        url = reverse("meeting-detail", args=[obj.meeting_id])
+        return format_html('<a href="{}">live roster</a>', url)
+
+    @admin.display(description="event log")
+    def events(self, obj: Meeting) -> str:
+        return _events_link(obj.meeting_id)
 
 
 @admin.register(Attendee)
@@ -71,12 +139,16 @@ class AttendeeAdmin(ReadOnlyAdmin):
     list_display = ("attendee_id", "external_user_id", "meeting", "presence", "drop_count", "seq")
     list_filter = ("presence",)
     search_fields = ("attendee_id", "external_user_id", "meeting__meeting_id")
+    fields = ("meeting", *ATTENDEE_FIELDS)
+    readonly_fields = fields
+    list_select_related = ("meeting",)
 
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
     list_display = (
         "event_type",
+        "kind",
         "meeting_id",
         "attendee_id",
         "timestamp",
@@ -84,8 +156,33 @@ class EventAdmin(ReadOnlyAdmin):
         "duplicate_count",
         "received_at",
     )
-    list_filter = ("kind", "event_type", "queue")
-    search_fields = ("meeting_id", "attendee_id", "envelope_id", "sqs_message_id")
+    list_filter = ("event_type", "kind", "queue")
+    # Ids are pasted whole: exact (case-insensitive) matches, not a LIKE scan of the log.
+    search_fields = ("=meeting_id", "=attendee_id", "=key", "=envelope_id", "=sqs_message_id")
+    show_full_result_count = False  # the log is large: no second COUNT(*) per page
+    fields = (
+        "kind",
+        "detail_type",
+        "event_type",
+        "meeting_id",
+        "attendee_id",
+        "parent_id",
+        "timestamp",
+        "detail_pretty",
+        "key",
+        "envelope_id",
+        "account",
+        "region",
+        "queue",
+        "sqs_message_id",
+        "received_at",
+        "duplicate_count",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="detail")
+    def detail_pretty(self, obj: Event) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.detail, indent=2, ensure_ascii=False))
 
 
 @admin.register(VoiceConnectorStream)
@@ -98,39 +195,147 @@ class VoiceConnectorStreamAdmin(ReadOnlyAdmin):
         "direction",
         "from_number",
         "to_number",
+        "updated_at",
     )
     list_filter = ("status",)
     search_fields = ("voice_connector_id", "transaction_id", "call_id")
 
 
 @admin.register(Quarantine)
-class QuarantineAdmin(ReadOnlyAdmin):
-    list_display = ("reason_code", "reason", "queue", "body_size", "received_at", "reprocessed")
-    list_filter = ("reason_code", "reprocessed", "queue")
-    search_fields = ("sqs_message_id", "reason")
-    readonly_fields = (
-        "body_text",
+class QuarantineAdmin(admin.ModelAdmin):
+    """Rejected messages: read, reprocess through the ingest service, or delete."""
+
+    list_display = (
+        "received_at",
+        "reason_code",
+        "short_reason",
+        "queue",
         "body_size",
         "truncated",
+        "reprocessed",
+        "reprocess_outcome",
+    )
+    list_filter = ("reason_code", "queue", "reprocessed", "reprocess_outcome")
+    search_fields = ("reason", "sqs_message_id")
+    fields = (
+        "received_at",
         "reason_code",
         "reason",
         "queue",
         "sqs_message_id",
-        "received_at",
+        "body_size",
+        "truncated",
+        "body_pretty",
         "reprocessed",
         "reprocessed_at",
+        "reprocess_outcome",
+        "reprocess_detail",
     )
-    exclude = ("body",)
+    readonly_fields = fields
+    actions = ["reprocess"]
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return True
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_reprocess_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("roster.change_quarantine")
+
+    @admin.display(description="reason")
+    def short_reason(self, obj: Quarantine) -> str:
+        return obj.reason if len(obj.reason) <= 120 else obj.reason[:119] + "…"
+
+    @admin.display(description="body")
+    def body_pretty(self, obj: Quarantine) -> str:
+        note = ""
+        if obj.truncated:
+            note = format_html(
+                "<p><strong>Truncated:</strong> only the first {} of {} bytes were kept; "
+                "this body cannot be reprocessed.</p>",
+                len(bytes(obj.body)),
+                obj.body_size,
+            )
+        sections = format_html_join("", "<h4>{}</h4><pre>{}</pre>", quarantine_body_sections(quarantine=obj))
+        return format_html("{}{}", note, sections)
+
+    @admin.action(description="Reprocess selected", permissions=["reprocess"])
+    def reprocess(self, request: HttpRequest, queryset) -> None:
+        counts = quarantine_reprocess(quarantine_ids=list(queryset.values_list("pk", flat=True)))
+        summary = ", ".join(
+            f"{counts[outcome]} {label}"
+            for outcome, label in (
+                (Quarantine.Outcome.APPLIED, "applied"),
+                (Quarantine.Outcome.DUPLICATE, "duplicate"),
+                (Quarantine.Outcome.REJECTED, "still rejected"),
+                (Quarantine.Outcome.TRUNCATED, "truncated (not reprocessed)"),
+                (Quarantine.Outcome.FAILED, "failed"),
+                ("skipped", "already done"),
+            )
+        )
+        trouble = counts[Quarantine.Outcome.REJECTED] + counts[Quarantine.Outcome.FAILED]
+        self.message_user(
+            request, f"Reprocessed: {summary}.", messages.WARNING if trouble else messages.SUCCESS
+        )
 
 
 @admin.register(QueueSource)
 class QueueSourceAdmin(admin.ModelAdmin):
-    list_display = ("url", "enabled", "consumers", "last_poll_at", "messages_received", "last_error_at")
+    """Queues to drain: enabled and consumers are the operator's; health is measured."""
+
+    list_display = (
+        "url",
+        "enabled",
+        "consumers",
+        "backlog",
+        "in_flight",
+        "oldest_age",
+        "last_poll_at",
+        "messages_received",
+        "last_error_at",
+        "health_checked_at",
+    )
     list_editable = ("enabled", "consumers")
-    readonly_fields = ("last_poll_at", "last_error", "last_error_at", "messages_received")
+    HEALTH = (
+        "last_poll_at",
+        "messages_received",
+        "backlog",
+        "in_flight",
+        "oldest_age",
+        "health_checked_at",
+        "last_error",
+        "last_error_at",
+    )
+    fields = ("url", "region", "enabled", "consumers", *HEALTH)
+    actions = ["refresh_health"]
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        return ("url", *self.HEALTH) if obj else self.HEALTH
+
+    @admin.display(description="oldest message", ordering="oldest_age_seconds")
+    def oldest_age(self, obj: QueueSource) -> str:
+        """Of the drain's last receive: SQS reports no oldest-message age (CloudWatch does)."""
+        if obj.oldest_age_seconds is None:
+            return "-"
+        return f"{obj.oldest_age_seconds:.1f} s"
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            queue_source_update(source=obj, fields=form.changed_data)
+        else:
+            super().save_model(request, obj, form, change)
+
+    @admin.action(description="Refresh health now")
+    def refresh_health(self, request: HttpRequest, queryset) -> None:
+        refreshed = queue_health_refresh(sources=list(queryset))
+        failed = [source.url for source in refreshed if source.backlog is None]
+        if failed:
+            self.message_user(
+                request, f"Health not read for {len(failed)} queue(s); see last error.", messages.WARNING
+            )
+        else:
+            self.message_user(request, f"Health refreshed for {len(refreshed)} queue(s).")
 
 
 @admin.register(AccessRule)
@@ -141,19 +346,51 @@ class AccessRuleAdmin(admin.ModelAdmin):
 
 @admin.register(FeedToken)
 class FeedTokenAdmin(admin.ModelAdmin):
-    """Tokens are created with `manage.py create_feed_token` (shown once); here they are revoked."""
+    """Create (the token is shown once, on the page that answers the form) and revoke.
+
+    Only the hash is stored; a token is never shown again and never edited (revoke and create).
+    """
 
     list_display = ("name", "prefix", "meetings", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix")
     readonly_fields = ("name", "prefix", "meetings", "created_at", "last_used_at", "revoked_at")
-    exclude = ("token_hash",)
     actions = ["revoke"]
 
-    def has_add_permission(self, request) -> bool:
+    def get_fields(self, request, obj=None) -> tuple[str, ...]:
+        return self.readonly_fields if obj else ("name", "meetings")
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        return self.readonly_fields if obj else ()
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        token, raw = feed_token_create(name=form.cleaned_data["name"], meetings=form.cleaned_data["meetings"])
+        obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
+        obj.raw_token = raw  # for the answer to this request only; never stored
+
+    def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
+        response = TemplateResponse(
+            request,
+            "admin/roster/feedtoken/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Feed token created",
+                "opts": self.opts,
+                "token": obj,
+                "raw_token": obj.raw_token,
+                "changelist_url": reverse("admin:roster_feedtoken_changelist"),
+            },
+        )
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:
-        from roster.access import feed_token_revoke
-
+        count = 0
         for token in queryset.filter(revoked_at__isnull=True):
             feed_token_revoke(token=token)
+            count += 1
+        self.message_user(request, f"Revoked {count} token(s).")

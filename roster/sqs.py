@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,13 +43,19 @@ def queue_region(queue_url: str) -> str:
     return match.group(1) if match else settings.AWS_REGION
 
 
-def sqs_client(*, queue_url: str = "", wait_seconds: int | None = None) -> Any:
-    """A boto3 SQS client whose read timeout outlasts the long poll."""
+def sqs_client(
+    *,
+    queue_url: str = "",
+    wait_seconds: int | None = None,
+    timeout: float | None = None,
+    max_attempts: int = 3,
+) -> Any:
+    """A boto3 SQS client whose read timeout outlasts the long poll (or is ``timeout``)."""
     wait = settings.SQS_WAIT_SECONDS if wait_seconds is None else wait_seconds
     config = Config(
-        connect_timeout=5,
-        read_timeout=wait + 10,
-        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5 if timeout is None else timeout,
+        read_timeout=wait + 10 if timeout is None else timeout,
+        retries={"max_attempts": max_attempts, "mode": "standard"},
         max_pool_connections=20,
     )
     return boto3.client(
@@ -64,9 +71,20 @@ def queue_receive(*, client: Any, queue_url: str, wait_seconds: int, max_message
         QueueUrl=queue_url,
         MaxNumberOfMessages=max_messages,
         WaitTimeSeconds=wait_seconds,
-        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        # SentTimestamp gives the age of the oldest message received (SQS has no such attribute).
+        MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
     )
     return response.get("Messages", [])
+
+
+def messages_oldest_age(*, messages: Sequence[dict], now_ms: int | None = None) -> float:
+    """Seconds since the oldest of ``messages`` was sent (0 for none, or none with a SentTimestamp)."""
+    stamps = (m.get("Attributes", {}).get("SentTimestamp") for m in messages)
+    sent = [int(stamp) for stamp in stamps if stamp]
+    if not sent:
+        return 0.0
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    return max(0.0, (now - min(sent)) / 1000)
 
 
 def queue_delete(*, client: Any, queue_url: str, messages: Sequence[dict]) -> int:
@@ -116,16 +134,20 @@ def queue_drain_once(
     queue_url: str,
     wait_seconds: int,
     max_messages: int | None = None,
+    health: _QueueHealth | None = None,
 ) -> IngestResult:
     """One long poll (plus what is waiting behind it), ingest, delete.
 
-    Raises on transient failure, having deleted nothing.
+    Raises on transient failure, having deleted nothing. ``health`` is told how old the oldest
+    message received was (0 when the poll came back empty: nothing was waiting).
     """
     per_receive = max_messages or settings.SQS_MAX_MESSAGES
     received = queue_receive(
         client=client, queue_url=queue_url, wait_seconds=wait_seconds, max_messages=per_receive
     )
     if not received:
+        if health is not None:
+            health.saw_oldest(0.0)
         return IngestResult()
     # A full receive means more is waiting: gather it (without waiting) into one transaction, up
     # to SQS_BATCH_MESSAGES. Fewer, larger transactions are what make ingest fast.
@@ -134,6 +156,8 @@ def queue_drain_once(
         received.extend(more)
         if not more:
             break
+    if health is not None:
+        health.saw_oldest(messages_oldest_age(messages=received))
     close_old_connections()
     try:
         result = messages_ingest_isolating(
@@ -170,7 +194,7 @@ class DrainLoop:
         while not self.stop.is_set():
             try:
                 result = queue_drain_once(
-                    client=client, queue_url=self.queue_url, wait_seconds=self.wait_seconds
+                    client=client, queue_url=self.queue_url, wait_seconds=self.wait_seconds, health=health
                 )
             except (*TRANSIENT_DB_ERRORS, *TRANSIENT_SQS_ERRORS) as exc:
                 logger.warning(
@@ -199,6 +223,10 @@ class _QueueHealth:
         self.pending = 0
         self.last_write = 0.0
         self.last_poll = None
+        self.oldest_age: float | None = None
+
+    def saw_oldest(self, age_seconds: float) -> None:
+        self.oldest_age = age_seconds
 
     def polled(self, received: int) -> None:
         self.pending += received
@@ -210,8 +238,11 @@ class _QueueHealth:
         if self.last_poll is None:
             return
         try:
+            figures: dict[str, Any] = {"last_poll_at": self.last_poll}
+            if self.oldest_age is not None:
+                figures["oldest_age_seconds"] = self.oldest_age
             QueueSource.objects.filter(url=self.queue_url).update(
-                last_poll_at=self.last_poll, messages_received=F("messages_received") + self.pending
+                messages_received=F("messages_received") + self.pending, **figures
             )
         except TRANSIENT_DB_ERRORS:
             return
@@ -245,3 +276,64 @@ def queue_sources_seed() -> list[QueueSource]:
     for url in settings.SQS_QUEUE_URLS:
         QueueSource.objects.get_or_create(url=url, defaults={"region": queue_region(url)})
     return list(QueueSource.objects.all())
+
+
+QUEUE_SOURCE_EDITABLE = frozenset({"region", "enabled", "consumers"})
+
+
+def queue_source_update(*, source: QueueSource, fields: Iterable[str]) -> None:
+    """Save the operator's columns only: the drain updates the figures of the same row meanwhile."""
+    names = sorted(QUEUE_SOURCE_EDITABLE.intersection(fields))
+    if names:
+        source.save(update_fields=names)
+
+
+HEALTH_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+HEALTH_TIMEOUT_SECONDS = 3.0
+
+
+def queue_health_refresh(*, sources: Iterable[QueueSource] | None = None) -> list[QueueSource]:
+    """Backlog and in-flight counts from GetQueueAttributes for the given (else every enabled) source.
+
+    Runs every QUEUE_HEALTH_SECONDS from Celery beat and from the admin, so it never raises: a
+    failure goes to ``last_error`` and leaves the counts unknown (null). Short timeouts, one
+    attempt: an unreachable endpoint must not hold a worker. Columns are updated, never the whole
+    row, so the drain's concurrent figures are kept.
+    """
+    chosen = list(QueueSource.objects.filter(enabled=True) if sources is None else sources)
+    clients: dict[str, Any] = {}
+    for source in chosen:
+        now = timezone.now()
+        try:
+            region = queue_region(source.url)
+            if region not in clients:
+                clients[region] = sqs_client(
+                    queue_url=source.url, wait_seconds=0, timeout=HEALTH_TIMEOUT_SECONDS, max_attempts=1
+                )
+            attributes = clients[region].get_queue_attributes(
+                QueueUrl=source.url, AttributeNames=HEALTH_ATTRIBUTES
+            )["Attributes"]
+            figures: dict[str, Any] = {
+                "backlog": int(attributes["ApproximateNumberOfMessages"]),
+                "in_flight": int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+                "health_checked_at": now,
+            }
+            if figures["backlog"] == 0 and figures["in_flight"] == 0:
+                figures["oldest_age_seconds"] = 0.0  # nothing waiting: no lag, whatever the drain saw
+        except Exception as exc:  # noqa: BLE001 (recorded for the operator, never raised)
+            logger.warning("queue health %s: %s: %s", source.url, type(exc).__name__, exc)
+            figures = {
+                "backlog": None,
+                "in_flight": None,
+                "health_checked_at": now,
+                "last_error": f"GetQueueAttributes: {type(exc).__name__}: {exc}"[:2000],
+                "last_error_at": now,
+            }
+        try:
+            QueueSource.objects.filter(pk=source.pk).update(**figures)
+        except TRANSIENT_DB_ERRORS:
+            logger.warning("queue health %s: database unavailable, not recorded", source.url)
+            continue
+        for name, value in figures.items():
+            setattr(source, name, value)
+    return chosen
