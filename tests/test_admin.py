@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -28,7 +30,7 @@ from roster.models import (
 from roster.sqs import _QueueHealth, queue_drain_once, queue_health_refresh
 from roster.tasks import queue_health_refresh as queue_health_refresh_task
 from tests.chime_factory import as_json, envelope, vc_detail
-from tests.conftest import send_bodies
+from tests.conftest import ROOT, celery_worker_start, send_bodies
 from tests.streams import as_bare, as_envelope, meeting_stream
 
 ADMIN = "/admin/roster"
@@ -340,6 +342,43 @@ def test_queue_health_task_and_beat_schedule(sqs, make_queue):
     assert QueueSource.objects.get().backlog == 2
 
 
+@pytest.mark.postgres
+def test_beat_schedules_the_refresh_and_a_worker_runs_it(subprocess_env, sqs, make_queue, tmp_path):
+    queue = make_queue()
+    send_bodies(sqs, queue, ["a", "b", "c", "d"])
+    QueueSource.objects.create(url=queue)
+    env = dict(
+        subprocess_env,
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/14",  # not the broker other tests' workers read
+        QUEUE_HEALTH_SECONDS="1",
+        SQS_DRAIN_IN_WORKER="false",  # the queue must keep its four messages
+    )
+    worker = celery_worker_start(env, loglevel="WARNING")
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING"]
+        + ["--schedule", str(tmp_path / "beat-schedule")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while QueueSource.objects.get().backlog is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        first = QueueSource.objects.get()
+        assert (first.backlog, first.in_flight) == (4, 0)
+        time.sleep(2.5)  # and again, every QUEUE_HEALTH_SECONDS
+        assert QueueSource.objects.get().health_checked_at > first.health_checked_at
+    finally:
+        for process in (beat, worker):
+            process.terminate()
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 @pytest.mark.django_db
 def test_unreachable_endpoint_is_recorded_quickly_never_raised(settings):
     settings.AWS_ENDPOINT_URL_SQS = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -404,7 +443,7 @@ def test_queue_source_admin_edits_switches_and_refreshes(operator, sqs, make_que
     source.refresh_from_db()
     assert (source.backlog, source.in_flight) == (3, 0)
     html = operator.get(f"{ADMIN}/queuesource/").content.decode()
-    assert "<td class=\"field-oldest_age\">7.5 s</td>" in html  # from the drain: 3 still wait
+    assert '<td class="field-oldest_age">7.5 s</td>' in html  # from the drain: 3 still wait
 
 
 # --- Feed tokens and access rules ---------------------------------------------------------------
