@@ -126,6 +126,14 @@ MAX_MESSAGE_BYTES = env.int("MAX_MESSAGE_BYTES", default=262144)
 # SNS HTTPS endpoint (/sns/): topics whose messages are accepted; empty accepts none.
 SNS_ALLOWED_TOPIC_ARNS = env.list("SNS_ALLOWED_TOPIC_ARNS", default=[])
 
+# Operations: /healthz, /metrics, the queue lag warning in the dashboard header.
+# /metrics answers `Authorization: Bearer <METRICS_TOKEN>`; empty: staff sessions only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# /healthz calls GetQueueAttributes per queue at most this often (per process).
+HEALTH_QUEUE_CACHE_SECONDS = env.float("HEALTH_QUEUE_CACHE_SECONDS", default=5.0)
+# The dashboard header warns when the oldest waiting message is older than this.
+QUEUE_LAG_WARN_SECONDS = env.float("QUEUE_LAG_WARN_SECONDS", default=30.0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("roster.urls")),
     path("", include("roster.sns_urls")),
+    path("", include("roster.ops_urls")),
 ]

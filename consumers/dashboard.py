@@ -1,9 +1,11 @@
 """The host dashboard's socket: /ws/dashboard/, the same protocol v1, authenticated by the
 Django session and with the strict Origin check (routing)."""
 
+from consumers.counted import CountedSocket
 from consumers.protocol import RosterSocket
 
 
-class DashboardConsumer(RosterSocket):
+class DashboardConsumer(CountedSocket, RosterSocket):
+    metrics_endpoint = "dashboard"
     allow_token = False
     allow_session = True

@@ -4,9 +4,11 @@ A token is the credential (Authorization: Bearer header, or a first {"type": "au
 so a client that sends no Origin header is accepted; a foreign Origin is refused (routing).
 """
 
+from consumers.counted import CountedSocket
 from consumers.protocol import RosterSocket
 
 
-class FeedConsumer(RosterSocket):
+class FeedConsumer(CountedSocket, RosterSocket):
+    metrics_endpoint = "feed"
     allow_token = True
     allow_session = False

@@ -43,6 +43,7 @@ from roster.events import (
     Rejection,
     event_parse,
 )
+from roster.metrics import ingest_metrics_record
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
 from roster.serializers import attendee_as_dict, meeting_as_dict
 
@@ -110,6 +111,7 @@ ATTENDEE_STATE_FIELDS = tuple(
 
 def messages_ingest(*, messages: Sequence[IncomingMessage]) -> IngestResult:
     """Ingest a batch of message bodies in one transaction. Raises only for database trouble."""
+    started = time.perf_counter()
     allowed = frozenset(settings.CHIME_ALLOWED_ACCOUNTS)
     max_bytes = settings.MAX_MESSAGE_BYTES
     accepted: list[tuple[IncomingMessage, ChimeEvent]] = []
@@ -138,6 +140,10 @@ def messages_ingest(*, messages: Sequence[IncomingMessage]) -> IngestResult:
     result.quarantined = len(rejected)
     for message, rejection in rejected:
         result.tallies[(message.queue, rejection.code, "quarantined")] += 1
+    # Shared counters for /metrics (roster.metrics), once the batch is durable; never raises.
+    transaction.on_commit(
+        partial(ingest_metrics_record, tallies=Counter(result.tallies), seconds=time.perf_counter() - started)
+    )
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from roster.machine import AttendeeState
-from roster.models import Attendee, Meeting
+from roster.models import Attendee, Meeting, VoiceConnectorStream
 
 MEETING_FIELDS = (
     "meeting_id",
@@ -36,3 +36,24 @@ def attendee_as_dict(attendee: Attendee) -> dict[str, Any]:
     data = {name: getattr(attendee, name) for name in AttendeeState.PUBLIC_FIELDS}
     data["seq"] = attendee.seq
     return data
+
+
+STREAM_FIELDS = (
+    "voice_connector_id",
+    "transaction_id",
+    "status",
+    "status_at",
+    "call_id",
+    "direction",
+    "from_number",
+    "to_number",
+    "stream_arn",
+    "start_time",
+    "end_time",
+    "failure_time",
+    "failure_reason",
+)
+
+
+def stream_as_dict(stream: VoiceConnectorStream) -> dict[str, Any]:
+    return {name: getattr(stream, name) for name in STREAM_FIELDS}
