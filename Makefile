@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: install test test-postgres test-sqlite lint bench migrate
+.PHONY: install test test-postgres test-sqlite lint bench migrate demo
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
+	@echo "installing into $(VENV): pip says what it fetches (the first time takes a minute or two)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --progress-bar off --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 install: $(BIN)/.installed
@@ -33,3 +34,7 @@ bench: install
 
 migrate: install
 	$(BIN)/python manage.py migrate
+
+# Everything on one machine with simulated meetings; prints the URL and a login; Ctrl-C stops it all.
+demo: install
+	$(BIN)/python manage.py demo
