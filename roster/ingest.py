@@ -30,10 +30,10 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from roster import machine
+from roster import bulk, machine
 from roster.broadcast import RosterChange, roster_changes_publish
 from roster.events import (
     KIND_MEETING,
@@ -107,6 +107,7 @@ STORED_EVENT_FIELDS = ("key", "kind", "event_type", "attendee_id", "timestamp", 
 ATTENDEE_STATE_FIELDS = tuple(
     name for name in machine.AttendeeState.__dataclass_fields__ if name != "attendee_id"
 )
+ATTENDEE_WRITE_FIELDS = (*ATTENDEE_STATE_FIELDS, "seq")
 
 
 def messages_ingest(*, messages: Sequence[IncomingMessage]) -> IngestResult:
@@ -192,21 +193,25 @@ def _events_apply(
     )
     streams = _streams_lock(events)
 
-    existing = set(Event.objects.filter(key__in=list(first_by_key)).values_list("key", flat=True))
-    repeats.update({key: 1 for key in existing})
+    # One INSERT .. ON CONFLICT DO NOTHING: a key already in the log (or being written by a
+    # concurrent transaction, which it waits for) comes back as not inserted: a duplicate.
+    inserted = set(
+        bulk.rows_insert(
+            model=Event,
+            rows=[_event_row(message, event, received_at) for message, event in first_by_key.values()],
+            conflict=["key"],
+            returning="key",
+        )
+    )
+    repeats.update({key: 1 for key in first_by_key if key not in inserted})
     result.duplicates = sum(repeats.values())
+    bulk.counts_add(model=Event, column="duplicate_count", key="key", amounts=repeats)
 
-    new_pairs = [pair for key, pair in first_by_key.items() if key not in existing]
+    new_pairs = [pair for key, pair in first_by_key.items() if key in inserted]
     applied_ids = {id(pair) for pair in new_pairs}  # the first of each new key; the rest repeat
     for pair in accepted:
         outcome = "applied" if id(pair) in applied_ids else "duplicate"
         result.tallies[(pair[0].queue, pair[1].event_type, outcome)] += 1
-    Event.objects.bulk_create(
-        [_event_row(message, event, received_at) for message, event in new_pairs],
-        batch_size=1000,
-        ignore_conflicts=True,
-    )
-    _duplicates_count(repeats)  # after the insert: a repeat within the batch counts on its new row
     new_events = [event for _, event in new_pairs]
     result.applied = len(new_events)
 
@@ -226,40 +231,38 @@ def _events_apply(
     return result
 
 
-def _event_row(message: IncomingMessage, event: ChimeEvent, received_at: datetime) -> Event:
-    return Event(
-        key=event.key,
-        kind=event.kind,
-        detail_type=event.detail_type,
-        event_type=event.event_type,
-        meeting_id=event.meeting_id,
-        attendee_id=event.attendee_id,
-        parent_id=event.parent_id,
-        timestamp=event.timestamp,
-        detail=event.detail,
-        envelope_id=event.envelope_id,
-        account=event.account,
-        region=event.region,
-        queue=message.queue,
-        sqs_message_id=message.message_id,
-        received_at=received_at,
-    )
-
-
-def _duplicates_count(repeats: Counter[str]) -> None:
-    """Add each key's repeat count to its stored event (one UPDATE per distinct count)."""
-    by_count: dict[int, list[str]] = defaultdict(list)
-    for key, count in repeats.items():
-        by_count[count].append(key)
-    for count, keys in by_count.items():
-        Event.objects.filter(key__in=keys).update(duplicate_count=F("duplicate_count") + count)
+def _event_row(message: IncomingMessage, event: ChimeEvent, received_at: datetime) -> dict[str, Any]:
+    return {
+        "key": event.key,
+        "kind": event.kind,
+        "detail_type": event.detail_type,
+        "event_type": event.event_type,
+        "meeting_id": event.meeting_id,
+        "attendee_id": event.attendee_id,
+        "parent_id": event.parent_id,
+        "timestamp": event.timestamp,
+        "detail": event.detail,
+        "envelope_id": event.envelope_id,
+        "account": event.account,
+        "region": event.region,
+        "queue": message.queue,
+        "sqs_message_id": message.message_id,
+        "received_at": received_at,
+        "duplicate_count": 0,
+    }
 
 
 def _meetings_lock(meeting_ids: list[str]) -> dict[str, Meeting]:
     """Create missing meeting rows, then lock them all in id order (no deadlock between workers)."""
     if not meeting_ids:
         return {}
-    Meeting.objects.bulk_create([Meeting(meeting_id=m) for m in meeting_ids], ignore_conflicts=True)
+    now = timezone.now()
+    blank = {field.attname: field.get_default() for field in Meeting._meta.concrete_fields}
+    bulk.rows_insert(
+        model=Meeting,
+        rows=[{**blank, "meeting_id": m, "created_at": now, "updated_at": now} for m in meeting_ids],
+        conflict=["meeting_id"],
+    )
     locked = Meeting.objects.select_for_update().filter(meeting_id__in=meeting_ids).order_by("meeting_id")
     return {meeting.meeting_id: meeting for meeting in locked}
 
@@ -349,7 +352,7 @@ class _MeetingWork:
     ended: bool
     rows: dict[str, Attendee] = field(default_factory=dict)
     refold: set[str] = field(default_factory=set)
-    last_step: machine.Position = (-1, -1)
+    ledger_before: dict[str, Any] = field(default_factory=dict)
 
 
 def _meetings_fold(
@@ -369,7 +372,7 @@ def _meetings_fold(
                 by_parent=by_parent,
                 meeting_level=any(machine.is_meeting_level(e) for e in events),
                 ended=any(machine.is_meeting_end(e) for e in events),
-                last_step=(meeting.last_step_ts, meeting.last_step_rank),
+                ledger_before=meeting.peak_ledger,
             )
         )
 
@@ -390,25 +393,25 @@ def _meetings_fold(
         if change is not None:
             changes.append(change)
             meeting_writes.append(item.meeting)
-        elif (item.meeting.last_step_ts, item.meeting.last_step_rank) != item.last_step:
+        elif item.meeting.peak_ledger != item.ledger_before:
             meeting_writes.append(item.meeting)  # only fold bookkeeping moved
 
-    if attendee_writes:
-        Attendee.objects.bulk_create(
-            attendee_writes,
-            batch_size=1000,
-            update_conflicts=True,
-            unique_fields=["meeting", "attendee_id"],
-            update_fields=[*ATTENDEE_STATE_FIELDS, "seq"],
-        )
-    if meeting_writes:
-        # One INSERT .. ON CONFLICT DO UPDATE: far cheaper than bulk_update's CASE per field per row.
-        Meeting.objects.bulk_create(
-            meeting_writes,
-            update_conflicts=True,
-            unique_fields=["meeting_id"],
-            update_fields=MEETING_WRITE_FIELDS,
-        )
+    bulk.rows_insert(
+        model=Attendee,
+        rows=[
+            {name: getattr(row, name) for name in ("meeting_id", "attendee_id", *ATTENDEE_WRITE_FIELDS)}
+            for row in attendee_writes
+        ],
+        conflict=["meeting_id", "attendee_id"],
+        update=ATTENDEE_WRITE_FIELDS,
+    )
+    bulk.rows_update(
+        model=Meeting,
+        rows=[
+            {name: getattr(m, name) for name in ("meeting_id", *MEETING_WRITE_FIELDS)} for m in meeting_writes
+        ],
+        key="meeting_id",
+    )
     return changes
 
 
@@ -427,25 +430,28 @@ MEETING_WRITE_FIELDS = [
     "transcription_message",
     "pipelines",
     "seq",
-    "last_step_ts",
-    "last_step_rank",
+    "peak_ledger",
     "updated_at",
 ]
 
 
 def _rows_load(work: list[_MeetingWork]) -> None:
     """Load the touched rows (every row of a meeting that just ended) in one query."""
-    query = Q()
-    for item in work:
-        if item.ended:
-            query |= Q(meeting_id=item.meeting.meeting_id)
-        elif item.by_parent:
-            query |= Q(meeting_id=item.meeting.meeting_id, attendee_id__in=list(item.by_parent))
-    if not query:
+    ended = [item.meeting.meeting_id for item in work if item.ended]
+    others = [item for item in work if item.by_parent and not item.ended]
+    # Two plain IN lists rather than one OR per meeting (far cheaper to build); a row of an
+    # untouched (meeting, attendee) pair that this brings back is left out below.
+    query = Q(meeting_id__in=ended) | Q(
+        meeting_id__in=[item.meeting.meeting_id for item in others],
+        attendee_id__in=sorted({parent for item in others for parent in item.by_parent}),
+    )
+    if not ended and not others:
         return
     index = {item.meeting.meeting_id: item for item in work}
     for row in Attendee.objects.filter(query):
-        index[row.meeting_id].rows[row.attendee_id] = row
+        item = index[row.meeting_id]
+        if item.ended or row.attendee_id in item.by_parent:
+            item.rows[row.attendee_id] = row
     for item in work:
         if item.ended:
             item.refold = set(item.rows) | set(item.by_parent)
@@ -461,17 +467,18 @@ def _rows_load(work: list[_MeetingWork]) -> None:
 
 def _histories_load(work: list[_MeetingWork]) -> dict[str, dict[str, list[StoredEvent]]]:
     """Every stored event of the rows to re-derive, plus their meetings' MeetingEnded events."""
-    query = Q()
-    for item in work:
-        if item.refold:
-            query |= Q(meeting_id=item.meeting.meeting_id, parent_id__in=sorted(item.refold))
-            query |= Q(meeting_id=item.meeting.meeting_id, parent_id="", event_type__in=MEETING_END_TYPES)
     histories: dict[str, dict[str, list[StoredEvent]]] = defaultdict(lambda: defaultdict(list))
-    if not query:
+    refold = {item.meeting.meeting_id: item.refold for item in work if item.refold}
+    if not refold:
         return histories
+    query = Q(meeting_id__in=list(refold)) & (
+        Q(parent_id__in=sorted(set().union(*refold.values())))
+        | Q(parent_id="", event_type__in=MEETING_END_TYPES)
+    )
     rows = Event.objects.filter(query).values_list("meeting_id", "parent_id", *STORED_EVENT_FIELDS)
     for meeting_id, parent_id, *values in rows:
-        histories[meeting_id][parent_id].append(StoredEvent(*values))
+        if parent_id == "" or parent_id in refold[meeting_id]:  # not another meeting's attendee
+            histories[meeting_id][parent_id].append(StoredEvent(*values))
     return histories
 
 
@@ -507,7 +514,7 @@ def _meeting_fold(
     ends = histories.get("", [])
 
     # Attendees: advance in place, or re-derive from the log.
-    peak_changes: dict[str, tuple[list[Any], list[Any], machine.Position]] = {}
+    intervals_moved: list[tuple[list[Any], list[Any]]] = []
     new_states: dict[str, machine.AttendeeState] = {}
     for parent in set(item.by_parent) | item.refold:
         row = item.rows.get(parent)
@@ -519,9 +526,7 @@ def _meeting_fold(
         if state is None:
             continue
         new_states[parent] = state
-        new_events = item.by_parent.get(parent, [])
-        earliest = min((machine.position_of(e) for e in new_events), default=(-1, -1))
-        peak_changes[parent] = (old.intervals if old else [], state.intervals, earliest)
+        intervals_moved.append((old.intervals if old else [], state.intervals))
 
     # Meeting fields.
     if item.meeting_level:
@@ -543,24 +548,20 @@ def _meeting_fold(
     meeting.external_meeting_id = meeting.external_meeting_id or identity.external_meeting_id
     meeting.media_region = meeting.media_region or identity.media_region
 
-    # peak_joined: extend from the last counted step when possible, else sweep every row.
-    current = machine.PeakState(
-        peak_joined=meeting.peak_joined,
-        joined_count=meeting.joined_count,
-        last_step=(meeting.last_step_ts, meeting.last_step_rank),
-    )
-    peak = None if item.ended else machine.peak_update(current=current, changes=peak_changes)
-    if peak is None:
+    # peak_joined: merge the steps that moved into the meeting's ledger, else sweep every row.
+    ledger = None if item.ended else machine.PeakLedger.from_json(meeting.peak_ledger)
+    if ledger is not None:
+        ledger = machine.peak_ledger_merge(ledger, machine.steps_moved(intervals_moved))
+    if ledger is None:
         deltas = Counter()
         for state in new_states.values():
             deltas.update(machine.presence_deltas(state.intervals))
         others = Attendee.objects.filter(meeting=meeting).exclude(attendee_id__in=list(new_states))
         for intervals in others.values_list("intervals", flat=True):
             deltas.update(machine.presence_deltas(intervals))
-        peak_joined, joined_count, last_step = machine.peak_sweep(deltas)
-        peak = machine.PeakState(peak_joined=peak_joined, joined_count=joined_count, last_step=last_step)
-    meeting.peak_joined, meeting.joined_count = peak.peak_joined, peak.joined_count
-    meeting.last_step_ts, meeting.last_step_rank = peak.last_step
+        ledger = machine.peak_ledger_build(deltas)
+    meeting.peak_joined, meeting.joined_count = ledger.totals()
+    meeting.peak_ledger = ledger.as_json()
 
     # Which rows changed in what a client sees?
     changed_rows: list[Attendee] = []

@@ -10,7 +10,7 @@ Two ways in:
   oracle the tests hold the incremental path to.
 - The incremental pieces used by ingest: :func:`attendee_fold` (re-derive one row from its events,
   or apply events that sort after everything already folded into a stored row), :func:`meeting_fold`
-  (meeting-level fields) and :func:`peak_update` (``peak_joined`` from join intervals).
+  (meeting-level fields) and :class:`PeakLedger` (``peak_joined`` from join intervals).
 
 Choices where ROSTER.md is silent:
 
@@ -452,43 +452,107 @@ def peak_sweep(deltas: Counter[tuple[int, int, int]]) -> tuple[int, int, Positio
     return peak, running, last
 
 
+Step = tuple[int, int, int]  # (timestamp, rank, +1 join / -1 end)
+PEAK_LEDGER_STEPS = 512
+
+
 @dataclass(slots=True)
-class PeakState:
-    peak_joined: int = 0
-    joined_count: int = 0
-    last_step: Position = (-1, -1)
+class PeakLedger:
+    """What keeps ``peak_joined`` exact without re-reading every attendee.
 
-
-def peak_update(
-    *,
-    current: PeakState,
-    changes: Mapping[str, tuple[list[Any], list[Any], Position]],
-) -> PeakState | None:
-    """The new peak when only ``changes`` moved, or None when a full sweep is needed.
-
-    ``changes`` maps attendee id to (old intervals, new intervals, earliest new event position).
-    When every changed attendee's new events sort at or after the meeting's last counted step,
-    nothing before that step moved, so the peak extends from the current count. Otherwise the
-    caller sweeps every attendee's intervals (:func:`peak_sweep`).
+    The meeting's most recent join/end steps (at most ``keep``, in order, each with its count) and
+    the joined count and peak before the first of them. Chime delivers late more often than not,
+    but rarely very late, so a batch's steps usually land inside the kept window and are merged
+    there; a step before the window needs a sweep over every attendee (:func:`peak_ledger_build`).
     """
-    diff: Counter[tuple[int, int, int]] = Counter()
-    for old, new, earliest in changes.values():
-        delta = presence_deltas(new)
-        delta.subtract(presence_deltas(old))
-        moved = {step: count for step, count in delta.items() if count}
-        if not moved:
-            continue
-        if earliest < current.last_step or min(moved.values()) < 0:
-            return None  # a step at or before the last counted one moved or vanished
-        diff.update(moved)
-    if not diff:
-        return current
-    running, peak, last = current.joined_count, current.peak_joined, current.last_step
-    for (ts, rank, sign), count in sorted(diff.items()):
-        running += sign * count
-        peak = max(peak, running)
-        last = max(last, (ts, rank))
-    return PeakState(peak_joined=peak, joined_count=running, last_step=last)
+
+    steps: list[list[int]] = field(default_factory=list)  # [timestamp, rank, sign, count], sorted
+    before_joined: int = 0
+    before_peak: int = 0
+    complete: bool = True  # nothing folded into before_*: a step anywhere can be merged
+
+    def totals(self) -> tuple[int, int]:
+        """(peak_joined, joined now)."""
+        running, peak = self.before_joined, self.before_peak
+        for _ts, _rank, sign, count in self.steps:
+            running += sign * count
+            peak = max(peak, running)
+        return peak, running
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "before": [self.before_joined, self.before_peak],
+            "complete": self.complete,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any] | None) -> PeakLedger | None:
+        """None for a meeting that has no ledger yet (a sweep builds one)."""
+        if not doc:
+            return None
+        before_joined, before_peak = doc["before"]
+        return cls(
+            steps=[list(step) for step in doc["steps"]],
+            before_joined=before_joined,
+            before_peak=before_peak,
+            complete=doc["complete"],
+        )
+
+
+Intervals = Iterable[Sequence[int | None]]
+
+
+def steps_moved(changes: Iterable[tuple[Intervals, Intervals]]) -> Counter[Step]:
+    """The steps that appeared (+) or vanished (-) when attendees' intervals went from old to new."""
+    diff: Counter[Step] = Counter()
+    for old, new in changes:
+        diff.update(presence_deltas(new))
+        diff.subtract(presence_deltas(old))
+    return Counter({step: count for step, count in diff.items() if count})
+
+
+def peak_ledger_build(deltas: Counter[Step], *, keep: int = PEAK_LEDGER_STEPS) -> PeakLedger:
+    """A ledger from every attendee's steps (the sweep)."""
+    ledger = PeakLedger(steps=[[*step, count] for step, count in sorted(deltas.items()) if count])
+    return _ledger_trim(ledger, keep)
+
+
+def peak_ledger_merge(
+    ledger: PeakLedger, moved: Counter[Step], *, keep: int = PEAK_LEDGER_STEPS
+) -> PeakLedger | None:
+    """The ledger with ``moved`` merged in, or None when a moved step lies before the kept window
+    (or a count would go below zero: the ledger does not match the rows, so sweep)."""
+    if not moved:
+        return ledger
+    counts: dict[Step, int] = {(ts, rank, sign): count for ts, rank, sign, count in ledger.steps}
+    first = (ledger.steps[0][0], ledger.steps[0][1], ledger.steps[0][2]) if ledger.steps else None
+    for step, count in moved.items():
+        if not ledger.complete and (first is None or step < first):
+            return None
+        total = counts.get(step, 0) + count
+        if total < 0:
+            return None
+        counts[step] = total
+    merged = PeakLedger(
+        steps=[[*step, count] for step, count in sorted(counts.items()) if count],
+        before_joined=ledger.before_joined,
+        before_peak=ledger.before_peak,
+        complete=ledger.complete,
+    )
+    return _ledger_trim(merged, keep)
+
+
+def _ledger_trim(ledger: PeakLedger, keep: int) -> PeakLedger:
+    """Fold all but the last ``keep`` steps into the counts before the window."""
+    if len(ledger.steps) <= keep:
+        return ledger
+    head, ledger.steps = ledger.steps[:-keep], ledger.steps[-keep:]
+    for _ts, _rank, sign, count in head:
+        ledger.before_joined += sign * count
+        ledger.before_peak = max(ledger.before_peak, ledger.before_joined)
+    ledger.complete = False
+    return ledger
 
 
 # --- the whole fold (specification and oracle) ----------------------------------------------

@@ -36,9 +36,9 @@ class Meeting(models.Model):
     transcription_message = models.TextField(null=True, blank=True)
     pipelines = models.JSONField(default=dict, blank=True)
     seq = models.BigIntegerField(default=0)
-    # Fold bookkeeping for peak_joined: the (timestamp, rank) of the last counted join/leave step.
-    last_step_ts = models.BigIntegerField(default=-1)
-    last_step_rank = models.SmallIntegerField(default=-1)
+    # Fold bookkeeping for peak_joined (roster.machine.PeakLedger): the latest join/end steps and
+    # the counts before them. Empty until the first sweep.
+    peak_ledger = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

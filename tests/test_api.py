@@ -187,4 +187,5 @@ def test_admin_revokes_tokens(admin_client):
     admin_client.post("/admin/roster/feedtoken/", {"action": "revoke", "_selected_action": [token.pk]})
     token.refresh_from_db()
     assert token.revoked_at is not None
-    assert admin_client.get("/admin/roster/feedtoken/add/").status_code == 403
+    detail = admin_client.get(f"/admin/roster/feedtoken/{token.pk}/change/")
+    assert detail.status_code == 200 and raw.encode() not in detail.content  # shown once, at creation

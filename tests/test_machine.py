@@ -6,22 +6,26 @@ Events go through the real parser (tests.chime_factory), so natural keys are the
 from __future__ import annotations
 
 import itertools
+import json
+from collections import Counter
 
 import pytest
 
 from roster.events import KIND_PIPELINE, KIND_UNKNOWN
 from roster.machine import (
     AttendeeState,
-    PeakState,
+    PeakLedger,
     Roster,
     StreamState,
     attendee_fold,
     can_advance,
+    peak_ledger_build,
+    peak_ledger_merge,
     peak_sweep,
-    peak_update,
     presence_deltas,
     rank_of,
     roster_fold,
+    steps_moved,
     stream_apply,
 )
 from tests.chime_factory import BASE_TS, MEETING_ID, chime_event, unknown_event, vc_event
@@ -766,25 +770,44 @@ def test_presence_deltas_and_peak_sweep():
     assert peak_sweep(presence_deltas([])) == (0, 0, (-1, -1))
 
 
-def test_peak_update_extends_from_the_last_step_or_asks_for_a_sweep():
-    current = PeakState(peak_joined=1, joined_count=1, last_step=(T + 10, 3))
+def test_peak_ledger_merges_moved_steps_inside_its_window():
     a_open = [[T + 10, None, None]]
+    ledger = peak_ledger_build(presence_deltas(a_open))
+    assert ledger.totals() == (1, 1)
 
-    joined_later = peak_update(current=current, changes={B: ([], [[T + 20, None, None]], (T + 20, 3))})
-    assert joined_later == PeakState(peak_joined=2, joined_count=2, last_step=(T + 20, 3))
+    # B joins later, then A leaves: merged, the peak is 2 and one is left.
+    joined_later = peak_ledger_merge(ledger, steps_moved([([], [[T + 20, None, None]])]))
+    assert joined_later.totals() == (2, 2)
+    closed = peak_ledger_merge(joined_later, steps_moved([(a_open, [[T + 10, T + 15, 7]])]))
+    assert closed.totals() == (1, 1)  # A left at T+15 before B joined at T+20: never two at once
 
-    closed = peak_update(current=current, changes={A: (a_open, [[T + 10, T + 20, 7]], (T + 20, 7))})
-    assert closed == PeakState(peak_joined=1, joined_count=0, last_step=(T + 20, 7))
+    # A late join before every kept step still merges while the ledger is complete.
+    early = peak_ledger_merge(ledger, steps_moved([([], [[T + 5, T + 12, 7]])]))
+    assert early.totals() == (2, 1)
+    assert peak_ledger_merge(ledger, steps_moved([(a_open, a_open)])) is ledger  # nothing moved
 
-    same_position = peak_update(current=current, changes={B: ([], [[T + 10, None, None]], (T + 10, 3))})
-    assert same_position == PeakState(peak_joined=2, joined_count=2, last_step=(T + 10, 3))
 
-    unchanged = peak_update(current=current, changes={A: (a_open, a_open, (T + 30, 4))})
-    assert unchanged == current
+def test_peak_ledger_folds_old_steps_and_asks_for_a_sweep_before_its_window():
+    # Three attendees join at T+1..T+3, then two leave; keep only the last 2 steps.
+    intervals = [[[T + 1, T + 4, 7]], [[T + 2, T + 5, 7]], [[T + 3, None, None]]]
+    deltas = Counter()
+    for item in intervals:
+        deltas.update(presence_deltas(item))
+    ledger = peak_ledger_build(deltas, keep=2)
+    assert ledger.totals() == peak_sweep(deltas)[:2] == (3, 1)
+    assert len(ledger.steps) == 2 and not ledger.complete
+    assert (ledger.before_joined, ledger.before_peak) == (3, 3)
 
-    # A join before the last counted step, or a step that vanished: only a sweep can tell.
-    assert peak_update(current=current, changes={B: ([], [[T + 5, None, None]], (T + 5, 3))}) is None
-    assert peak_update(current=current, changes={A: (a_open, [], (T + 30, 4))}) is None
+    # Inside the window: merged (a fourth joins at T+6).
+    later = peak_ledger_merge(ledger, steps_moved([([], [[T + 6, None, None]])]), keep=2)
+    assert later.totals() == (3, 2)
+    # Before the window, or a step vanishing that the ledger does not hold: a sweep is needed.
+    assert peak_ledger_merge(ledger, steps_moved([([], [[T, T + 1, 7]])]), keep=2) is None
+    assert peak_ledger_merge(ledger, Counter({(T + 9, 7, -1): -1}), keep=2) is None
+
+    # It survives the trip through the Meeting row's JSON.
+    assert PeakLedger.from_json(json.loads(json.dumps(later.as_json()))) == later
+    assert PeakLedger.from_json({}) is None
 
 
 # --- Voice Connector streams -----------------------------------------------------------------------

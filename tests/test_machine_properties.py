@@ -23,7 +23,7 @@ from roster.events import KIND_MEETING, KIND_PIPELINE, KIND_UNKNOWN, ChimeEvent
 from roster.machine import (
     AttendeeState,
     MeetingState,
-    PeakState,
+    PeakLedger,
     Roster,
     attendee_fold,
     can_advance,
@@ -34,13 +34,16 @@ from roster.machine import (
     meeting_fold,
     meeting_identify,
     parent_of,
+    peak_ledger_build,
+    peak_ledger_merge,
     peak_sweep,
-    peak_update,
-    position_of,
     presence_deltas,
     roster_fold,
+    steps_moved,
 )
 from tests.chime_factory import BASE_TS, MEETING_ID, chime_event, unknown_event
+
+LEDGER_KEEP = 2  # the peak ledger's window in the model: tiny, so streams trim it and sweep
 
 PROPERTY_SETTINGS = settings(
     max_examples=300,
@@ -247,7 +250,7 @@ class IncrementalMeeting:
         self.log: dict[str, ChimeEvent] = {}
         self.rows: dict[str, AttendeeState] = {}
         self.meeting = MeetingState(meeting_id=meeting_id)
-        self.peak = PeakState()
+        self.ledger: PeakLedger | None = None
         self.sweeps = 0
         self.advances = 0
         self.refolds = 0
@@ -289,7 +292,7 @@ class IncrementalMeeting:
 
         # _meeting_fold: attendees.
         new_states: dict[str, AttendeeState] = {}
-        peak_changes: dict[str, tuple[list[Any], list[Any], tuple[int, int]]] = {}
+        intervals_moved: list[tuple[list[Any], list[Any]]] = []
         for parent in set(by_parent) | refold:
             old = self.rows.get(parent)
             if parent in refold:
@@ -302,8 +305,7 @@ class IncrementalMeeting:
             if state is None:
                 continue
             new_states[parent] = state
-            earliest = min((position_of(e) for e in by_parent.get(parent, [])), default=(-1, -1))
-            peak_changes[parent] = (old.intervals if old else [], state.intervals, earliest)
+            intervals_moved.append((old.intervals if old else [], state.intervals))
 
         # _meeting_fold: meeting fields.
         if meeting_level:
@@ -320,9 +322,12 @@ class IncrementalMeeting:
         self.meeting.external_meeting_id = self.meeting.external_meeting_id or identity.external_meeting_id
         self.meeting.media_region = self.meeting.media_region or identity.media_region
 
-        # _meeting_fold: peak_joined, extended when possible, else swept over every row.
-        peak = None if ended else peak_update(current=self.peak, changes=peak_changes)
-        if peak is None:
+        # _meeting_fold: peak_joined, merged into the ledger when possible, else swept over every row.
+        # A tiny window (LEDGER_KEEP) makes both the merge and the sweep happen in every stream.
+        ledger = None if ended or self.ledger is None else self.ledger
+        if ledger is not None:
+            ledger = peak_ledger_merge(ledger, steps_moved(intervals_moved), keep=LEDGER_KEEP)
+        if ledger is None:
             self.sweeps += 1
             deltas: Counter[tuple[int, int, int]] = Counter()
             for state in new_states.values():
@@ -330,9 +335,8 @@ class IncrementalMeeting:
             for parent, state in self.rows.items():
                 if parent not in new_states:
                     deltas.update(presence_deltas(state.intervals))
-            peak_joined, joined_count, last_step = peak_sweep(deltas)
-            peak = PeakState(peak_joined=peak_joined, joined_count=joined_count, last_step=last_step)
-        self.peak = peak
+            ledger = peak_ledger_build(deltas, keep=LEDGER_KEEP)
+        self.ledger = ledger
         self.rows.update(new_states)
 
 
@@ -365,25 +369,31 @@ def test_incremental_ingest_path_equals_the_whole_fold(delivered):
         k: {**s.public(), "intervals": s.intervals} for k, s in expected.attendees.items()
     }
     assert model.rows == expected.attendees  # bookkeeping too: later batches rely on it
-    assert model.peak.peak_joined == expected.peak_joined
-    assert model.peak.joined_count == sum(s.presence == "joined" for s in expected.attendees.values())
+    peak_joined, joined_count = model.ledger.totals() if model.ledger else (0, 0)
+    assert peak_joined == expected.peak_joined
+    assert joined_count == sum(s.presence == "joined" for s in expected.attendees.values())
     assert dataclasses.asdict(model.meeting) == dataclasses.asdict(expected.meeting)
 
 
 def test_incremental_model_takes_both_paths():
-    """Guard against a hollow property: the model must really advance in place and really sweep."""
+    """Guard against a hollow property: the model must really advance in place, merge into the
+    peak ledger, and sweep when a step lands before the ledger's window."""
     joined = chime_event("AttendeeJoined", MEETING_ID, "a1", BASE_TS + 1)
     left = chime_event("AttendeeLeft", MEETING_ID, "a1", BASE_TS + 5)
+    later = chime_event("AttendeeJoined", MEETING_ID, "a3", BASE_TS + 6)
     early = chime_event("AttendeeJoined", MEETING_ID, "a2", BASE_TS + 0)
     model = IncrementalMeeting(MEETING_ID)
     model.ingest([joined])
-    model.ingest([left])  # after a1's folded position: advanced, peak extended
-    assert model.sweeps == 0
+    assert model.sweeps == 1  # a meeting's first batch builds its ledger
+    model.ingest([left])  # after a1's folded position: advanced, merged
+    model.ingest([later])  # merged; the ledger now keeps only its last LEDGER_KEEP steps
+    assert model.sweeps == 1 and model.advances == 1
     assert model.rows["a1"].presence == "left"
-    model.ingest([early])  # before the last counted step: swept
-    assert model.sweeps == 1
-    assert model.peak.peak_joined == 2
-    assert roster_fold(MEETING_ID, [joined, left, early]).peak_joined == 2
+    assert not model.ledger.complete
+    model.ingest([early])  # before the kept window: swept
+    assert model.sweeps == 2
+    assert model.ledger.totals() == (2, 2)
+    assert roster_fold(MEETING_ID, [joined, left, later, early]).peak_joined == 2
 
 
 def test_incremental_model_rederives_a_new_row_of_an_ended_meeting():
@@ -396,7 +406,7 @@ def test_incremental_model_rederives_a_new_row_of_an_ended_meeting():
     assert model.refolds == 1
     assert model.rows["a1"].presence == "left"
     assert model.rows == roster_fold(MEETING_ID, [ended, joined]).attendees
-    assert model.peak.peak_joined == 1
+    assert model.ledger.totals() == (1, 0)
 
 
 # --- (c) peak_sweep and attendee_fold agree with roster_fold ------------------------------------
