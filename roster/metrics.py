@@ -141,20 +141,25 @@ def _bucket(seconds: float) -> str:
     return "+Inf"
 
 
-def ingest_metrics_record(*, tallies: Mapping[tuple[str, str, str], int], seconds: float) -> None:
-    """Add one committed batch to the shared counters. Never raises."""
+def ingest_metrics_record(
+    *, tallies: Mapping[tuple[str, str, str], int], seconds: float | None = None
+) -> None:
+    """Add one committed batch to the shared counters (and its latency, when timed). Never raises."""
     if time.monotonic() < _redis.paused_until:
         return
     merged: Counter[str] = Counter()
     for (queue, event_type, outcome), count in tallies.items():
         merged[SEP.join((queue_label(queue), type_label(event_type), outcome))] += count
+    if not merged and seconds is None:
+        return
     try:
         pipe = _redis.client().pipeline(transaction=False)
         for field, count in merged.items():
             pipe.hincrby(KEY_EVENTS, field, count)
-        pipe.hincrby(KEY_LATENCY, _bucket(seconds), 1)
-        pipe.hincrby(KEY_LATENCY, "count", 1)
-        pipe.hincrbyfloat(KEY_LATENCY, "sum", seconds)
+        if seconds is not None:
+            pipe.hincrby(KEY_LATENCY, _bucket(seconds), 1)
+            pipe.hincrby(KEY_LATENCY, "count", 1)
+            pipe.hincrbyfloat(KEY_LATENCY, "sum", seconds)
         pipe.execute()
     except Exception as exc:  # metrics must never fail an ingest
         _redis.failed(exc)

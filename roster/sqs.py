@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from roster.events import Rejection
 from roster.ingest import IncomingMessage, IngestResult, messages_ingest, quarantine_create
+from roster.metrics import ingest_metrics_record
 from roster.models import QueueSource
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,10 @@ def messages_ingest_isolating(*, messages: Sequence[IncomingMessage]) -> IngestR
             reason = Rejection("ingest_failed", f"{type(exc).__name__}: {exc}"[:2000])
             with transaction.atomic():
                 quarantine_create(rejected=[(messages[0], reason)], received_at=timezone.now())
-            return IngestResult(received=1, quarantined=1)
+            result = IngestResult(received=1, quarantined=1)
+            result.tallies[(messages[0].queue, reason.code, "quarantined")] += 1
+            ingest_metrics_record(tallies=result.tallies)  # counted like any quarantine; no batch timed
+            return result
     middle = len(messages) // 2
     result = messages_ingest_isolating(messages=messages[:middle])
     result.add(messages_ingest_isolating(messages=messages[middle:]))

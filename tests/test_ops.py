@@ -211,6 +211,31 @@ def test_event_type_labels_are_bounded(client):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_message_the_database_refuses_counts_as_ingest_failed(client, monkeypatch):
+    """The drain isolates a poison message by splitting the batch; the culprit counts once."""
+    from roster import sqs
+
+    name = f"metrics-{uuid.uuid4().hex[:10]}"
+    queue = f"https://sqs.us-east-1.amazonaws.com/{MOTO_ACCOUNT}/{name}"
+    details = meeting_stream(seed=303, attendees=1, end=False)[:3]
+    real = sqs.messages_ingest
+
+    def refusing(*, messages):
+        if any(b"boom" in m.body for m in messages):
+            raise ValueError("the database refused it")
+        return real(messages=messages)
+
+    monkeypatch.setattr(sqs, "messages_ingest", refusing)
+    batch = [IncomingMessage(body=as_bare(d).encode(), queue=queue) for d in details]
+    batch.insert(1, IncomingMessage(body=as_bare({**details[0], "boom": 1}).encode(), queue=queue))
+    result = sqs.messages_ingest_isolating(messages=batch)
+    assert (result.applied, result.quarantined) == (3, 1)
+    text = scrape(client)
+    assert events(text, name, "ingest_failed", "quarantined") == 1
+    assert events(text, name, "MeetingStarted", "applied") == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_redis_down_never_fails_an_ingest_and_the_scrape_says_so(client):
     details = meeting_stream(seed=301, attendees=1, end=False)
     with override_settings(REDIS_URL=closed_redis_url()):
