@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import secrets
 import shutil
@@ -369,17 +370,21 @@ def sqs_endpoint_start(*, supervisor: Supervisor, progress: Progress, timeout: f
     return endpoint
 
 
-def demo_queues_create(*, endpoint: str) -> list[str]:
-    """The two demo queues: EventBridge envelopes, and SNS-wrapped copies of a share of them."""
+def _demo_sqs(endpoint: str) -> Any:
     import boto3
 
-    client = boto3.client(
+    return boto3.client(
         "sqs",
         endpoint_url=endpoint,
         region_name=DEMO_REGION,
         aws_access_key_id="demo",
         aws_secret_access_key="demo",
     )
+
+
+def demo_queues_create(*, endpoint: str) -> list[str]:
+    """The two demo queues: EventBridge envelopes, and SNS-wrapped copies of a share of them."""
+    client = _demo_sqs(endpoint)
     return [
         client.create_queue(QueueName=f"{DEMO_QUEUE_PREFIX}{name}", Attributes={"VisibilityTimeout": "30"})[
             "QueueUrl"
@@ -420,6 +425,35 @@ def demo_queue_sources_reset(*, queue_urls: list[str]) -> None:
                 url=url,
                 defaults={"enabled": True, "consumers": 1, "region": DEMO_REGION, "last_poll_at": None},
             )
+
+
+def demo_leftover_meetings(*, now_ms: int) -> list[dict[str, Any]]:
+    """MeetingEnded details for simulated meetings an earlier demo left running (it was stopped
+    mid-meeting), so they do not stay live forever. They go through the queue like any event."""
+    from django.db.models import Exists, OuterRef
+
+    from roster.models import Event, Meeting
+
+    from_demo = Event.objects.filter(
+        meeting_id=OuterRef("meeting_id"), queue__contains=f"/{DEMO_QUEUE_PREFIX}"
+    )
+    leftovers = Meeting.objects.exclude(status=Meeting.Status.ENDED).filter(Exists(from_demo))
+    details = []
+    for meeting in leftovers.order_by("meeting_id"):
+        detail = {"version": "0", "eventType": "chime:MeetingEnded", "meetingId": meeting.meeting_id}
+        if meeting.external_meeting_id:
+            detail["externalMeetingId"] = meeting.external_meeting_id
+        details.append({**detail, "timestamp": now_ms})
+    return details
+
+
+def demo_queue_send(*, endpoint: str, queue_url: str, bodies: list[str]) -> None:
+    client = _demo_sqs(endpoint)
+    for start in range(0, len(bodies), 10):
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])]
+        failed = client.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed")
+        if failed:
+            raise DemoError(f"the local SQS endpoint refused messages: {failed[:3]}")
 
 
 def demo_queues_polled(*, queue_urls: list[str]) -> bool:
@@ -576,6 +610,12 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
         queue_urls = demo_queues_create(endpoint=endpoint)
         demo_queue_sources_reset(queue_urls=queue_urls)
         step.done = f"{endpoint}, queues " + ", ".join(url.rsplit("/", 1)[-1] for url in queue_urls)
+    leftovers = demo_leftover_meetings(now_ms=int(time.time() * 1000))
+    if leftovers:
+        demo_queue_send(endpoint=endpoint, queue_url=queue_urls[0], bodies=[json.dumps(d) for d in leftovers])
+        progress.say(
+            f"queued MeetingEnded for {len(leftovers)} simulated meetings an earlier demo left running"
+        )
     env = child_env(
         base=os.environ,
         database_url=database_url,

@@ -29,6 +29,7 @@ from roster.demo import (
     Supervisor,
     child_env,
     demo_counts,
+    demo_leftover_meetings,
     demo_login_reset,
     demo_queue_sources_reset,
     redis_choose,
@@ -38,7 +39,7 @@ from roster.demo import (
     web_port_choose,
 )
 from roster.ingest import IncomingMessage, messages_ingest
-from roster.models import QueueSource
+from roster.models import Meeting, QueueSource
 from tests.conftest import ROOT, free_port
 from tests.streams import as_envelope, meeting_stream
 
@@ -236,6 +237,29 @@ def test_queue_sources_point_at_this_runs_queues_only():
     assert not old.enabled
     assert foreign.enabled
     assert current.enabled and current.consumers == 1 and current.last_poll_at is None
+
+
+@pytest.mark.django_db
+def test_meetings_an_earlier_demo_left_running_are_ended_through_ingest():
+    demo_queue = "http://127.0.0.1:1111/123456789012/chime-roster-demo-eventbridge"
+    left = meeting_stream(seed=21, attendees=2, end=False)
+    elsewhere = meeting_stream(seed=22, attendees=2, end=False)
+    ended = meeting_stream(seed=23, attendees=2, end=True)
+    for details, queue in (
+        (left, demo_queue),
+        (elsewhere, "https://sqs.eu-west-1.amazonaws.com/1/prod"),
+        (ended, demo_queue),
+    ):
+        messages_ingest(messages=[IncomingMessage(body=as_envelope(d), queue=queue) for d in details])
+    now_ms = left[-1]["timestamp"] + 1000
+    enders = demo_leftover_meetings(now_ms=now_ms)
+    assert [d["meetingId"] for d in enders] == [left[0]["meetingId"]]
+    result = messages_ingest(messages=[IncomingMessage(body=json.dumps(d)) for d in enders])
+    assert result.applied == 1 and result.quarantined == 0
+    meeting = Meeting.objects.get(meeting_id=left[0]["meetingId"])
+    assert meeting.status == Meeting.Status.ENDED and meeting.ended_at == now_ms and meeting.joined_count == 0
+    assert Meeting.objects.get(meeting_id=elsewhere[0]["meetingId"]).status == Meeting.Status.ACTIVE
+    assert demo_leftover_meetings(now_ms=now_ms) == []
 
 
 @pytest.mark.django_db
