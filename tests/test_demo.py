@@ -313,7 +313,27 @@ def browser() -> tuple[urllib.request.OpenerDirector, http.cookiejar.CookieJar]:
     return opener, jar
 
 
-def log_in(base: str, username: str, password: str) -> urllib.request.OpenerDirector:
+def live_delta_seen(base: str, *, jar: http.cookiejar.CookieJar) -> bool:
+    """The dashboard's socket, as the logged-in browser opens it, pushes simulated changes."""
+    from websockets.sync.client import connect
+
+    session = next(cookie.value for cookie in jar if cookie.name == "sessionid")
+    url = base.replace("http://", "ws://") + "ws/dashboard/"
+    origin = base.rstrip("/")
+    with connect(url, origin=origin, additional_headers={"Cookie": f"sessionid={session}"}, proxy=None) as ws:
+        assert json.loads(ws.recv(10))["type"] == "hello"
+        ws.send(json.dumps({"type": "subscribe", "meetings": "*"}))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            message = json.loads(ws.recv(20))
+            if message["type"] == "delta" and message["attendees"]:
+                return True
+    return False
+
+
+def log_in(
+    base: str, username: str, password: str
+) -> tuple[urllib.request.OpenerDirector, http.cookiejar.CookieJar]:
     """As a browser: GET the login form (CSRF cookie + hidden field), POST it, follow to /."""
     opener, jar = browser()
     with opener.open(f"{base}admin/login/?next=/", timeout=10) as response:
@@ -328,7 +348,7 @@ def log_in(base: str, username: str, password: str) -> urllib.request.OpenerDire
         assert response.status == 200
         assert urllib.parse.urlsplit(response.url).path == "/", response.url  # redirected: logged in
     assert any(cookie.name == "sessionid" for cookie in jar)
-    return opener
+    return opener, jar
 
 
 @pytest.mark.postgres  # run once, in the full (PostgreSQL) run: it never uses the suite's database
@@ -381,7 +401,7 @@ def test_demo_starts_shows_simulated_meetings_and_ctrl_c_leaves_nothing(tmp_path
             anonymous.open(f"{base}api/meetings/", timeout=10)
         assert refused.value.code == 401
 
-        opener = log_in(base, username, password)
+        opener, jar = log_in(base, username, password)
         deadline = time.monotonic() + 30
         while True:
             with opener.open(f"{base}api/meetings/", timeout=10) as response:
@@ -391,6 +411,7 @@ def test_demo_starts_shows_simulated_meetings_and_ctrl_c_leaves_nothing(tmp_path
             assert time.monotonic() < deadline, f"no meeting with attendees: {meetings}"
             time.sleep(0.5)
         assert all(m["external_meeting_id"] for m in meetings)
+        assert live_delta_seen(base, jar=jar)
         out.wait_for(r"meetings \d+ \(\d+ live, \d+ attendees in\), events [1-9]", timeout=15, process=demo)
 
         demo.send_signal(signal.SIGINT)
