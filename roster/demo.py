@@ -592,7 +592,10 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
 
     began = time.monotonic()
     db = settings.DATABASES["default"]
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{db['NAME']}"
+    if db["ENGINE"].endswith("sqlite3"):  # an absolute path: children run in ROOT, we may not
+        database_url = f"sqlite:///{Path(db['NAME']).resolve()}"
+    else:
+        database_url = os.environ["DATABASE_URL"]
     progress.say(f"child logs in {supervisor.log_dir}")
     port, note = web_port_choose(requested=options.port)  # a busy --port fails before anything starts
     if note:
