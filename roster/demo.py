@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import json
 import os
 import secrets
@@ -207,8 +208,10 @@ def wait_until(
     progress: Progress,
     timeout: float,
     interval: float = 0.25,
+    hint: Callable[[], str] | None = None,
 ) -> Any:
-    """Poll ``check`` until it is truthy; fail with a child's log when a child exits meanwhile."""
+    """Poll ``check`` until it is truthy; fail with a child's log when a child exits meanwhile.
+    ``hint`` says why it may be slow (a drain error, say) in the notes and the final message."""
     started = time.monotonic()
     next_note = started + 10
     while True:
@@ -222,10 +225,14 @@ def wait_until(
         if exited is not None:
             raise DemoError(child_exited_message(exited, while_=what))
         now = time.monotonic()
-        if now - started > timeout:
-            raise DemoError(f"gave up {what} after {timeout:.0f}s (logs in {supervisor.log_dir})")
-        if now >= next_note:
-            progress.say(f"still {what} ({now - started:.0f}s)")
+        if now - started > timeout or now >= next_note:
+            why = ""
+            with contextlib.suppress(Exception):
+                why = hint() if hint is not None else ""
+            why = f"; {why}" if why else ""
+            if now - started > timeout:
+                raise DemoError(f"gave up {what} after {timeout:.0f}s{why} (logs in {supervisor.log_dir})")
+            progress.say(f"still {what} ({now - started:.0f}s){why}")
             next_note += 10
         time.sleep(interval)
 
@@ -464,6 +471,14 @@ def demo_queues_polled(*, queue_urls: list[str]) -> bool:
     )
 
 
+def demo_drain_errors(*, queue_urls: list[str], since: datetime.datetime) -> str:
+    """The drain errors recorded on the demo queues since ``since`` (the worker's own words)."""
+    from roster.models import QueueSource
+
+    sources = QueueSource.objects.filter(url__in=queue_urls, last_error_at__gte=since).order_by("url")
+    return "; ".join(f"drain error on {s.url.rsplit('/', 1)[-1]}: {s.last_error[:300]}" for s in sources)
+
+
 def demo_counts() -> dict[str, int]:
     """What the status line shows, from the database."""
     from django.db.models import Count, Q, Sum
@@ -587,6 +602,8 @@ def demo_run(*, options: DemoOptions, out: TextIO) -> None:
 def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) -> None:
     from django.conf import settings
     from django.core.management import call_command
+    from django.db import DatabaseError
+    from django.utils import timezone
 
     from roster.simulator import ACCOUNT
 
@@ -604,7 +621,10 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
         with progress.step(f"migrating the {database_describe(db)}"):
             call_command("migrate", interactive=False, verbosity=0)
     with progress.step("demo login") as step:
-        password = demo_login_reset()
+        try:
+            password = demo_login_reset()
+        except DatabaseError as exc:
+            raise DemoError(f"the {database_describe(db)} is not usable ({exc}); is it migrated?") from exc
         step.done = f"user {DEMO_USERNAME!r} with a new password"
     with progress.step("Redis") as step:
         redis_url, step.done = redis_choose(url=settings.REDIS_URL, supervisor=supervisor, progress=progress)
@@ -684,10 +704,20 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
         ("waiting for beat", lambda: any(supervisor.work_dir.glob("schedule*"))),
         ("waiting for the first simulated meeting", lambda: demo_counts()["meetings"] > before),
     )
+    since = timezone.now()
+
+    def drain_errors() -> str:
+        return demo_drain_errors(queue_urls=queue_urls, since=since)
+
     for what, check in waits:
         with progress.step(what):
             wait_until(
-                check, what=what, supervisor=supervisor, progress=progress, timeout=options.ready_timeout
+                check,
+                what=what,
+                supervisor=supervisor,
+                progress=progress,
+                timeout=options.ready_timeout,
+                hint=drain_errors,
             )
     progress.say(f"ready in {time.monotonic() - began:.1f}s")
     progress.say(f"  dashboard  {url}")
@@ -703,7 +733,11 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
         if time.monotonic() >= next_status:
             try:
                 progress.say(status_line(demo_counts()))
+                errors = drain_errors()
+                if errors:
+                    progress.say(errors)
             except Exception as exc:  # a busy database must not stop the demo
                 progress.say(f"status unavailable: {type(exc).__name__}: {exc}")
+            since = timezone.now()
             next_status += options.status_every
         time.sleep(0.5)

@@ -29,6 +29,7 @@ from roster.demo import (
     Supervisor,
     child_env,
     demo_counts,
+    demo_drain_errors,
     demo_leftover_meetings,
     demo_login_reset,
     demo_queue_sources_reset,
@@ -211,6 +212,21 @@ def test_a_child_that_exits_while_waited_for_fails_the_start_with_its_log(superv
     assert "no such setting" in str(raised.value)
 
 
+def test_a_slow_wait_says_why_and_gives_up_with_the_reason(supervisor):
+    with pytest.raises(DemoError) as raised:
+        wait_until(
+            lambda: False,
+            what="waiting for meetings",
+            supervisor=supervisor,
+            progress=supervisor.progress,
+            timeout=0.3,
+            hint=lambda: "drain error on q: no such table",
+        )
+    assert str(raised.value).startswith(
+        "gave up waiting for meetings after 0s; drain error on q: no such table"
+    )
+
+
 # Database services and selectors --------------------------------------------------------------
 
 
@@ -260,6 +276,26 @@ def test_meetings_an_earlier_demo_left_running_are_ended_through_ingest():
     assert meeting.status == Meeting.Status.ENDED and meeting.ended_at == now_ms and meeting.joined_count == 0
     assert Meeting.objects.get(meeting_id=elsewhere[0]["meetingId"]).status == Meeting.Status.ACTIVE
     assert demo_leftover_meetings(now_ms=now_ms) == []
+
+
+@pytest.mark.django_db
+def test_drain_errors_name_the_queue_and_only_recent_ones():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    urls = [f"http://127.0.0.1:1/123456789012/chime-roster-demo-{name}" for name in ("eventbridge", "sns")]
+    QueueSource.objects.create(url=urls[0], last_error="OperationalError: boom", last_error_at=now)
+    QueueSource.objects.create(url=urls[1], last_error="old", last_error_at=now - timedelta(minutes=5))
+    QueueSource.objects.create(
+        url="https://sqs.eu-west-1.amazonaws.com/1/prod", last_error="x", last_error_at=now
+    )
+    since = now - timedelta(seconds=1)
+    assert demo_drain_errors(queue_urls=urls, since=since) == (
+        "drain error on chime-roster-demo-eventbridge: OperationalError: boom"
+    )
+    assert demo_drain_errors(queue_urls=urls, since=now + timedelta(seconds=1)) == ""
 
 
 @pytest.mark.django_db
@@ -428,9 +464,13 @@ def test_demo_starts_shows_simulated_meetings_and_ctrl_c_leaves_nothing(tmp_path
         assert ready_after < 60 and stopped_in < 20, (ready_after, stopped_in)
         print(f"demo ready in {ready_after:.1f}s, stopped in {stopped_in:.1f}s")
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait(10)
+        if demo.poll() is None:  # a failed assertion: let the demo clean up, else kill it
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(demo.pid, signal.SIGKILL)
+                demo.wait(10)
         for pid in pids.values():  # never leak a child if an assertion failed half-way
             if pid_alive(pid):
                 os.killpg(pid, signal.SIGKILL)
