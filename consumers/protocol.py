@@ -1,6 +1,7 @@
 """The roster socket protocol v1 (docs/feed.md), shared by the app feed and the host dashboard.
 
-A consumer authenticates, subscribes to channel-layer groups and forwards the frames the
+A consumer authenticates, joins channel-layer groups through its process's fan-out
+(consumers.fanout: the process, not each socket, is the group member) and forwards the frames the
 broadcaster serialised once; it reads the database only for snapshots and catch-ups.
 
 Every meeting a client follows has a ``seq`` here: a delta at or below it is a duplicate and is
@@ -20,6 +21,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from consumers.fanout import group_fanout
 from roster.access import Access, access_for_token, access_for_user, bearer_token
 from roster.broadcast import DELTA_TYPE, GROUP_ALL, GROUP_LIST, SUMMARY_TYPE, frame, meeting_group
 from roster.models import Meeting
@@ -63,19 +65,17 @@ class RosterSocket(AsyncWebsocketConsumer):
     heartbeat_seconds = 20.0
     auth_timeout_seconds = 10.0
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Forward broadcast frames without Channels' per-message connection cleanup.
+    async def broadcast_receive(self, message: dict[str, Any]) -> None:
+        """A broadcaster message, from this process's group fan-out (consumers.fanout).
 
-        That cleanup is a thread hop per frame per client (over half of Daphne's cost per
-        delivery); a delta touches the database only to catch up, and those calls go through
-        database_sync_to_async, which cleans up around itself.
+        One at a time with the client's own requests: a subscribe or a catch-up in progress
+        finishes (its database read included) before the next frame is judged by seq.
         """
-        if message["type"] == DELTA_TYPE:
-            await self.roster_delta(message)
-        elif message["type"] == SUMMARY_TYPE:
-            await self.roster_summary(message)
-        else:
-            await super().dispatch(message)
+        async with self.serial:
+            if message["type"] == DELTA_TYPE:
+                await self.roster_delta(message)
+            elif message["type"] == SUMMARY_TYPE:
+                await self.roster_summary(message)
 
     async def connect(self) -> None:
         self.access: Access | None = None
@@ -85,6 +85,7 @@ class RosterSocket(AsyncWebsocketConsumer):
         self.follow_list = False  # "*" without attendees (meeting lists)
         self.joined: set[str] = set()
         self.tasks: list[asyncio.Task] = []
+        self.serial = asyncio.Lock()  # client requests and broadcast frames, one at a time
         header = self._authorization_header()
         if header and self.allow_token:
             self.access = await _token_access(bearer_token(header))
@@ -108,11 +109,15 @@ class RosterSocket(AsyncWebsocketConsumer):
         for task in getattr(self, "tasks", []):
             task.cancel()
         for group in getattr(self, "joined", set()):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await group_fanout().discard(group, self)
 
     # --- client -> server ------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        async with self.serial:
+            await self._request(text_data)
+
+    async def _request(self, text_data: str | None) -> None:
         try:
             message = self._parse(text_data)
             kind = message["type"]
@@ -281,12 +286,12 @@ class RosterSocket(AsyncWebsocketConsumer):
 
     async def _join(self, group: str) -> None:
         if group not in self.joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await group_fanout().add(group, self)
             self.joined.add(group)
 
     async def _leave(self, group: str) -> None:
         if group in self.joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await group_fanout().discard(group, self)
             self.joined.discard(group)
 
     async def _send(self, message: dict[str, Any]) -> None:

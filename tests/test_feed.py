@@ -229,6 +229,49 @@ async def test_a_lost_frame_is_repaired_from_the_database():
     await communicator.disconnect()
 
 
+async def group_subscribers(group: str) -> int:
+    """Redis pub/sub subscribers of a channel-layer group (whatever the layer's prefix)."""
+    from django.conf import settings
+    from redis import asyncio as aioredis
+
+    redis = aioredis.from_url(settings.REDIS_URL)
+    try:
+        channels = await redis.pubsub_channels(f"*__group__{group}")
+        return sum(count for _, count in await redis.pubsub_numsub(*channels)) if channels else 0
+    finally:
+        await redis.aclose()
+
+
+async def test_sockets_of_one_process_share_one_group_subscription():
+    # consumers.fanout: every socket gets every frame, one leaving cuts nobody off, and the last
+    # one leaving ends the process's subscription (no leak per meeting ever followed).
+    details = meeting_stream(seed=random.SystemRandom().randrange(10**9), attendees=3, end=False)
+    meeting_id, group = details[0]["meetingId"], meeting_group(details[0]["meetingId"])
+    await ingest(details[:6])
+    sockets = []
+    for _ in range(3):
+        communicator, _ = await feed(await token())
+        await receive(communicator)
+        await communicator.send_json_to({"type": "subscribe", "meetings": [meeting_id]})
+        assert (await receive(communicator))["type"] == "snapshot"
+        sockets.append(communicator)
+    assert await group_subscribers(group) == 1
+    await ingest(details[6:12])
+    deltas = [await receive(communicator) for communicator in sockets]
+    assert deltas[0]["type"] == "delta" and all(delta == deltas[0] for delta in deltas)
+    await sockets.pop().disconnect()
+    await ingest(details[12:18])
+    assert [(await receive(c))["meeting"]["seq"] for c in sockets] == [deltas[0]["meeting"]["seq"] + 1] * 2
+    assert await group_subscribers(group) == 1
+    for communicator in sockets:
+        await communicator.disconnect()
+    for _ in range(50):  # the unsubscribe reaches Redis asynchronously
+        if await group_subscribers(group) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await group_subscribers(group) == 0
+
+
 async def test_origins_feed_accepts_none_refuses_foreign_dashboard_is_strict():
     raw = await token()
     _, connected = await feed(raw)
