@@ -29,11 +29,16 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 def pytest_collection_modifyitems(config, items):
-    """On SQLite, tests that need PostgreSQL (row locks, other processes) are deselected."""
+    """On SQLite, tests that need PostgreSQL (row locks, other processes) are deselected, and so
+    are the ones marked ``once`` (they do not use the suite's database: one run is enough)."""
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
         return
-    kept = [item for item in items if "postgres" not in item.keywords]
-    deselected = [item for item in items if "postgres" in item.keywords]
+
+    def postgres_run_only(item) -> bool:
+        return "postgres" in item.keywords or "once" in item.keywords
+
+    kept = [item for item in items if not postgres_run_only(item)]
+    deselected = [item for item in items if postgres_run_only(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

@@ -387,7 +387,7 @@ def log_in(
     return opener, jar
 
 
-@pytest.mark.postgres  # run once, in the full (PostgreSQL) run: it never uses the suite's database
+@pytest.mark.once  # it never uses the suite's database, so one run is enough
 @pytest.mark.slow
 def test_demo_starts_shows_simulated_meetings_and_ctrl_c_leaves_nothing(tmp_path):
     port = free_port()
