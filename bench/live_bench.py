@@ -260,10 +260,7 @@ class Bench:
 
     def start_daphne(self, tag: str) -> lc.Child:
         profile = self.log_dir / f"daphne-{tag}.prof" if self.args.profile else None
-        env = dict(self.env)
-        if self.args.experiment:
-            env["BENCH_LIVE_EXPERIMENT"] = self.args.experiment
-        daphne, port = lc.daphne_start(env=env, log_dir=self.log_dir, profile=profile)
+        daphne, port = lc.daphne_start(env=self.env, log_dir=self.log_dir, profile=profile)
         daphne.profile = profile
         self.children.append(daphne)
         self.port = port
@@ -1014,12 +1011,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, not the figures)")
     parser.add_argument("--only", nargs="+", choices=["latency", "fanout", "burst"], default=None)
     parser.add_argument("--profile", action="store_true", help="run daphne and drain_sqs under cProfile")
-    parser.add_argument(
-        "--experiment",
-        choices=[lc.EXPERIMENT_SKIP_CLOSE_OLD],
-        default=None,
-        help="a what-if patched into the Daphne child only (see bench/live_common.py); not the figures",
-    )
     parser.add_argument("--log-dir", default=None)
     parser.add_argument("--json-out", default=None)
     parser.add_argument("--latency-seconds", type=float, default=None)
@@ -1055,12 +1046,6 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     scenarios = args.only or ["latency", "fanout", "burst"]
     log(f"live-push benchmarks ({'quick' if args.quick else 'full'}); logs in {bench.log_dir}")
-    if args.experiment:
-        log(
-            f"EXPERIMENT {args.experiment}: Daphne runs with a patched consumer "
-            "(a what-if, not the project as is)"
-        )
-    bench.results["experiment"] = args.experiment
     try:
         bench.setup()
         c = bench.results["conditions"]

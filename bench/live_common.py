@@ -414,45 +414,10 @@ def _split_profile(args: list[str]) -> tuple[list[str], str | None]:
     return args, None
 
 
-EXPERIMENT_SKIP_CLOSE_OLD = "skip-close-old-connections"
-
-
-def experiment_apply(name: str) -> None:
-    """A what-if for the report, never the default: patched in this child process only.
-
-    ``skip-close-old-connections``: channels >= 4.2's ``AsyncConsumer.dispatch`` awaits
-    ``aclose_old_connections()`` (a hop to the one shared sync thread) before EVERY handler, so
-    every delta forwarded to every client costs a thread round trip. This lets ``roster.delta``
-    and ``roster.summary`` skip it (their database work, the catch-up, already goes through
-    ``database_sync_to_async``, which closes old connections itself).
-    """
-    if name != EXPERIMENT_SKIP_CLOSE_OLD:
-        raise SystemExit(f"unknown experiment {name!r}")
-    import django
-
-    django.setup()
-    from channels.consumer import get_handler_name
-
-    from consumers.protocol import RosterSocket
-
-    original = RosterSocket.dispatch
-    forwarded = {"roster.delta", "roster.summary"}
-
-    async def dispatch(self, message):  # noqa: ANN001
-        if message.get("type") in forwarded:
-            await getattr(self, get_handler_name(message))(message)
-        else:
-            await original(self, message)
-
-    RosterSocket.dispatch = dispatch
-
-
 def daphne_main(args: list[str]) -> None:
     args, profile = _split_profile(args)
     port = args[0]
     settings_patch()
-    if os.environ.get("BENCH_LIVE_EXPERIMENT"):
-        experiment_apply(os.environ["BENCH_LIVE_EXPERIMENT"])
     from daphne.cli import CommandLineInterface
 
     _profiled(
