@@ -30,6 +30,7 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.burst_ingest
 	$(BIN)/python -m bench.live_bench
 
 migrate: install
