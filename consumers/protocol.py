@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -68,14 +69,22 @@ class RosterSocket(AsyncWebsocketConsumer):
     async def broadcast_receive(self, message: dict[str, Any]) -> None:
         """A broadcaster message, from this process's group fan-out (consumers.fanout).
 
-        One at a time with the client's own requests: a subscribe or a catch-up in progress
-        finishes (its database read included) before the next frame is judged by seq.
+        One at a time with the client's own requests: a subscribe in progress finishes (its
+        snapshot read included) before the next frame is judged by seq. While one is in progress
+        the frame waits in this socket's own list, so the group's reader (every other socket of
+        the group) is not held up by this socket's database read.
         """
+        if self.serial.locked():
+            self.pending.append(message)
+            return
         async with self.serial:
-            if message["type"] == DELTA_TYPE:
-                await self.roster_delta(message)
-            elif message["type"] == SUMMARY_TYPE:
-                await self.roster_summary(message)
+            await self._broadcast_apply(message)
+
+    async def _broadcast_apply(self, message: dict[str, Any]) -> None:
+        if message["type"] == DELTA_TYPE:
+            await self.roster_delta(message)
+        elif message["type"] == SUMMARY_TYPE:
+            await self.roster_summary(message)
 
     async def connect(self) -> None:
         self.access: Access | None = None
@@ -86,6 +95,7 @@ class RosterSocket(AsyncWebsocketConsumer):
         self.joined: set[str] = set()
         self.tasks: list[asyncio.Task] = []
         self.serial = asyncio.Lock()  # client requests and broadcast frames, one at a time
+        self.pending: deque[dict[str, Any]] = deque()  # frames that arrived during a request
         header = self._authorization_header()
         if header and self.allow_token:
             self.access = await _token_access(bearer_token(header))
@@ -115,7 +125,11 @@ class RosterSocket(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         async with self.serial:
-            await self._request(text_data)
+            try:
+                await self._request(text_data)
+            finally:
+                while self.pending:  # in arrival order, before anything newer can be applied
+                    await self._broadcast_apply(self.pending.popleft())
 
     async def _request(self, text_data: str | None) -> None:
         try:

@@ -272,6 +272,44 @@ async def test_sockets_of_one_process_share_one_group_subscription():
     assert await group_subscribers(group) == 0
 
 
+async def test_a_socket_busy_subscribing_does_not_hold_up_the_others_of_its_group(monkeypatch):
+    # A subscribe's snapshot read holds that socket's lock; frames for it wait in its own list,
+    # so the group's reader keeps delivering to every other socket of the group meanwhile.
+    from consumers.protocol import RosterSocket
+
+    details = meeting_stream(seed=random.SystemRandom().randrange(10**9), attendees=3, end=False)
+    meeting_id = details[0]["meetingId"]
+    await ingest(details[:6])
+    steady, _ = await feed(await token())
+    await receive(steady)
+    await steady.send_json_to({"type": "subscribe", "meetings": [meeting_id]})
+    assert (await receive(steady))["type"] == "snapshot"
+
+    release = asyncio.Event()
+    original = RosterSocket._catch_up
+
+    async def slow_catch_up(self, *args, **kwargs):
+        await release.wait()
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RosterSocket, "_catch_up", slow_catch_up)
+    busy, _ = await feed(await token())
+    await receive(busy)
+    await busy.send_json_to({"type": "subscribe", "meetings": [meeting_id]})
+    await asyncio.sleep(0.2)  # busy has joined the group and waits in its snapshot read
+    await ingest(details[6:12])
+    delta = await receive(steady, timeout=3)  # not held up by busy
+    assert delta["type"] == "delta"
+    release.set()
+    frames = await receive_until(busy, lambda m: m["type"] == "snapshot")
+    assert frames[-1]["meeting"]["seq"] == delta["meeting"]["seq"]  # the snapshot already has it
+    await ingest(details[12:18])
+    after = [await receive(c) for c in (steady, busy)]
+    assert after[0] == after[1] and after[0]["meeting"]["seq"] == delta["meeting"]["seq"] + 1
+    for communicator in (steady, busy):
+        await communicator.disconnect()
+
+
 async def test_origins_feed_accepts_none_refuses_foreign_dashboard_is_strict():
     raw = await token()
     _, connected = await feed(raw)
