@@ -12,36 +12,12 @@ Prints the time until ``Meeting.joined_count`` reached the number of attendees.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 import uuid
 
 from bench import common
-
-
-def join_body(meeting_id: str, index: int, base_ms: int) -> str:
-    return json.dumps(
-        {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "Chime Meeting State Change",
-            "source": "aws.chime",
-            "account": "111122223333",
-            "time": "2026-11-24T00:00:00Z",
-            "region": "us-east-1",
-            "resources": [],
-            "detail": {
-                "version": "0",
-                "eventType": "chime:AttendeeJoined",
-                "timestamp": base_ms + index,
-                "meetingId": meeting_id,
-                "attendeeId": f"burst-{index:06d}",
-                "externalUserId": f"user-{index}",
-                "externalMeetingId": "burst",
-            },
-        }
-    )
+from bench.live_bench import attendee_event  # the live benchmark's burst events, the same shape
 
 
 def burst_run(*, attendees: int, batch: int, threads: int) -> dict[str, float]:
@@ -52,7 +28,10 @@ def burst_run(*, attendees: int, batch: int, threads: int) -> dict[str, float]:
 
     meeting_id = str(uuid.uuid4())
     base_ms = int(time.time() * 1000)
-    bodies = [join_body(meeting_id, i, base_ms) for i in range(attendees)]
+    bodies = [
+        attendee_event(meeting_id, "burst", f"burst-{i:06d}", "chime:AttendeeJoined", base_ms + i)
+        for i in range(attendees)
+    ]
     chunks = [bodies[i : i + batch] for i in range(0, attendees, batch)]
     position = [0]
     lock = threading.Lock()

@@ -45,7 +45,7 @@ from roster.events import (
 )
 from roster.metrics import ingest_metrics_record
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
-from roster.serializers import attendee_as_dict, meeting_as_dict
+from roster.serializers import MEETING_FIELDS, attendee_as_dict, meeting_as_dict
 
 logger = logging.getLogger(__name__)
 
@@ -421,21 +421,9 @@ def _meetings_fold(
     return changes
 
 
+# Everything a client sees of a meeting but its id, plus the fold's bookkeeping.
 MEETING_WRITE_FIELDS = [
-    "external_meeting_id",
-    "media_region",
-    "status",
-    "started_at",
-    "ended_at",
-    "peak_joined",
-    "joined_count",
-    "dropped_count",
-    "video_count",
-    "sharing_count",
-    "transcription",
-    "transcription_message",
-    "pipelines",
-    "seq",
+    *(name for name in MEETING_FIELDS if name != "meeting_id"),
     "peak_ledger",
     "updated_at",
 ]
