@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from roster import local_sqs
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_roster")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -201,7 +203,8 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """``moto_server`` on a free loopback port, started and stopped by us (by its own pid)."""
+    """The local SQS endpoint (moto, ``roster.local_sqs``) on a free loopback port, started and
+    stopped by us (by its own pid)."""
 
     def __init__(self, log_path: Path | None = None) -> None:
         self.port = free_port()
@@ -209,11 +212,19 @@ class MotoServer:
         self.log_path = log_path or Path(f"/tmp/bench-moto-{self.port}.log")
         self.process: subprocess.Popen | None = None
 
+    def command(self) -> list[str]:
+        """``BENCH_STOCK_MOTO=1``: moto's own server, without roster.local_sqs's cheaper clock
+        (the endpoint of the figures before 2026-11-24, for comparison)."""
+        if os.environ.get("BENCH_STOCK_MOTO"):
+            stock = Path(sys.executable).with_name("moto_server")
+            return [str(stock), "-H", "127.0.0.1", "-p", str(self.port)]
+        return local_sqs.server_command(port=self.port)
+
     def __enter__(self) -> MotoServer:
-        executable = Path(sys.executable).parent / "moto_server"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in __exit__
         self.process = subprocess.Popen(
-            [str(executable), "-H", "127.0.0.1", "-p", str(self.port)],
+            self.command(),
+            cwd=local_sqs.ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -171,7 +171,7 @@ def phase_run(
     from django.db import connection
 
     from roster.ingest import IngestResult
-    from roster.sqs import queue_delete, queue_drain_once, queue_receive
+    from roster.sqs import BackgroundDeleter, queue_drain_once, queue_receive
 
     owned = [[seg for meeting in layout[t::concurrency] for seg in meeting] for t in range(concurrency)]
     totals = [IngestResult() for _ in range(concurrency)]
@@ -182,6 +182,7 @@ def phase_run(
 
     def worker(t: int) -> None:
         client = clients[t]
+        deleter = BackgroundDeleter()  # as DrainLoop: deletes off the receiving thread, both modes
         try:
             barrier.wait()
             start = time.perf_counter()
@@ -192,11 +193,16 @@ def phase_run(
                         messages = queue_receive(
                             client=client, queue_url=seg.url, wait_seconds=wait_seconds, max_messages=10
                         )
-                        queue_delete(client=client, queue_url=seg.url, messages=messages)
+                        if messages:
+                            deleter.submit(client=client, queue_url=seg.url, messages=messages)
                         n = len(messages)
                     else:
                         result = queue_drain_once(
-                            client=client, queue_url=seg.url, wait_seconds=wait_seconds, max_messages=10
+                            client=client,
+                            queue_url=seg.url,
+                            wait_seconds=wait_seconds,
+                            max_messages=10,
+                            deleter=deleter,
                         )
                         totals[t].add(result)
                         n = result.received
@@ -207,6 +213,7 @@ def phase_run(
                             errors.append(f"{seg.url}: gave up after {empties} empty receives, {got}")
                             break
                 received[t] += got
+            deleter.close()
             busy[t] = time.perf_counter() - start
         except Exception as exc:  # noqa: BLE001 - reported in the figures
             errors.append(f"thread {t}: {type(exc).__name__}: {exc}")

@@ -28,7 +28,8 @@ CPU each part used, and what other processes (not ours) used meanwhile.
    database and (b) the page's #count-joined shows 10,000. Phases: ``raw`` (the same queues and
    sender, received + deleted by threads without ingest: moto's own floor), ``sqs`` (drain_sqs
    --concurrency 2 over the queues), ``direct`` (the joins ingested from memory by 2 threads in
-   batches of 10: the project's own share). The sender keeps at most --burst-window messages in
+   batches of --burst-batch, by default SQS_BATCH_MESSAGES, what the drain gathers from a
+   backlog: the project's own share). The sender keeps at most --burst-window messages in
    the queues (moto's ReceiveMessage and SendMessage cost grows with a queue's depth, unlike SQS).
 """
 
@@ -447,13 +448,15 @@ class Bench:
         applied_now = [applied0]
         stop_monitor = threading.Event()
 
-        def monitor() -> None:  # applied events (DB) and the queue's depth (SQS), every 0.5 s
+        def monitor() -> None:  # applied events (DB) every 0.1 s, the queue's depth (SQS) every 0.5 s
             from django.db import connection
 
             try:
-                while not stop_monitor.wait(0.5):
+                ticks = 0
+                while not stop_monitor.wait(0.1):
                     applied_now[0] = self.applied_events()
-                    if mode == "sqs":
+                    ticks += 1
+                    if mode == "sqs" and ticks % 5 == 0:
                         attrs = self.sqs.get_queue_attributes(
                             QueueUrl=queue,
                             AttributeNames=[
@@ -902,7 +905,8 @@ class Bench:
             if mode == "sqs":
                 t0[0], t_sent[0] = self.burst_send(queues, bodies, applied=lambda: joined[0], stop=stop)
             else:
-                chunks = [bodies[i : i + 10] for i in range(0, n, 10)]
+                size = self.args.burst_batch
+                chunks = [bodies[i : i + size] for i in range(0, n, size)]
                 index = [0]
                 lock = threading.Lock()
 
@@ -971,7 +975,7 @@ class Bench:
         how = (
             "SendMessageBatch to the queues -> drain_sqs --concurrency 2"
             if mode == "sqs"
-            else "messages_ingest from memory, 2 threads, batches of 10, no SQS"
+            else f"messages_ingest from memory, 2 threads, batches of {self.args.burst_batch}, no SQS"
         )
         log(
             f"  [{mode}] ({how}) sent/ingested in {result['sent_or_ingested_s']}s; "
@@ -1018,7 +1022,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--direct-rates", type=float, nargs="*", default=[500.0, 100.0], help="events/s of the direct phases"
     )
     parser.add_argument("--sqs-rates", type=float, nargs="*", default=[500.0, 100.0])
-    parser.add_argument("--max-backlog", type=int, default=100)
+    parser.add_argument("--max-backlog", type=int, default=250)
     parser.add_argument("--fanout-clients", type=int, default=1000)
     parser.add_argument("--fanout-rates", type=float, nargs="+", default=None)
     parser.add_argument("--fanout-seconds", type=float, default=None)
@@ -1028,6 +1032,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--burst-window", type=int, default=300)
     parser.add_argument("--burst-timeout", type=float, default=300)
     parser.add_argument("--burst-phases", nargs="+", default=["raw", "sqs", "direct"])
+    parser.add_argument(
+        "--burst-batch",
+        type=int,
+        default=None,
+        help="batch size of the direct burst (default SQS_BATCH_MESSAGES: what the drain gathers "
+        "from a backlog)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     if args.latency_seconds is None:
@@ -1038,6 +1049,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.fanout_seconds = 4.0 if quick else 10.0
     if args.burst_attendees is None:
         args.burst_attendees = 2000 if quick else 10000
+    if args.burst_batch is None:
+        args.burst_batch = int(os.environ.get("SQS_BATCH_MESSAGES", "100"))
     return args
 
 

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from bench import common
 from bench.common import LOOPBACK, free_port
+from roster import local_sqs
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -318,7 +319,7 @@ def moto_start(*, log_dir: Path) -> tuple[Child, str]:
     url = f"http://127.0.0.1:{port}"
     moto = Child(
         "moto",
-        [str(Path(PYTHON).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        local_sqs.server_command(port=port),
         env=child_env(),
         log_dir=log_dir,
     )
@@ -330,7 +331,7 @@ def moto_start(*, log_dir: Path) -> tuple[Child, str]:
         except OSError:
             if time.monotonic() > deadline or not moto.alive():
                 moto.stop()
-                raise RuntimeError(f"moto_server did not start; see {moto.log_path}") from None
+                raise RuntimeError(f"the local SQS endpoint did not start; see {moto.log_path}") from None
             time.sleep(0.2)
 
 

@@ -115,10 +115,11 @@ AWS_REGION = env.str("AWS_REGION", default=env.str("AWS_DEFAULT_REGION", default
 AWS_ENDPOINT_URL_SQS = env.str("AWS_ENDPOINT_URL_SQS", default="") or None
 SQS_WAIT_SECONDS = env.int("SQS_WAIT_SECONDS", default=20)
 SQS_MAX_MESSAGES = env.int("SQS_MAX_MESSAGES", default=10)
-# Messages gathered (receive after receive, without waiting) into one ingest transaction. 10 = one
-# receive per transaction: gathering more keeps messages in flight longer, which costs the local
-# SQS endpoint (moto scans in-flight messages on every receive) more than it saves the ingest.
-SQS_BATCH_MESSAGES = env.int("SQS_BATCH_MESSAGES", default=10)
+# Messages gathered into one ingest transaction: after a full receive (more is waiting), receive
+# again without waiting, up to this many. A quiet queue still gives one receive per transaction;
+# a backlog (a join burst) gives fewer, larger transactions, which is what keeps a busy meeting's
+# row lock from serialising the drain (docs/benchmarks-live.md). 10 = never gather.
+SQS_BATCH_MESSAGES = env.int("SQS_BATCH_MESSAGES", default=100)
 # A worker holds at most this many drain slots of one queue; QueueSource.consumers caps all workers.
 SQS_SLOTS_PER_WORKER = env.int("SQS_SLOTS_PER_WORKER", default=2)
 # Drain threads inside every Celery worker (roster.bootsteps.DrainStep).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import importlib.util
 import json
 import os
 import secrets
@@ -32,6 +33,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from roster import local_sqs
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_USERNAME = "demo"
@@ -360,12 +363,11 @@ def redis_choose(
 
 
 def sqs_endpoint_start(*, supervisor: Supervisor, progress: Progress, timeout: float = 60.0) -> str:
-    """A moto server on a free loopback port, speaking the SQS HTTP API."""
-    binary = Path(sys.executable).with_name("moto_server")
-    if not binary.exists():
-        raise DemoError(f"{binary} is missing: run `make install` (moto[server] is in requirements-dev.txt)")
+    """A moto server on a free loopback port, speaking the SQS HTTP API (roster.local_sqs)."""
+    if importlib.util.find_spec("moto") is None:
+        raise DemoError("moto is missing: run `make install` (moto[server] is in requirements-dev.txt)")
     port = free_port()
-    supervisor.spawn("moto", [str(binary), "-H", "127.0.0.1", "-p", str(port)], env=os.environ, tier=0)
+    supervisor.spawn("moto", local_sqs.server_command(port=port), env=os.environ, tier=0)
     endpoint = f"http://127.0.0.1:{port}"
     wait_until(
         lambda: http_ok(f"{endpoint}/moto-api/"),

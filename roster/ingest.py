@@ -187,22 +187,27 @@ def _events_apply(
     if not first_by_key:
         return result
 
+    # One INSERT .. ON CONFLICT DO NOTHING: a key already in the log (or being written by a
+    # concurrent transaction, which it waits for) comes back as not inserted: a duplicate. It
+    # runs before the meeting locks, so batches of one meeting write their log rows in parallel
+    # and hold the lock only to fold; keys go in sorted order, so two batches sharing keys never
+    # wait on each other's (the second waits for the first to commit, holding no meeting yet).
+    inserted = set(
+        bulk.rows_insert(
+            model=Event,
+            rows=[
+                _event_row(message, event, received_at)
+                for key, (message, event) in sorted(first_by_key.items())
+            ],
+            conflict=["key"],
+            returning="key",
+        )
+    )
     events = [event for _, event in first_by_key.values()]
     meetings = _meetings_lock(
         sorted({e.meeting_id for e in events if e.kind in (KIND_MEETING, KIND_PIPELINE)})
     )
     streams = _streams_lock(events)
-
-    # One INSERT .. ON CONFLICT DO NOTHING: a key already in the log (or being written by a
-    # concurrent transaction, which it waits for) comes back as not inserted: a duplicate.
-    inserted = set(
-        bulk.rows_insert(
-            model=Event,
-            rows=[_event_row(message, event, received_at) for message, event in first_by_key.values()],
-            conflict=["key"],
-            returning="key",
-        )
-    )
     repeats.update({key: 1 for key in first_by_key if key not in inserted})
     result.duplicates = sum(repeats.values())
     bulk.counts_add(model=Event, column="duplicate_count", key="key", amounts=repeats)
@@ -256,6 +261,23 @@ def _meetings_lock(meeting_ids: list[str]) -> dict[str, Meeting]:
     """Create missing meeting rows, then lock them all in id order (no deadlock between workers)."""
     if not meeting_ids:
         return {}
+    if not bulk.is_postgresql():
+        _meetings_create(meeting_ids)
+        locked = Meeting.objects.select_for_update().filter(meeting_id__in=meeting_ids).order_by("meeting_id")
+        return {meeting.meeting_id: meeting for meeting in locked}
+    # PostgreSQL, with plain SQL (no ORM compile on the hot path): lock the rows that exist, then
+    # create and lock the missing ones (a meeting's first batch), so most batches take one query.
+    query = "SELECT * FROM roster_meeting WHERE meeting_id = ANY(%s) ORDER BY meeting_id FOR UPDATE"
+    meetings = {meeting.meeting_id: meeting for meeting in Meeting.objects.raw(query, [meeting_ids])}
+    missing = [meeting_id for meeting_id in meeting_ids if meeting_id not in meetings]
+    if missing:
+        _meetings_create(missing)
+        meetings.update({meeting.meeting_id: meeting for meeting in Meeting.objects.raw(query, [missing])})
+    return meetings
+
+
+def _meetings_create(meeting_ids: list[str]) -> None:
+    """Insert blank rows for these meetings (a row a concurrent batch just created is kept)."""
     now = timezone.now()
     blank = {field.attname: field.get_default() for field in Meeting._meta.concrete_fields}
     bulk.rows_insert(
@@ -263,14 +285,6 @@ def _meetings_lock(meeting_ids: list[str]) -> dict[str, Meeting]:
         rows=[{**blank, "meeting_id": m, "created_at": now, "updated_at": now} for m in meeting_ids],
         conflict=["meeting_id"],
     )
-    if bulk.is_postgresql():  # the same query, without the ORM's compile step on the hot path
-        locked = Meeting.objects.raw(
-            "SELECT * FROM roster_meeting WHERE meeting_id = ANY(%s) ORDER BY meeting_id FOR UPDATE",
-            [meeting_ids],
-        )
-    else:
-        locked = Meeting.objects.select_for_update().filter(meeting_id__in=meeting_ids).order_by("meeting_id")
-    return {meeting.meeting_id: meeting for meeting in locked}
 
 
 def _stream_ids(event: ChimeEvent) -> tuple[str, str]:

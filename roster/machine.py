@@ -27,6 +27,7 @@ Choices where ROSTER.md is silent:
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -493,7 +494,7 @@ class PeakLedger:
             return None
         before_joined, before_peak = doc["before"]
         return cls(
-            steps=[list(step) for step in doc["steps"]],
+            steps=doc["steps"],  # read only: merging and trimming build new lists
             before_joined=before_joined,
             before_peak=before_peak,
             complete=doc["complete"],
@@ -525,22 +526,35 @@ def peak_ledger_merge(
     (or a count would go below zero: the ledger does not match the rows, so sweep)."""
     if not moved:
         return ledger
-    counts: dict[Step, int] = {(ts, rank, sign): count for ts, rank, sign, count in ledger.steps}
-    first = (ledger.steps[0][0], ledger.steps[0][1], ledger.steps[0][2]) if ledger.steps else None
-    for step, count in moved.items():
+    # Work in proportion to the steps that moved, not the window: binary search per step on a
+    # shallow copy (the kept step lists are shared with the stored document, never changed).
+    steps = list(ledger.steps)
+    first = _step_of(steps[0]) if steps else None
+    for step, count in sorted(moved.items()):
         if not ledger.complete and (first is None or step < first):
             return None
-        total = counts.get(step, 0) + count
+        at = bisect.bisect_left(steps, step, key=_step_of)
+        found = at < len(steps) and _step_of(steps[at]) == step
+        total = (steps[at][3] if found else 0) + count
         if total < 0:
             return None
-        counts[step] = total
+        if found and total:
+            steps[at] = [*step, total]
+        elif found:
+            del steps[at]
+        elif total:
+            steps.insert(at, [*step, total])
     merged = PeakLedger(
-        steps=[[*step, count] for step, count in sorted(counts.items()) if count],
+        steps=steps,
         before_joined=ledger.before_joined,
         before_peak=ledger.before_peak,
         complete=ledger.complete,
     )
     return _ledger_trim(merged, keep)
+
+
+def _step_of(entry: Sequence[int]) -> Step:
+    return (entry[0], entry[1], entry[2])
 
 
 def _ledger_trim(ledger: PeakLedger, keep: int) -> PeakLedger:

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,44 @@ def queue_delete(*, client: Any, queue_url: str, messages: Sequence[dict]) -> in
     return len(failed)
 
 
+class BackgroundDeleter:
+    """Deletes committed messages off the drain thread, so it is back to receiving at once.
+
+    At most ``pending`` DeleteMessageBatch calls wait or run at a time; one more waits for a
+    free place (back-pressure, so a slow SQS cannot pile up receipts until they lapse). A delete
+    that fails is logged: the message comes back after its visibility timeout and dedupes.
+    """
+
+    def __init__(self, *, threads: int = 2, pending: int = 8) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sqs-delete")
+        self._places = threading.BoundedSemaphore(pending)
+
+    def submit(self, *, client: Any, queue_url: str, messages: Sequence[dict]) -> None:
+        self._places.acquire()
+        try:
+            self._executor.submit(self._delete, client, queue_url, messages)
+        except BaseException:
+            self._places.release()
+            raise
+
+    def _delete(self, client: Any, queue_url: str, messages: Sequence[dict]) -> None:
+        try:
+            queue_delete(client=client, queue_url=queue_url, messages=messages)
+        except Exception as exc:  # noqa: BLE001 - the messages come back and dedupe
+            logger.warning(
+                "delete of %d message(s) on %s failed: %s (they will be redelivered and deduplicated)",
+                len(messages),
+                queue_url,
+                exc,
+            )
+        finally:
+            self._places.release()
+
+    def close(self) -> None:
+        """Wait for every delete submitted."""
+        self._executor.shutdown(wait=True)
+
+
 def messages_ingest_isolating(*, messages: Sequence[IncomingMessage]) -> IngestResult:
     """Ingest a batch; if it fails for a non-transient reason, split it to quarantine the culprit.
 
@@ -139,8 +178,9 @@ def queue_drain_once(
     wait_seconds: int,
     max_messages: int | None = None,
     health: _QueueHealth | None = None,
+    deleter: BackgroundDeleter | None = None,
 ) -> IngestResult:
-    """One long poll (plus what is waiting behind it), ingest, delete.
+    """One long poll (plus what is waiting behind it), ingest, delete (by ``deleter`` if given).
 
     Raises on transient failure, having deleted nothing. ``health`` is told how old the oldest
     message received was (0 when the poll came back empty: nothing was waiting).
@@ -172,7 +212,11 @@ def queue_drain_once(
     finally:
         close_old_connections()
     for start in range(0, len(received), 10):  # DeleteMessageBatch takes at most 10
-        queue_delete(client=client, queue_url=queue_url, messages=received[start : start + 10])
+        chunk = received[start : start + 10]
+        if deleter is None:
+            queue_delete(client=client, queue_url=queue_url, messages=chunk)
+        else:
+            deleter.submit(client=client, queue_url=queue_url, messages=chunk)
     return result
 
 
@@ -194,11 +238,26 @@ class DrainLoop:
         total = IngestResult()
         client = sqs_client(queue_url=self.queue_url, wait_seconds=self.wait_seconds)
         health = _QueueHealth(self.queue_url)
+        deleter = BackgroundDeleter()
+        try:
+            self._loop(client=client, health=health, deleter=deleter, total=total)
+        finally:
+            deleter.close()  # the batches in hand are deleted before the loop says it is done
+        health.flush()
+        return total
+
+    def _loop(
+        self, *, client: Any, health: _QueueHealth, deleter: BackgroundDeleter, total: IngestResult
+    ) -> None:
         backoff = self.backoff_seconds
         while not self.stop.is_set():
             try:
                 result = queue_drain_once(
-                    client=client, queue_url=self.queue_url, wait_seconds=self.wait_seconds, health=health
+                    client=client,
+                    queue_url=self.queue_url,
+                    wait_seconds=self.wait_seconds,
+                    health=health,
+                    deleter=deleter,
                 )
             except (*TRANSIENT_DB_ERRORS, *TRANSIENT_SQS_ERRORS) as exc:
                 logger.warning(
@@ -215,8 +274,6 @@ class DrainLoop:
                 self.on_batch(result)
             if self.until_empty and not result.received:
                 break
-        health.flush()
-        return total
 
 
 class _QueueHealth:

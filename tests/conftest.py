@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from roster import local_sqs
+
 ROOT = Path(__file__).resolve().parent.parent
-MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 
 # Threads (drain, database_sync_to_async) must not keep connections open past a test.
 settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -56,7 +57,8 @@ def sqs_endpoint() -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+        local_sqs.server_command(port=port),
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

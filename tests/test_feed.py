@@ -242,10 +242,28 @@ async def group_subscribers(group: str) -> int:
         await redis.aclose()
 
 
+def _stream_changing_at(*cuts: int) -> list[dict]:
+    """A random meeting stream whose every slice between ``cuts`` changes what a client sees
+    (about one stream in 16 has a slice that does not, and would send no delta)."""
+    from roster import machine
+    from roster.events import event_parse
+
+    def visible(details: list[dict]) -> object:
+        folded = machine.roster_fold(details[0]["meetingId"], [event_parse(as_bare(d)) for d in details])
+        return {a: s.public() for a, s in folded.attendees.items()}, folded.meeting, folded.peak_joined
+
+    rng = random.SystemRandom()
+    while True:
+        details = meeting_stream(seed=rng.randrange(10**9), attendees=3, end=False)
+        states = [visible(details[:cut]) for cut in cuts]
+        if all(a != b for a, b in zip(states, states[1:], strict=False)):
+            return details
+
+
 async def test_sockets_of_one_process_share_one_group_subscription():
     # consumers.fanout: every socket gets every frame, one leaving cuts nobody off, and the last
     # one leaving ends the process's subscription (no leak per meeting ever followed).
-    details = meeting_stream(seed=random.SystemRandom().randrange(10**9), attendees=3, end=False)
+    details = _stream_changing_at(6, 12, 18)
     meeting_id, group = details[0]["meetingId"], meeting_group(details[0]["meetingId"])
     await ingest(details[:6])
     sockets = []
@@ -277,7 +295,7 @@ async def test_a_socket_busy_subscribing_does_not_hold_up_the_others_of_its_grou
     # so the group's reader keeps delivering to every other socket of the group meanwhile.
     from consumers.protocol import RosterSocket
 
-    details = meeting_stream(seed=random.SystemRandom().randrange(10**9), attendees=3, end=False)
+    details = _stream_changing_at(6, 12, 18)
     meeting_id = details[0]["meetingId"]
     await ingest(details[:6])
     steady, _ = await feed(await token())

@@ -335,3 +335,50 @@ def test_tallies_count_each_message_once_by_queue_type_and_outcome():
         ("q1", "chime:AttendeeJoined", "duplicate"): 1,
         ("q1", "chime:AttendeeLeft", "applied"): 1,
     }
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_sharing_keys_apply_each_event_once():
+    """Threads ingest overlapping batches of one meeting at once (the same events through several
+    queues): the log rows are written before the meeting lock, so this is where two batches with
+    the same keys meet. Nothing deadlocks, nothing is applied twice, the roster is the whole fold."""
+    import threading
+
+    from django.db import connection
+
+    details = meeting_stream(seed=21, attendees=12)
+    wrappers = (as_envelope, as_sns, as_bare)
+    rng = random.Random(21)
+    deliveries = [wrap(d) for d in details for wrap in wrappers]  # every event through 3 "queues"
+    rng.shuffle(deliveries)
+    chunks = [deliveries[i : i + 10] for i in range(0, len(deliveries), 10)]
+    position, lock, results, errors = [0], threading.Lock(), [], []
+    start = threading.Barrier(4)
+
+    def worker() -> None:
+        try:
+            start.wait()
+            while True:
+                with lock:
+                    if position[0] >= len(chunks):
+                        return
+                    chunk = chunks[position[0]]
+                    position[0] += 1
+                results.append(ingest(chunk))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert sum(r.applied for r in results) == len(details)
+    assert sum(r.duplicates for r in results) == 2 * len(details)
+    assert Event.objects.count() == len(details)
+    assert set(Event.objects.values_list("duplicate_count", flat=True)) == {2}
+    assert stored(details[0]["meetingId"]) == expected(details)

@@ -176,7 +176,7 @@ def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(
     # 2. Killed between commit and delete: freeze the SQS endpoint once a batch has committed.
     moto_pid = int(
         subprocess.run(
-            ["pgrep", "-f", f"moto_server -H 127.0.0.1 -p {sqs_endpoint.rsplit(':', 1)[1]}"],
+            ["pgrep", "-f", f"roster.local_sqs -H 127.0.0.1 -p {sqs_endpoint.rsplit(':', 1)[1]}"],
             capture_output=True,
             text=True,
             check=True,
@@ -201,3 +201,33 @@ def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(
     assert stored(meeting_id) == expected(details)
     assert queue_depth(sqs, queue) == (0, 0)
     assert summary(done.stdout)[1] == len(details) - committed_before_restart
+
+
+def test_background_deleter_deletes_after_close_and_survives_a_failing_delete(sqs, make_queue, caplog):
+    """Deletes run off the drain thread: close() waits for them; a failure is logged (the message
+    comes back and dedupes) and frees its place, so later deletes still go through."""
+    from botocore.exceptions import ClientError
+
+    from roster.sqs import BackgroundDeleter, queue_receive
+
+    queue = make_queue()
+    sqs.send_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(10)])
+    received = queue_receive(client=sqs, queue_url=queue, wait_seconds=1, max_messages=10)
+    assert len(received) == 10
+
+    class Refusing:
+        def delete_message_batch(self, **kwargs):
+            raise ClientError(
+                {"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "DeleteMessageBatch"
+            )
+
+    deleter = BackgroundDeleter(threads=1, pending=1)
+    deleter.submit(client=Refusing(), queue_url=queue, messages=received[:5])
+    for message in received[5:]:  # one place only: each waits for the one before
+        deleter.submit(client=sqs, queue_url=queue, messages=[message])
+    deleter.close()
+    assert "will be redelivered" in caplog.text
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "5"  # the refused five
