@@ -197,7 +197,7 @@ def _events_apply(
             model=Event,
             rows=[
                 _event_row(message, event, received_at)
-                for key, (message, event) in sorted(first_by_key.items())
+                for _key, (message, event) in sorted(first_by_key.items())
             ],
             conflict=["key"],
             returning="key",
