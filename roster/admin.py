@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from roster.access import feed_token_create, feed_token_revoke
+from roster.machine import AttendeeState
 from roster.models import (
     AccessRule,
     Attendee,
@@ -45,22 +46,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-ATTENDEE_FIELDS = (
-    "attendee_id",
-    "external_user_id",
-    "presence",
-    "network_type",
-    "video",
-    "screen_share",
-    "content_share",
-    "content_video",
-    "first_joined_at",
-    "joined_since",
-    "joined_ms",
-    "drop_count",
-    "capabilities",
-    "seq",
-)
+ATTENDEE_FIELDS = (*AttendeeState.PUBLIC_FIELDS, "seq")  # what a client sees of a row, as REST
 
 
 class AttendeeInline(admin.TabularInline):

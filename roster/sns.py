@@ -47,26 +47,11 @@ UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
 
 # The keys signed for each message type, in the order they are signed (AWS: "Verifying the
 # signatures of Amazon SNS messages"). Subject is signed only when the message carries one.
+_CONFIRMATION_KEYS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 SIGNED_KEYS: dict[str, tuple[str, ...]] = {
     NOTIFICATION: ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    SUBSCRIPTION_CONFIRMATION: (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-    UNSUBSCRIBE_CONFIRMATION: (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
+    SUBSCRIPTION_CONFIRMATION: _CONFIRMATION_KEYS,
+    UNSUBSCRIBE_CONFIRMATION: _CONFIRMATION_KEYS,
 }
 OPTIONAL_KEYS = frozenset({"Subject"})
 SIGNATURE_KEYS = ("SignatureVersion", "Signature", "SigningCertURL")

@@ -24,6 +24,7 @@ from roster.models import Meeting
 from roster.selectors import roster_read
 from tests.conftest import ROOT
 from tests.streams import as_bare, bodies, meeting_stream
+from tests.test_ingest import expected
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -245,17 +246,10 @@ async def group_subscribers(group: str) -> int:
 def _stream_changing_at(*cuts: int) -> list[dict]:
     """A random meeting stream whose every slice between ``cuts`` changes what a client sees
     (about one stream in 16 has a slice that does not, and would send no delta)."""
-    from roster import machine
-    from roster.events import event_parse
-
-    def visible(details: list[dict]) -> object:
-        folded = machine.roster_fold(details[0]["meetingId"], [event_parse(as_bare(d)) for d in details])
-        return {a: s.public() for a, s in folded.attendees.items()}, folded.meeting, folded.peak_joined
-
     rng = random.SystemRandom()
     while True:
         details = meeting_stream(seed=rng.randrange(10**9), attendees=3, end=False)
-        states = [visible(details[:cut]) for cut in cuts]
+        states = [expected(details[:cut]) for cut in cuts]  # the roster a client sees at each cut
         if all(a != b for a, b in zip(states, states[1:], strict=False)):
             return details
 
