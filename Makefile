@@ -31,6 +31,7 @@ lint: install
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.burst_ingest
+	$(BIN)/python -m bench.batch_cost
 	$(BIN)/python -m bench.live_bench
 
 migrate: install

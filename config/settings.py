@@ -120,6 +120,9 @@ SQS_MAX_MESSAGES = env.int("SQS_MAX_MESSAGES", default=10)
 # a backlog (a join burst) gives fewer, larger transactions, which is what keeps a busy meeting's
 # row lock from serialising the drain (docs/benchmarks-live.md). 10 = never gather.
 SQS_BATCH_MESSAGES = env.int("SQS_BATCH_MESSAGES", default=100)
+# ... but only when the drain is behind: the full receive's oldest message waited at least this
+# long. A drain that keeps up would otherwise pay an empty receive after every full one.
+SQS_GATHER_AFTER_SECONDS = env.float("SQS_GATHER_AFTER_SECONDS", default=0.05)
 # A worker holds at most this many drain slots of one queue; QueueSource.consumers caps all workers.
 SQS_SLOTS_PER_WORKER = env.int("SQS_SLOTS_PER_WORKER", default=2)
 # Drain threads inside every Celery worker (roster.bootsteps.DrainStep).

@@ -7,15 +7,20 @@ all the queue's attributes, each a walk over every message). With 100 messages w
 spent 6.8 ms of CPU per message sent, received and deleted, against 1.3 ms on an empty queue, so
 any backlog made the stand-in, not chime-roster, the bottleneck of every measurement through it.
 
-Here the clock helpers give the same value from ``time.time()``, and the retention check reads
-the one attribute it needs; every SQS behaviour is still moto's own (1.0 ms of CPU per message
-with 100 waiting). Run it like ``moto_server``: ``python -m roster.local_sqs -H 127.0.0.1 -p 5000``.
+Here the clock helpers give the same value from ``time.time()``, the retention check reads the
+one attribute it needs, a sent message reads its queue's ContentBasedDeduplication without
+deriving every other attribute, a delete walks the queue once, and a receipt handle is drawn in
+one call; every SQS behaviour is still moto's own. Run it like ``moto_server``:
+``python -m roster.local_sqs -H 127.0.0.1 -p 5000``.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
+import string
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,10 +68,89 @@ def retention_patch() -> None:
     )
 
 
+def send_attributes(queue) -> dict:  # noqa: ANN001 - a moto Queue
+    """The one attribute a send reads, ContentBasedDeduplication (FIFO queues only), as moto
+    derives it (a bool becomes "true"/"false")."""
+    if not queue.fifo_queue:
+        return {}
+    value = queue.content_based_deduplication
+    return {"ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value}
+
+
+def send_patch() -> None:
+    """Sending a message reads one queue attribute, so derive only that one.
+
+    moto's ``send_message`` (and the FIFO checks it calls) ask ``queue.attributes`` for
+    ContentBasedDeduplication, and that property derives every attribute, three of them by
+    walking all the queue's messages: per message sent, a cost that grows with the backlog.
+    While a send runs on a thread, the property gives :func:`send_attributes`.
+    """
+    from moto.sqs import models as sqs_models
+
+    every_attribute = sqs_models.Queue.attributes.fget
+    sending = threading.local()
+
+    def attributes(queue) -> dict:  # noqa: ANN001
+        return send_attributes(queue) if getattr(sending, "active", False) else every_attribute(queue)
+
+    original_send = sqs_models.SQSBackend.send_message
+
+    @functools.wraps(original_send)
+    def send_message(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        sending.active = True
+        try:
+            return original_send(self, *args, **kwargs)
+        finally:
+            sending.active = False
+
+    sqs_models.Queue.attributes = property(attributes)
+    sqs_models.SQSBackend.send_message = send_message
+
+
+def receipt_handle() -> str:
+    """185 lowercase letters, as moto draws them (from its seedable random), in one call."""
+    from moto.sqs import utils as sqs_utils
+
+    return "".join(sqs_utils.random.choices(string.ascii_lowercase, k=185))
+
+
+def delete_patch() -> None:
+    """Delete in one walk over the queue, and draw a receipt handle in one call.
+
+    moto walks every message twice per deleted receipt handle, building a list of each one's
+    handles at every step, and draws a handle's 185 letters with one ``choice`` call each.
+    """
+    from moto.sqs import models as sqs_models
+    from moto.sqs import utils as sqs_utils
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+
+    def delete_message(self, receipt_handle: str) -> None:  # noqa: ANN001
+        if receipt_handle in self.deleted_messages:
+            return  # already deleted: SQS accepts it again
+        messages = self._messages
+        index = next(
+            (
+                i
+                for i, message in enumerate(messages)
+                if receipt_handle == message.receipt_handle or receipt_handle in message._old_receipt_handles
+            ),
+            None,
+        )
+        if index is None:
+            raise ReceiptHandleIsInvalid()
+        message = messages[index]
+        self.pending_messages.discard(message)
+        self.deleted_messages.update(message.all_receipt_handles)
+        self._messages = messages[:index] + messages[index + 1 :]  # a new list, as moto makes
+
+    sqs_models.Queue.delete_message = delete_message
+    for module in (sqs_utils, sqs_models):
+        module.generate_receipt_handle = receipt_handle
+
+
 def server_patch() -> None:
     """Per request, list moto's service modules once (not from the disk) and write no access log
     line. (Werkzeug closes every connection, so keep-alive is not on offer.)"""
-    import functools
     import logging
 
     from moto import backends
@@ -81,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
 
     clock_patch()
     retention_patch()
+    send_patch()
+    delete_patch()
     server_patch()
     server.main(argv if argv is not None else sys.argv[1:])
 

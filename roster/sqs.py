@@ -193,15 +193,18 @@ def queue_drain_once(
         if health is not None:
             health.saw_oldest(0.0)
         return IngestResult()
-    # A full receive means more is waiting: gather it (without waiting) into one transaction, up
-    # to SQS_BATCH_MESSAGES. Fewer, larger transactions are what make ingest fast.
-    while len(received) % per_receive == 0 and len(received) < settings.SQS_BATCH_MESSAGES:
-        more = queue_receive(client=client, queue_url=queue_url, wait_seconds=0, max_messages=per_receive)
-        received.extend(more)
-        if not more:
-            break
+    # A full receive of messages that waited means a backlog: gather it (without waiting) into
+    # one transaction, up to SQS_BATCH_MESSAGES. Fewer, larger transactions are what make ingest
+    # fast; a drain that keeps up skips the receive that would come back empty.
+    oldest_age = messages_oldest_age(messages=received)
+    if oldest_age >= settings.SQS_GATHER_AFTER_SECONDS:
+        while len(received) % per_receive == 0 and len(received) < settings.SQS_BATCH_MESSAGES:
+            more = queue_receive(client=client, queue_url=queue_url, wait_seconds=0, max_messages=per_receive)
+            received.extend(more)
+            if not more:
+                break
     if health is not None:
-        health.saw_oldest(messages_oldest_age(messages=received))
+        health.saw_oldest(oldest_age)
     close_old_connections()
     try:
         result = messages_ingest_isolating(

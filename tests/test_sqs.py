@@ -53,6 +53,30 @@ def test_drain_ingests_commits_then_deletes_and_quarantines_poison(sqs, make_que
     assert all(q.queue == queue and q.sqs_message_id for q in poison)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_is_gathered_into_one_transaction_and_a_fresh_full_receive_is_not(
+    sqs, make_queue, settings
+):
+    """Behind (the messages waited), one transaction takes up to SQS_BATCH_MESSAGES; keeping up
+    (they are fresh), one receive is one transaction, with no receive that would come back empty."""
+    details = meeting_stream(seed=21, attendees=12)[:25]
+    raw = bodies(details, seed=21)
+    settings.SQS_BATCH_MESSAGES = 20
+    settings.SQS_GATHER_AFTER_SECONDS = 3600.0  # nothing has waited that long: keeping up
+    fresh = make_queue()
+    send_bodies(sqs, fresh, raw)
+    assert queue_drain_once(client=sqs, queue_url=fresh, wait_seconds=1).received == 10
+    assert queue_depth(sqs, fresh) == (15, 0)
+
+    settings.SQS_GATHER_AFTER_SECONDS = 0.0  # everything counts as waiting: behind
+    behind = make_queue()
+    send_bodies(sqs, behind, raw)
+    assert queue_drain_once(client=sqs, queue_url=behind, wait_seconds=1).received == 20  # the cap
+    assert queue_drain_once(client=sqs, queue_url=behind, wait_seconds=1).received == 5  # the rest
+    assert queue_depth(sqs, behind) == (0, 0)
+    assert Event.objects.count() == len(details)  # each once, whichever queue brought it first
+
+
 @pytest.mark.postgres
 def test_database_down_deletes_nothing_then_everything_arrives(subprocess_env, sqs, make_queue):
     queue = make_queue(visibility_timeout=1)

@@ -1,0 +1,80 @@
+"""Benchmark: the CPU one ingest batch costs, split by who spends it, at several batch sizes.
+
+``python -m bench.batch_cost [--sizes 1 10 30] [--meetings 100]``
+
+Events like the live latency benchmark's (AttendeeJoined, then VideoStarted a second later),
+spread over ``--meetings`` active meetings, so a batch of k events touches about k meetings: the
+shape the drain sees when it keeps up. Per batch it prints the wall time, the CPU of the
+thread that ingests (parse, SQL, fold), the CPU of the rest of the process (the broadcaster's
+publishing thread), and the CPU of the PostgreSQL backend. One process, no SQS, no sockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from pathlib import Path
+
+from bench import common
+from bench.live_bench import LatencyEvents, meeting_started, now_ms
+
+
+def _backend_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
+
+
+def batch_cost(*, size: int, batches: int, events: LatencyEvents, backend_pid: int) -> dict[str, float]:
+    from roster.broadcast import publisher
+    from roster.ingest import IncomingMessage, messages_ingest
+
+    wall0, process0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
+    backend0 = _backend_cpu_s(backend_pid)
+    for _ in range(batches):
+        messages_ingest(messages=[IncomingMessage(body=events.next()[1]) for _ in range(size)])
+    publisher.flush(timeout=60)  # the publishing of these batches is in the figure
+    thread = time.thread_time() - thread0
+    return {
+        "wall_ms": 1000 * (time.perf_counter() - wall0) / batches,
+        "ingest_thread_ms": 1000 * thread / batches,
+        "rest_of_process_ms": 1000 * (time.process_time() - process0 - thread) / batches,
+        "postgres_ms": 1000 * (_backend_cpu_s(backend_pid) - backend0) / batches,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 30])
+    parser.add_argument("--meetings", type=int, default=100)
+    args = parser.parse_args()
+    common.environment_prepare()
+    common.django_setup(recreate=True)
+    from django.db import connection
+
+    from roster.ingest import IncomingMessage, messages_ingest
+
+    tag = uuid.uuid4().hex[:6]
+    meetings = [(str(uuid.uuid4()), f"cost-{tag}-{i}") for i in range(args.meetings)]
+    messages_ingest(messages=[IncomingMessage(body=meeting_started(m, e, now_ms())) for m, e in meetings])
+    events = LatencyEvents(meetings, prefix=tag, seed=1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend_pid = cursor.fetchone()[0]
+    common.log(
+        f"ingest batch cost: events over {args.meetings} active meetings, PostgreSQL "
+        f"{common.BENCH_DATABASE_URL}, Redis channel layer; CPU per batch"
+    )
+    for size in args.sizes:
+        cost = batch_cost(size=size, batches=max(200, 2000 // size), events=events, backend_pid=backend_pid)
+        common.log(
+            f"  batch={size:<3} wall {cost['wall_ms']:6.2f} ms  "
+            f"ingest thread {cost['ingest_thread_ms']:5.2f} ms  "
+            f"broadcaster (rest of the process) {cost['rest_of_process_ms']:5.2f} ms  "
+            f"postgres {cost['postgres_ms']:5.2f} ms  ({cost['ingest_thread_ms'] / size:.2f} ms of ingest "
+            f"thread per event)"
+        )
+
+
+if __name__ == "__main__":
+    main()
