@@ -19,6 +19,7 @@ feed consumer does it for them).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
@@ -129,6 +129,7 @@ class _Publisher:
         self._done = threading.Condition()
         self._queued = 0
         self._finished = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # the publishing thread's, for group_send
         self.sent = 0
 
     def _ensure_started(self) -> None:
@@ -148,6 +149,7 @@ class _Publisher:
     def _run(self) -> None:
         layer = get_channel_layer()
         groups = _RedisGroups.of(layer)
+        self._loop = None if groups is not None else asyncio.new_event_loop()  # for group_send
         while True:
             turns = [self._queue.get()]
             while len(turns) < 100:
@@ -173,7 +175,7 @@ class _Publisher:
             return
         for group, message in messages:
             try:
-                async_to_sync(layer.group_send)(group, message)
+                self._loop.run_until_complete(layer.group_send(group, message))
                 self.sent += 1
             except Exception:  # noqa: BLE001 - as above
                 logger.exception("broadcast to %s failed", group)

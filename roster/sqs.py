@@ -204,7 +204,7 @@ def queue_drain_once(
             if not more:
                 break
     if health is not None:
-        health.saw_oldest(oldest_age)
+        health.saw_oldest(messages_oldest_age(messages=received))  # gathered ones included
     close_old_connections()
     try:
         result = messages_ingest_isolating(

@@ -72,5 +72,10 @@ async def test_a_layer_the_pipeline_cannot_address_gets_its_own_group_send():
     group = "test.broadcast.memory"
     channels = await _subscribed(layer, [group])
     messages = _messages([group], 3)
-    await asyncio.to_thread(_Publisher()._send, layer, None, messages)
+    publisher = _Publisher()
+    publisher._loop = asyncio.new_event_loop()  # as its thread makes one when it has no pipeline
+    try:
+        await asyncio.to_thread(publisher._send, layer, None, messages)
+    finally:
+        publisher._loop.close()
     assert await _received(layer, channels[group], 3) == [message for _, message in messages]
