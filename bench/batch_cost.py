@@ -14,15 +14,10 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from pathlib import Path
 
 from bench import common
 from bench.live_bench import LatencyEvents, meeting_started, now_ms
-
-
-def _backend_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
+from bench.live_common import pid_cpu_seconds
 
 
 def batch_cost(*, size: int, batches: int, events: LatencyEvents, backend_pid: int) -> dict[str, float]:
@@ -30,7 +25,7 @@ def batch_cost(*, size: int, batches: int, events: LatencyEvents, backend_pid: i
     from roster.ingest import IncomingMessage, messages_ingest
 
     wall0, process0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
-    backend0 = _backend_cpu_s(backend_pid)
+    backend0 = pid_cpu_seconds(backend_pid)
     for _ in range(batches):
         messages_ingest(messages=[IncomingMessage(body=events.next()[1]) for _ in range(size)])
     publisher.flush(timeout=60)  # the publishing of these batches is in the figure
@@ -39,7 +34,7 @@ def batch_cost(*, size: int, batches: int, events: LatencyEvents, backend_pid: i
         "wall_ms": 1000 * (time.perf_counter() - wall0) / batches,
         "ingest_thread_ms": 1000 * thread / batches,
         "rest_of_process_ms": 1000 * (time.process_time() - process0 - thread) / batches,
-        "postgres_ms": 1000 * (_backend_cpu_s(backend_pid) - backend0) / batches,
+        "postgres_ms": 1000 * (pid_cpu_seconds(backend_pid) - backend0) / batches,
     }
 
 

@@ -83,20 +83,20 @@ class _RedisGroups:
     message to them, at a fraction of the CPU.
     """
 
-    def __init__(self, layer: RedisPubSubChannelLayer) -> None:
-        kwargs = layer._kwargs  # the layer's own configuration (hosts, prefix)
+    def __init__(self, layer: RedisPubSubChannelLayer, hosts: list[dict[str, Any]]) -> None:
         self.layer = layer
-        self.prefix = kwargs.get("prefix", "asgi")
-        self.shards = [_sync_redis(host) for host in decode_hosts(kwargs.get("hosts"))]
+        self.prefix = layer._kwargs.get("prefix", "asgi")  # the layer's own configuration
+        self.shards = [_sync_redis(host) for host in hosts]
 
     @classmethod
     def of(cls, layer: object) -> _RedisGroups | None:
         """For the pub/sub layer on plain Redis addresses; None otherwise (group_send is used)."""
         if not isinstance(layer, RedisPubSubChannelLayer):
             return None
-        if any("master_name" in host for host in decode_hosts(layer._kwargs.get("hosts"))):
+        hosts = decode_hosts(layer._kwargs.get("hosts"))
+        if any("master_name" in host for host in hosts):
             return None  # Sentinel: leave it to the layer
-        return cls(layer)
+        return cls(layer, hosts)
 
     def publish(self, messages: list[GroupMessage]) -> None:
         pipes = [shard.pipeline(transaction=False) for shard in self.shards]
