@@ -13,13 +13,16 @@ CPU each part used, and what other processes (not ours) used meanwhile.
 1. latency: 100 active meetings, 10 feed clients each (1,000 clients, each subscribed to its
    meeting with a token scoped to it). A producer sends AttendeeJoined (new attendee ids) and
    AttendeeVideoStarted (for attendees joined >= 1 s before) events, spread over the meetings,
-   paced at a rate, and keeps each event's send time (time.monotonic(), the system-wide
+   paced at a rate (what is due, every --send-interval-ms, by default 20 ms: batches of 10 at
+   500 events/s), and keeps each event's send time (time.monotonic(), the system-wide
    CLOCK_MONOTONIC, taken just before the send call). A client keeps the receive time of the
    first frame showing that attendee joined (resp. with video). latency = receive - send, one
    sample per event per client. Phases: ``direct`` (the producer calls ``messages_ingest`` in
    batches of at most 10, as the drain would; no SQS), then ``sqs`` at each rate (SendMessageBatch
    -> moto -> drain_sqs subprocess). The SQS producer never lets more than --max-backlog events
-   wait (sent - applied); when it holds back, the rate was not sustained and it says so.
+   wait (sent - applied); when it holds back, the rate was not sustained and it says so. Per
+   phase, latency-series-<phase>.csv in the log directory has each event's send time and first
+   and last client's latency: whether a tail is one stall or spread over the run.
 2. fanout: 1,000 clients on ONE meeting; the bench ingests one AttendeeJoined per delta in-process
    (``messages_ingest``; the broadcaster publishes after commit) at stepped rates; deliveries =
    frames received summed over clients. Publish time = when ``messages_ingest`` returned.
@@ -419,6 +422,7 @@ class Bench:
             last_client: list[float] = []
             first_client: list[float] = []
             missing = 0
+            series: list[tuple[float, float, float]] = []  # (send time, first, last client), seconds
             for key, (tag, t_send) in send_times.items():
                 if tag != phase["phase"]:
                     continue
@@ -429,6 +433,8 @@ class Bench:
                     samples.extend(lat)
                     last_client.append(max(lat))
                     first_client.append(min(lat))
+                    series.append((t_send, min(lat), max(lat)))
+            self.series_write(phase["phase"], series)
             phase["latency_all_deliveries"] = latency_summary(samples)
             phase["latency_first_client_per_event"] = latency_summary(first_client)
             phase["latency_last_client_per_event"] = latency_summary(last_client)
@@ -448,6 +454,16 @@ class Bench:
         }
         log(f"  drain_sqs: {drain_summary}; load-generator errors: {result['errors'] or 'none'}")
         return out
+
+    def series_write(self, tag: str, series: list[tuple[float, float, float]]) -> None:
+        """Per event, when it was sent (s into the phase) and its first and last client's latency
+        (ms), in send order: where a tail comes from (one stall, or spread) shows over time."""
+        series.sort()
+        start = series[0][0] if series else 0.0
+        path = self.log_dir / f"latency-series-{tag.replace('@', '-')}.csv"
+        lines = ["sent_s,first_ms,last_ms"]
+        lines += [f"{t - start:.4f},{1000 * a:.1f},{1000 * b:.1f}" for t, a, b in series]
+        path.write_text("\n".join(lines) + "\n")
 
     def latency_phase(self, *, tag, mode, rate, send, events, loadgen, pids, send_times, queue) -> dict:
         a = self.args
@@ -1043,9 +1059,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--send-interval-ms",
         type=float,
-        default=4.0,
+        default=20.0,
         help="the latency producer sends what is due at most this often, or 10 at once (one "
-        "SendMessageBatch) when that many are due first",
+        "SendMessageBatch) when that many are due first; at 500 events/s, 20 ms means batches "
+        "of 10, SQS's maximum (the local endpoint costs this machine CPU per request)",
     )
     parser.add_argument("--drain-concurrency", type=int, default=2, help="drain_sqs --concurrency")
     parser.add_argument("--fanout-clients", type=int, default=1000)

@@ -148,3 +148,129 @@ def test_deletes_keep_moto_rules_over_http(sqs, make_queue):
         sqs.delete_message(QueueUrl=queue, ReceiptHandle="not-a-handle")
     assert refused.value.response["Error"]["Code"] in ("ReceiptHandleIsInvalid", "InvalidParameterValue")
     assert queue_depth(sqs, queue) == (0, 1)  # only "c" is left, in flight
+
+
+@pytest.mark.once
+def test_dispatch_patch_keeps_motos_answers_and_works_them_out_once(monkeypatch):
+    from moto.core import responses
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.sqs.responses import SQSResponse
+
+    monkeypatch.setattr(responses, "method_names_from_class", responses.method_names_from_class)
+    monkeypatch.setattr(
+        DomainDispatcherApplication, "get_backend_for_host", DomainDispatcherApplication.get_backend_for_host
+    )
+    hosts = [
+        "sqs.us-east-1.amazonaws.com",
+        "sqs.eu-west-1.amazonaws.com",
+        "sqs",
+        "moto_api",
+        None,
+        "x.example",
+    ]
+    before_names = responses.method_names_from_class(SQSResponse)
+    before_hosts = [DomainDispatcherApplication(create_backend_app).get_backend_for_host(h) for h in hosts]
+    assert before_hosts[:4] == ["sqs", "sqs", "sqs", "moto_api"]
+
+    local_sqs.dispatch_patch()
+    assert responses.method_names_from_class(SQSResponse) == before_names
+    assert responses.method_names_from_class(SQSResponse) is responses.method_names_from_class(SQSResponse)
+    app = DomainDispatcherApplication(create_backend_app)
+    assert [app.get_backend_for_host(h) for h in hosts] == before_hosts
+    assert [app.get_backend_for_host(h) for h in hosts] == before_hosts  # from the cache
+    assert set(app._backend_by_host) == set(hosts)
+
+
+@pytest.mark.once
+def test_direct_json_answers_equal_what_motos_serializer_writes(monkeypatch):
+    """Every answer json_answer writes, for standard and FIFO queues, with and without failures,
+    equals moto's own serialisation of the same result; one with MessageAttributes is left to moto."""
+    import json
+    from collections import Counter
+
+    import boto3
+    from moto import mock_aws
+    from moto.core.responses import ActionResult
+
+    compared: list[tuple[str, tuple, tuple]] = []
+    left_to_moto: list[str] = []
+    serialize = ActionResult.execute_result
+
+    def both(self, context):  # noqa: ANN001, ANN202
+        direct = local_sqs.json_answer(self.result, context)  # first: as the patch calls it
+        expected = serialize(self, context)
+        if direct is None:
+            left_to_moto.append(context.operation_model.name)
+        else:  # copies: moto adds its common headers to the returned dict afterwards
+            compared.append(
+                (context.operation_model.name, (*expected[:1], dict(expected[1]), expected[2]), direct)
+            )
+        return expected
+
+    monkeypatch.setattr(ActionResult, "execute_result", both)
+    for name in ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"):  # in process, not the session's server
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        plain = sqs.create_queue(QueueName="plain")["QueueUrl"]
+        fifo = sqs.create_queue(QueueName="q.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        sent = sqs.send_message_batch(
+            QueueUrl=plain,
+            Entries=[
+                {"Id": "a", "MessageBody": '{"x": "é<&>"}'},
+                {"Id": "b", "MessageBody": "two", "DelaySeconds": 0},
+                {"Id": "late", "MessageBody": "never", "DelaySeconds": 901},  # refused: Failed
+            ],
+        )
+        assert [entry["Id"] for entry in sent["Failed"]] == ["late"]
+        sqs.send_message_batch(
+            QueueUrl=fifo,
+            Entries=[
+                {
+                    "Id": str(i),
+                    "MessageBody": f"f{i}",
+                    "MessageGroupId": "g",
+                    "MessageDeduplicationId": f"d{i}",
+                }
+                for i in range(3)
+            ],
+        )
+        got = sqs.receive_message(
+            QueueUrl=plain, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
+        )["Messages"]
+        fifo_got = sqs.receive_message(
+            QueueUrl=fifo,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp", "SequenceNumber"],
+        )["Messages"]
+        assert sqs.receive_message(QueueUrl=plain, WaitTimeSeconds=0).get("Messages", []) == []
+        deleted = sqs.delete_message_batch(
+            QueueUrl=plain,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
+            + [{"Id": "wrong", "ReceiptHandle": "not-a-handle"}],
+        )
+        assert [entry["Id"] for entry in deleted["Failed"]] == ["wrong"]
+        sqs.delete_message_batch(
+            QueueUrl=fifo,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(fifo_got)],
+        )
+        sqs.send_message(
+            QueueUrl=plain,
+            MessageBody="with attributes",
+            MessageAttributes={"k": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}},
+        )
+        (with_attributes,) = sqs.receive_message(
+            QueueUrl=plain, WaitTimeSeconds=0, MessageAttributeNames=["All"]
+        )["Messages"]
+        assert with_attributes["MessageAttributes"]["k"]["BinaryValue"] == b"\x00\x01"
+
+    assert Counter(name for name, _, _ in compared) == {
+        "SendMessageBatch": 2,
+        "ReceiveMessage": 3,
+        "DeleteMessageBatch": 2,
+    }
+    assert "ReceiveMessage" in left_to_moto  # the one with MessageAttributes
+    for name, (status, headers, body), (direct_status, direct_headers, direct_body) in compared:
+        assert (direct_status, direct_headers) == (status, headers), name
+        assert json.loads(direct_body) == json.loads(body), name
