@@ -447,19 +447,30 @@ def _rows_load(work: list[_MeetingWork]) -> None:
     """Load the touched rows (every row of a meeting that just ended) in one query."""
     ended = [item.meeting.meeting_id for item in work if item.ended]
     others = [item for item in work if item.by_parent and not item.ended]
-    # Two plain IN lists rather than one OR per meeting (far cheaper to build); a row of an
-    # untouched (meeting, attendee) pair that this brings back is left out below.
     if not ended and not others:
         return
-    meeting_ids = [item.meeting.meeting_id for item in others]
-    parents = sorted({parent for item in others for parent in item.by_parent})
-    if bulk.is_postgresql():  # the same query, without the ORM's compile step on the hot path
-        rows = Attendee.objects.raw(
-            "SELECT * FROM roster_attendee WHERE meeting_id = ANY(%s) "
-            "OR (meeting_id = ANY(%s) AND attendee_id = ANY(%s))",
-            [ended, meeting_ids, parents],
-        )
+    if bulk.is_postgresql():
+        # The touched (meeting, attendee) pairs, one probe each of the unique index: the cost
+        # follows the batch, not the meetings' sizes (with the two IN lists below, PostgreSQL
+        # read every row of the batch's meetings to pick out the touched ones).
+        pairs = sorted((item.meeting.meeting_id, parent) for item in others for parent in item.by_parent)
+        selects: list[str] = []
+        params: list[list[str]] = []
+        if ended:
+            selects.append("SELECT * FROM roster_attendee WHERE meeting_id = ANY(%s)")
+            params.append(ended)
+        if pairs:
+            selects.append(
+                "SELECT roster_attendee.* FROM unnest(%s::varchar[], %s::varchar[]) AS touched(m, a) "
+                "JOIN roster_attendee ON meeting_id = touched.m AND attendee_id = touched.a"
+            )
+            params += [[m for m, _ in pairs], [a for _, a in pairs]]
+        rows = Attendee.objects.raw(" UNION ALL ".join(selects), params)
     else:
+        # Two plain IN lists rather than one OR per meeting (far cheaper to build); a row of an
+        # untouched (meeting, attendee) pair that this brings back is left out below.
+        meeting_ids = [item.meeting.meeting_id for item in others]
+        parents = sorted({parent for item in others for parent in item.by_parent})
         rows = Attendee.objects.filter(
             Q(meeting_id__in=ended) | Q(meeting_id__in=meeting_ids, attendee_id__in=parents)
         )

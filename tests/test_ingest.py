@@ -93,6 +93,26 @@ def test_any_arrival_order_and_batching_gives_the_whole_fold(seed):
     assert Event.objects.count() == len(details)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_batches_spanning_meetings_that_end_and_go_on_give_each_its_whole_fold(seed):
+    """One meeting's end and another's touched rows in the same batches: the row loading reads
+    every row of the one and only the touched rows of the other, and each equals its whole fold."""
+    streams = [
+        meeting_stream(seed=seed, attendees=5, end=True),
+        meeting_stream(seed=seed + 50, attendees=8, end=seed % 2 == 0),
+    ]
+    raw = shuffled_with_duplicates(bodies(streams[0], seed=seed) + bodies(streams[1], seed=seed), seed=seed)
+    rng = random.Random(seed)
+    position = 0
+    while position < len(raw):
+        size = rng.choice([4, 10, 25])
+        ingest(raw[position : position + size])
+        position += size
+    for details in streams:
+        assert stored(details[0]["meetingId"]) == expected(details)
+    assert Event.objects.count() == sum(len(details) for details in streams)
+
+
 def test_in_order_one_by_one_equals_whole_fold():
     """Each event alone, in time order: the advance-in-place path for every row."""
     details = meeting_stream(seed=99, attendees=4)
