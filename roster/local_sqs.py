@@ -13,7 +13,7 @@ deriving every other attribute, a delete walks the queue once, and a receipt han
 one call; per request, moto finds the handler's methods and the backend of a host once, and the
 answers of the three calls of every drained batch (SendMessageBatch, ReceiveMessage,
 DeleteMessageBatch) are written as JSON directly, the same JSON moto's generic serializer writes
-by walking botocore's model, a quarter of the endpoint's CPU. Every SQS behaviour is still moto's
+by walking botocore's model (about a fifth of the endpoint's CPU). Every SQS behaviour is still moto's
 own. Run it like ``moto_server``:
 ``python -m roster.local_sqs -H 127.0.0.1 -p 5000``.
 """
