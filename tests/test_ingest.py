@@ -37,6 +37,16 @@ def ingest(raw: list[str], *, queue: str = "test") -> object:
     )
 
 
+def ingest_in_random_batches(raw: list[str], *, seed: int, sizes: list[int]) -> None:
+    """Ingest ``raw`` in order, in consecutive batches of (seeded) random sizes from ``sizes``."""
+    rng = random.Random(seed)
+    position = 0
+    while position < len(raw):
+        size = rng.choice(sizes)
+        ingest(raw[position : position + size])
+        position += size
+
+
 def expected(details: list[dict]) -> dict:
     """The whole fold of every event: what the database must hold, whatever the arrival."""
     events = [event_parse(as_bare(d)) for d in details]
@@ -83,12 +93,7 @@ def test_any_arrival_order_and_batching_gives_the_whole_fold(seed):
     """Random order, duplicates and batch sizes: the incremental path equals the whole fold."""
     details = meeting_stream(seed=seed, attendees=5, end=seed % 3 != 0)
     raw = shuffled_with_duplicates(bodies(details, seed=seed), seed=seed)
-    rng = random.Random(seed)
-    position = 0
-    while position < len(raw):
-        size = rng.choice([1, 2, 3, 10, 25])
-        ingest(raw[position : position + size])
-        position += size
+    ingest_in_random_batches(raw, seed=seed, sizes=[1, 2, 3, 10, 25])
     assert stored(details[0]["meetingId"]) == expected(details)
     assert Event.objects.count() == len(details)
 
@@ -102,12 +107,7 @@ def test_batches_spanning_meetings_that_end_and_go_on_give_each_its_whole_fold(s
         meeting_stream(seed=seed + 50, attendees=8, end=seed % 2 == 0),
     ]
     raw = shuffled_with_duplicates(bodies(streams[0], seed=seed) + bodies(streams[1], seed=seed), seed=seed)
-    rng = random.Random(seed)
-    position = 0
-    while position < len(raw):
-        size = rng.choice([4, 10, 25])
-        ingest(raw[position : position + size])
-        position += size
+    ingest_in_random_batches(raw, seed=seed, sizes=[4, 10, 25])
     for details in streams:
         assert stored(details[0]["meetingId"]) == expected(details)
     assert Event.objects.count() == sum(len(details) for details in streams)
