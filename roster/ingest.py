@@ -257,17 +257,31 @@ def _event_row(message: IncomingMessage, event: ChimeEvent, received_at: datetim
     }
 
 
+_LOCKED_COLUMNS = ", ".join(
+    f'"{field.column}"' for field in Meeting._meta.concrete_fields if field.attname != "peak_ledger"
+)
+
+
 def _meetings_lock(meeting_ids: list[str]) -> dict[str, Meeting]:
     """Create missing meeting rows, then lock them all in id order (no deadlock between workers)."""
     if not meeting_ids:
         return {}
     if not bulk.is_postgresql():
         _meetings_create(meeting_ids)
-        locked = Meeting.objects.select_for_update().filter(meeting_id__in=meeting_ids).order_by("meeting_id")
+        locked = (
+            Meeting.objects.select_for_update()
+            .defer("peak_ledger")
+            .filter(meeting_id__in=meeting_ids)
+            .order_by("meeting_id")
+        )
         return {meeting.meeting_id: meeting for meeting in locked}
     # PostgreSQL, with plain SQL (no ORM compile on the hot path): lock the rows that exist, then
     # create and lock the missing ones (a meeting's first batch), so most batches take one query.
-    query = "SELECT * FROM roster_meeting WHERE meeting_id = ANY(%s) ORDER BY meeting_id FOR UPDATE"
+    # The ledger's head is left out (deferred): few batches need it (_peak_fold).
+    query = (
+        f"SELECT {_LOCKED_COLUMNS} FROM roster_meeting "
+        "WHERE meeting_id = ANY(%s) ORDER BY meeting_id FOR UPDATE"
+    )
     meetings = {meeting.meeting_id: meeting for meeting in Meeting.objects.raw(query, [meeting_ids])}
     missing = [meeting_id for meeting_id in meeting_ids if meeting_id not in meetings]
     if missing:
@@ -372,7 +386,8 @@ class _MeetingWork:
     ended: bool
     rows: dict[str, Attendee] = field(default_factory=dict)
     refold: set[str] = field(default_factory=set)
-    ledger_before: dict[str, Any] = field(default_factory=dict)
+    tail_before: dict[str, Any] = field(default_factory=dict)
+    head_written: bool = False
 
 
 def _meetings_fold(
@@ -392,7 +407,7 @@ def _meetings_fold(
                 by_parent=by_parent,
                 meeting_level=any(machine.is_meeting_level(e) for e in events),
                 ended=any(machine.is_meeting_end(e) for e in events),
-                ledger_before=meeting.peak_ledger,
+                tail_before=meeting.peak_tail,
             )
         )
 
@@ -403,6 +418,7 @@ def _meetings_fold(
     changes: list[RosterChange] = []
     attendee_writes: list[Attendee] = []
     meeting_writes: list[Meeting] = []
+    head_writes: list[Meeting] = []
     for item in work:
         change = _meeting_fold(
             item,
@@ -413,8 +429,10 @@ def _meetings_fold(
         if change is not None:
             changes.append(change)
             meeting_writes.append(item.meeting)
-        elif item.meeting.peak_ledger != item.ledger_before:
+        elif item.meeting.peak_tail != item.tail_before or item.head_written:
             meeting_writes.append(item.meeting)  # only fold bookkeeping moved
+        if item.head_written:
+            head_writes.append(item.meeting)
 
     bulk.rows_insert(
         model=Attendee,
@@ -432,13 +450,19 @@ def _meetings_fold(
         ],
         key="meeting_id",
     )
+    bulk.rows_update(
+        model=Meeting,
+        rows=[{"meeting_id": m.meeting_id, "peak_ledger": m.peak_ledger} for m in head_writes],
+        key="meeting_id",
+    )
     return changes
 
 
-# Everything a client sees of a meeting but its id, plus the fold's bookkeeping.
+# Everything a client sees of a meeting but its id, plus the fold's bookkeeping (the ledger's
+# head, peak_ledger, is written apart and only when it changed).
 MEETING_WRITE_FIELDS = [
     *(name for name in MEETING_FIELDS if name != "meeting_id"),
-    "peak_ledger",
+    "peak_tail",
     "updated_at",
 ]
 
@@ -529,6 +553,40 @@ def _counts_move(meeting: Meeting, state: machine.AttendeeState | None, sign: in
     meeting.sharing_count += sign * (state.screen_share or state.content_share or state.content_video)
 
 
+def _peak_fold(
+    item: _MeetingWork, *, new_states: dict[str, machine.AttendeeState], moved: Counter[machine.Step]
+) -> None:
+    """peak_joined and joined_count: merge the steps that moved into the ledger's tail; else into
+    the whole ledger (its head read now: the lock query leaves it out); else sweep every row."""
+    meeting = item.meeting
+    window, tail_limit, tail_keep = machine.PEAK_LEDGER_STEPS, machine.PEAK_TAIL_STEPS, machine.PEAK_TAIL_KEEP
+    tail = None if item.ended else machine.PeakTail.from_json(meeting.peak_tail)
+    merged = machine.peak_tail_merge(tail, moved, limit=tail_limit) if tail is not None else None
+    if merged is None:
+        head = None if item.ended else machine.PeakLedger.from_json(meeting.peak_ledger)
+        ledger = None
+        if head is not None:
+            ledger = machine.peak_ledger_merge(machine.peak_ledger_join(head, tail), moved, keep=window)
+        if ledger is None:
+            ledger = machine.peak_ledger_build(_peak_deltas(meeting, new_states), keep=window)
+        head, merged = machine.peak_ledger_split(ledger, keep=tail_keep)
+        meeting.peak_ledger = head.as_json()
+        item.head_written = True
+    meeting.peak_joined, meeting.joined_count = merged.totals()
+    meeting.peak_tail = merged.as_json()
+
+
+def _peak_deltas(meeting: Meeting, new_states: dict[str, machine.AttendeeState]) -> Counter[machine.Step]:
+    """Every attendee's join/end steps: the new states, and the stored rows of the others."""
+    deltas: Counter[machine.Step] = Counter()
+    for state in new_states.values():
+        deltas.update(machine.presence_deltas(state.intervals))
+    others = Attendee.objects.filter(meeting=meeting).exclude(attendee_id__in=list(new_states))
+    for intervals in others.values_list("intervals", flat=True):
+        deltas.update(machine.presence_deltas(intervals))
+    return deltas
+
+
 def _meeting_fold(
     item: _MeetingWork,
     *,
@@ -575,20 +633,7 @@ def _meeting_fold(
     meeting.external_meeting_id = meeting.external_meeting_id or identity.external_meeting_id
     meeting.media_region = meeting.media_region or identity.media_region
 
-    # peak_joined: merge the steps that moved into the meeting's ledger, else sweep every row.
-    ledger = None if item.ended else machine.PeakLedger.from_json(meeting.peak_ledger)
-    if ledger is not None:
-        ledger = machine.peak_ledger_merge(ledger, machine.steps_moved(intervals_moved))
-    if ledger is None:
-        deltas = Counter()
-        for state in new_states.values():
-            deltas.update(machine.presence_deltas(state.intervals))
-        others = Attendee.objects.filter(meeting=meeting).exclude(attendee_id__in=list(new_states))
-        for intervals in others.values_list("intervals", flat=True):
-            deltas.update(machine.presence_deltas(intervals))
-        ledger = machine.peak_ledger_build(deltas)
-    meeting.peak_joined, meeting.joined_count = ledger.totals()
-    meeting.peak_ledger = ledger.as_json()
+    _peak_fold(item, new_states=new_states, moved=machine.steps_moved(intervals_moved))
 
     # Which rows changed in what a client sees?
     changed_rows: list[Attendee] = []

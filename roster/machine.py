@@ -10,7 +10,8 @@ Two ways in:
   oracle the tests hold the incremental path to.
 - The incremental pieces used by ingest: :func:`attendee_fold` (re-derive one row from its events,
   or apply events that sort after everything already folded into a stored row), :func:`meeting_fold`
-  (meeting-level fields) and :class:`PeakLedger` (``peak_joined`` from join intervals).
+  (meeting-level fields) and :class:`PeakLedger` (``peak_joined`` from join intervals, stored as
+  a head and a :class:`PeakTail` so most batches touch only the newest steps).
 
 Choices where ROSTER.md is silent:
 
@@ -526,13 +527,28 @@ def peak_ledger_merge(
     (or a count would go below zero: the ledger does not match the rows, so sweep)."""
     if not moved:
         return ledger
-    # Work in proportion to the steps that moved, not the window: binary search per step on a
-    # shallow copy (the kept step lists are shared with the stored document, never changed).
-    steps = list(ledger.steps)
-    first = _step_of(steps[0]) if steps else None
+    if not ledger.complete and (not ledger.steps or min(moved) < _step_of(ledger.steps[0])):
+        return None
+    steps = _steps_merged(ledger.steps, moved)
+    if steps is None:
+        return None
+    merged = PeakLedger(
+        steps=steps,
+        before_joined=ledger.before_joined,
+        before_peak=ledger.before_peak,
+        complete=ledger.complete,
+    )
+    return _ledger_trim(merged, keep)
+
+
+def _steps_merged(kept: list[list[int]], moved: Counter[Step]) -> list[list[int]] | None:
+    """``kept`` with the moved counts added (None if a count would go below zero).
+
+    Work in proportion to the steps that moved, not the window: binary search per step on a
+    shallow copy (the kept step lists are shared with the stored document, never changed).
+    """
+    steps = list(kept)
     for step, count in sorted(moved.items()):
-        if not ledger.complete and (first is None or step < first):
-            return None
         at = bisect.bisect_left(steps, step, key=_step_of)
         found = at < len(steps) and _step_of(steps[at]) == step
         total = (steps[at][3] if found else 0) + count
@@ -544,13 +560,120 @@ def peak_ledger_merge(
             del steps[at]
         elif total:
             steps.insert(at, [*step, total])
-    merged = PeakLedger(
+    return steps
+
+
+# The ledger is stored in two parts: the head (older steps, ``Meeting.peak_ledger``) and the tail
+# (the newest steps, ``Meeting.peak_tail``). Most batches move only steps after the head's last
+# one, so they read and write the tail alone: about a kilobyte instead of the whole window.
+PEAK_TAIL_STEPS = 64  # a tail longer than this spills into the head
+PEAK_TAIL_KEEP = 32  # steps left in the tail after a spill: how late a step may come and stay cheap
+
+
+@dataclass(slots=True)
+class PeakTail:
+    """The newest steps of a meeting's :class:`PeakLedger`, with what they need of the rest.
+
+    A moved step after ``floor`` (the head's last step) belongs to the tail whatever the head
+    holds, so merging it needs neither the head's steps nor its size.
+    """
+
+    steps: list[list[int]] = field(default_factory=list)  # [timestamp, rank, sign, count], sorted
+    base_joined: int = 0  # joined count and peak after every step before the tail
+    base_peak: int = 0
+    floor: list[int] | None = None  # the head's last step; None when the head keeps no step
+    head_complete: bool = True  # nothing folded away before the tail's steps
+
+    def totals(self) -> tuple[int, int]:
+        """(peak_joined, joined now)."""
+        running, peak = self.base_joined, self.base_peak
+        for _ts, _rank, sign, count in self.steps:
+            running += sign * count
+            peak = max(peak, running)
+        return peak, running
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "base": [self.base_joined, self.base_peak],
+            "floor": self.floor,
+            "complete": self.head_complete,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any] | None) -> PeakTail | None:
+        """None for a meeting whose ledger is not split yet (or has no ledger)."""
+        if not doc:
+            return None
+        base_joined, base_peak = doc["base"]
+        return cls(
+            steps=doc["steps"],  # read only, as PeakLedger.from_json
+            base_joined=base_joined,
+            base_peak=base_peak,
+            floor=doc["floor"],
+            head_complete=doc["complete"],
+        )
+
+
+def peak_tail_merge(tail: PeakTail, moved: Counter[Step], *, limit: int = PEAK_TAIL_STEPS) -> PeakTail | None:
+    """The tail with ``moved`` merged in, or None when that needs the head: a step at or before
+    ``floor`` (or anywhere, if the head folded steps away and keeps none), a count below zero, or
+    a tail grown past ``limit``. None is never wrong, only slower: the caller merges the whole."""
+    if not moved:
+        return tail
+    if tail.floor is None:
+        if not tail.head_complete:
+            return None
+    elif min(moved) <= _step_of(tail.floor):
+        return None
+    steps = _steps_merged(tail.steps, moved)
+    if steps is None or len(steps) > limit:
+        return None
+    return PeakTail(
         steps=steps,
+        base_joined=tail.base_joined,
+        base_peak=tail.base_peak,
+        floor=tail.floor,
+        head_complete=tail.head_complete,
+    )
+
+
+def peak_ledger_split(ledger: PeakLedger, *, keep: int = PEAK_TAIL_KEEP) -> tuple[PeakLedger, PeakTail]:
+    """(head, tail): the ledger's last ``keep`` steps go to the tail, the rest stay in the head.
+
+    A ledger that folded steps away keeps at least one step in its head, so the tail has a floor
+    below which it sends merges to the whole ledger (whose window then decides about a sweep).
+    """
+    cut = max(len(ledger.steps) - keep, 0)
+    if not cut and not ledger.complete and ledger.steps:
+        cut = 1
+    head = PeakLedger(
+        steps=ledger.steps[:cut],
         before_joined=ledger.before_joined,
         before_peak=ledger.before_peak,
         complete=ledger.complete,
     )
-    return _ledger_trim(merged, keep)
+    peak, joined = head.totals()
+    tail = PeakTail(
+        steps=ledger.steps[cut:],
+        base_joined=joined,
+        base_peak=peak,
+        floor=list(_step_of(head.steps[-1])) if head.steps else None,
+        head_complete=ledger.complete,
+    )
+    return head, tail
+
+
+def peak_ledger_join(head: PeakLedger, tail: PeakTail | None) -> PeakLedger:
+    """The whole ledger again (a ledger stored before the split has no tail: the head is whole)."""
+    if tail is None:
+        return head
+    return PeakLedger(
+        steps=[*head.steps, *tail.steps],
+        before_joined=head.before_joined,
+        before_peak=head.before_peak,
+        complete=head.complete,
+    )
 
 
 def _step_of(entry: Sequence[int]) -> Step:

@@ -37,8 +37,11 @@ class Meeting(models.Model):
     pipelines = models.JSONField(default=dict, blank=True)
     seq = models.BigIntegerField(default=0)
     # Fold bookkeeping for peak_joined (roster.machine.PeakLedger): the latest join/end steps and
-    # the counts before them. Empty until the first sweep.
+    # the counts before them, stored as a head (older steps, read and written only when a batch
+    # reaches back into them) and a tail (the newest steps, read and written by most batches).
+    # Empty until the first sweep; a ledger stored before the split has no tail and a whole head.
     peak_ledger = models.JSONField(default=dict, blank=True)
+    peak_tail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Count, F, Q, When
+from django.db.models import Case, Count, F, Q, QuerySet, When
 from django.utils import timezone
 
 from roster.access import Access
@@ -13,12 +13,18 @@ from roster.models import Attendee, Meeting, QueueSource, VoiceConnectorStream
 from roster.serializers import attendee_as_dict, meeting_as_dict, stream_as_dict
 
 
+def _meetings() -> QuerySet[Meeting]:
+    """Meetings as shown: without the fold's peak ledger (kilobytes of JSON nobody reads here)."""
+    return Meeting.objects.defer("peak_ledger", "peak_tail")
+
+
 def meeting_get(*, meeting_id: str) -> Meeting | None:
     """By meetingId, else by externalMeetingId (the most recently started one)."""
-    meeting = Meeting.objects.filter(meeting_id=meeting_id).first()
+    meeting = _meetings().filter(meeting_id=meeting_id).first()
     if meeting is None:
         meeting = (
-            Meeting.objects.filter(Q(external_meeting_id=meeting_id))
+            _meetings()
+            .filter(Q(external_meeting_id=meeting_id))
             .order_by("-started_at", "-created_at")
             .first()
         )
@@ -40,7 +46,7 @@ def meetings_visible(*, access: Access) -> list[Meeting]:
     order = Case(
         When(status=Meeting.Status.ACTIVE, then=0), When(status=Meeting.Status.UNKNOWN, then=1), default=2
     )
-    meetings = Meeting.objects.order_by(order, F("started_at").desc(nulls_last=True), "meeting_id")
+    meetings = _meetings().order_by(order, F("started_at").desc(nulls_last=True), "meeting_id")
     if access.everything:
         return list(meetings)
     return [
@@ -52,7 +58,7 @@ def meetings_visible(*, access: Access) -> list[Meeting]:
 
 def meeting_visible(*, access: Access, meeting_id: str) -> Meeting | None:
     """The meeting, or None when it does not exist *or* the caller may not see it (same answer)."""
-    meeting = Meeting.objects.filter(meeting_id=meeting_id).first()
+    meeting = _meetings().filter(meeting_id=meeting_id).first()
     if meeting is None or not access.allows(
         meeting_id=meeting.meeting_id, external_meeting_id=meeting.external_meeting_id
     ):

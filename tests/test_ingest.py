@@ -7,13 +7,15 @@ import json
 import random
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from roster import machine
 from roster.events import event_parse
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
 from roster.selectors import roster_get
-from tests.chime_factory import as_json, detail, envelope
+from tests.chime_factory import BASE_TS, as_json, detail, envelope
 from tests.streams import as_bare, as_envelope, as_sns, bodies, meeting_stream, shuffled_with_duplicates
 
 pytestmark = pytest.mark.django_db
@@ -111,6 +113,79 @@ def test_batches_spanning_meetings_that_end_and_go_on_give_each_its_whole_fold(s
     for details in streams:
         assert stored(details[0]["meetingId"]) == expected(details)
     assert Event.objects.count() == sum(len(details) for details in streams)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_peak_ledger_split_into_a_tiny_head_and_tail_gives_the_whole_fold(seed, monkeypatch):
+    """With a window of 4 steps and a tail of at most 2, a stream of 12 attendees merges in the
+    tail, spills into the head, reaches back into it and sweeps, in any order: same roster."""
+    monkeypatch.setattr(machine, "PEAK_LEDGER_STEPS", 4)
+    monkeypatch.setattr(machine, "PEAK_TAIL_STEPS", 2)
+    monkeypatch.setattr(machine, "PEAK_TAIL_KEEP", 1)
+    details = meeting_stream(seed=seed, attendees=12, end=seed % 3 == 0)
+    raw = bodies(details, seed=seed)
+    if seed % 2:
+        raw = shuffled_with_duplicates(raw, seed=seed)
+    ingest_in_random_batches(raw, seed=seed, sizes=[1, 2, 3, 7])
+    assert stored(details[0]["meetingId"]) == expected(details)
+
+
+def attendee_joins(meeting_id: str, offsets: range | list[int]) -> list[str]:
+    return [
+        as_json(envelope(detail("AttendeeJoined", meeting_id, f"att-{n}", BASE_TS + n * 10))) for n in offsets
+    ]
+
+
+def peak_queries(queries: list[dict]) -> dict[str, int]:
+    """How many of these SQL statements read or wrote the ledger's head, and swept the rows (the
+    blank-row insert of SQLite's meeting lock names every column and changes no existing row)."""
+    sql = [query["sql"] for query in queries]
+    return {
+        "head": sum("peak_ledger" in text and not text.startswith("INSERT") for text in sql),
+        "sweep": sum('"roster_attendee"."intervals"' in text and "NOT" in text for text in sql),
+    }
+
+
+def test_a_batch_after_the_ledgers_head_reads_and_writes_only_its_tail():
+    meeting_id = "m-ledger"
+    joins = attendee_joins(meeting_id, range(1, 200))
+    for start in range(0, 190, 10):  # 190 steps in time order: the tail spills into the head
+        ingest(joins[start : start + 10])
+    meeting = Meeting.objects.get(pk=meeting_id)
+    head = machine.PeakLedger.from_json(meeting.peak_ledger)
+    tail = machine.PeakTail.from_json(meeting.peak_tail)
+    assert head.steps and tail.floor == head.steps[-1][:3]
+    assert len(tail.steps) <= machine.PEAK_TAIL_STEPS
+    assert (meeting.peak_joined, meeting.joined_count) == (190, 190)
+
+    with CaptureQueriesContext(connection) as newest:
+        ingest(joins[190:192])  # after the floor: the tail alone
+    assert peak_queries(newest.captured_queries) == {"head": 0, "sweep": 0}
+    assert Meeting.objects.get(pk=meeting_id).peak_ledger == meeting.peak_ledger
+
+    late = as_json(envelope(detail("AttendeeLeft", meeting_id, "att-5", BASE_TS + 5 * 10 + 1)))
+    with CaptureQueriesContext(connection) as reaching_back:
+        ingest([late])  # before the floor, inside the window: the whole ledger, no sweep
+    assert peak_queries(reaching_back.captured_queries) == {"head": 2, "sweep": 0}  # read, write
+    meeting = Meeting.objects.get(pk=meeting_id)
+    assert (meeting.peak_joined, meeting.joined_count) == (191, 191)  # att-5 left before 192 joined
+
+
+def test_a_ledger_stored_before_the_split_is_read_whole_and_split_without_a_sweep():
+    meeting_id = "m-old-ledger"
+    ingest(attendee_joins(meeting_id, range(1, 41)))
+    meeting = Meeting.objects.get(pk=meeting_id)
+    whole = machine.peak_ledger_join(
+        machine.PeakLedger.from_json(meeting.peak_ledger), machine.PeakTail.from_json(meeting.peak_tail)
+    )
+    Meeting.objects.filter(pk=meeting_id).update(peak_ledger=whole.as_json(), peak_tail={})
+
+    with CaptureQueriesContext(connection) as queries:
+        ingest(attendee_joins(meeting_id, [41]))
+    assert peak_queries(queries.captured_queries) == {"head": 2, "sweep": 0}
+    meeting = Meeting.objects.get(pk=meeting_id)
+    assert (meeting.peak_joined, meeting.joined_count) == (41, 41)
+    assert machine.PeakTail.from_json(meeting.peak_tail).totals() == (41, 41)
 
 
 def test_in_order_one_by_one_equals_whole_fold():

@@ -15,13 +15,17 @@ from roster.events import KIND_PIPELINE, KIND_UNKNOWN
 from roster.machine import (
     AttendeeState,
     PeakLedger,
+    PeakTail,
     Roster,
     StreamState,
     attendee_fold,
     can_advance,
     peak_ledger_build,
+    peak_ledger_join,
     peak_ledger_merge,
+    peak_ledger_split,
     peak_sweep,
+    peak_tail_merge,
     presence_deltas,
     rank_of,
     roster_fold,
@@ -808,6 +812,57 @@ def test_peak_ledger_folds_old_steps_and_asks_for_a_sweep_before_its_window():
     # It survives the trip through the Meeting row's JSON.
     assert PeakLedger.from_json(json.loads(json.dumps(later.as_json()))) == later
     assert PeakLedger.from_json({}) is None
+
+
+def test_peak_ledger_split_keeps_the_newest_steps_in_a_tail_that_merges_alone():
+    # Five attendees join at T+1..T+5, the first two leave at T+6 and T+7: 7 steps, peak 5.
+    intervals = [[[T + 1, T + 6, 7]], [[T + 2, T + 7, 7]], *([[T + n, None, None]] for n in (3, 4, 5))]
+    deltas = Counter()
+    for item in intervals:
+        deltas.update(presence_deltas(item))
+    ledger = peak_ledger_build(deltas)
+    head, tail = peak_ledger_split(ledger, keep=3)
+    assert len(head.steps) == 4 and len(tail.steps) == 3
+    assert tail.floor == [T + 4, 3, 1]  # the head's last step
+    assert (tail.base_joined, tail.base_peak) == (4, 4)  # after T+1..T+4 joined
+    assert tail.totals() == ledger.totals() == (5, 3)
+    assert peak_ledger_join(head, tail) == ledger
+    assert peak_ledger_join(head, None) is head  # a ledger stored before the split is whole
+
+    # After the floor: merged in the tail, same answer as merging the whole ledger.
+    sixth = steps_moved([([], [[T + 8, None, None]])])
+    merged = peak_tail_merge(tail, sixth, limit=4)
+    assert merged.steps[-1] == [T + 8, 3, 1, 1] and merged.floor == tail.floor
+    assert merged.totals() == peak_ledger_merge(ledger, sixth).totals() == (5, 4)
+    # At or before the floor, past the limit, or a count below zero: the caller needs the head.
+    assert peak_tail_merge(tail, steps_moved([([], [[T + 4, None, None]])])) is None
+    assert peak_tail_merge(tail, steps_moved([([], [[T, None, None]])])) is None
+    assert peak_tail_merge(tail, sixth, limit=3) is None
+    assert peak_tail_merge(tail, Counter({(T + 9, 7, -1): -1})) is None
+    assert peak_tail_merge(tail, Counter()) is tail
+
+    # It survives the trip through the Meeting row's JSON.
+    assert PeakTail.from_json(json.loads(json.dumps(merged.as_json()))) == merged
+    assert PeakTail.from_json({}) is None
+
+
+def test_peak_ledger_split_of_a_trimmed_ledger_keeps_a_floor():
+    """A ledger that folded steps away keeps one step in its head, so the tail knows which late
+    steps it cannot take; a complete short ledger goes whole into the tail and takes any step."""
+    deltas = presence_deltas([[T + 1, T + 4, 7], [T + 6, None, None]])
+    trimmed = peak_ledger_build(deltas, keep=2)
+    head, tail = peak_ledger_split(trimmed, keep=5)
+    assert len(head.steps) == 1 and not head.complete and tail.floor == head.steps[-1][:3]
+    assert peak_tail_merge(tail, steps_moved([([], [[T + 2, None, None]])])) is None
+
+    whole_head, whole_tail = peak_ledger_split(peak_ledger_build(deltas), keep=5)
+    assert whole_head.steps == [] and whole_tail.floor is None and whole_tail.head_complete
+    early = steps_moved([([], [[T, T + 2, 7]])])
+    assert peak_tail_merge(whole_tail, early).totals() == (2, 1)
+
+    # A head that folded steps away and keeps none: nothing may merge without it.
+    bare = PeakTail(steps=[], base_joined=1, base_peak=2, floor=None, head_complete=False)
+    assert peak_tail_merge(bare, early) is None
 
 
 # --- Voice Connector streams -----------------------------------------------------------------------

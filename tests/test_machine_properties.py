@@ -24,6 +24,7 @@ from roster.machine import (
     AttendeeState,
     MeetingState,
     PeakLedger,
+    PeakTail,
     Roster,
     attendee_fold,
     can_advance,
@@ -35,15 +36,22 @@ from roster.machine import (
     meeting_identify,
     parent_of,
     peak_ledger_build,
+    peak_ledger_join,
     peak_ledger_merge,
+    peak_ledger_split,
     peak_sweep,
+    peak_tail_merge,
     presence_deltas,
     roster_fold,
     steps_moved,
 )
 from tests.chime_factory import BASE_TS, MEETING_ID, chime_event, unknown_event
 
-LEDGER_KEEP = 2  # the peak ledger's window in the model: tiny, so streams trim it and sweep
+# The peak ledger's window, its tail's limit and what a spill leaves in the tail, in the model:
+# tiny, so every stream trims, spills, merges into the head and sweeps.
+LEDGER_KEEP = 2
+TAIL_LIMIT = 2
+TAIL_KEEP = 1
 
 PROPERTY_SETTINGS = settings(
     max_examples=300,
@@ -250,8 +258,11 @@ class IncrementalMeeting:
         self.log: dict[str, ChimeEvent] = {}
         self.rows: dict[str, AttendeeState] = {}
         self.meeting = MeetingState(meeting_id=meeting_id)
-        self.ledger: PeakLedger | None = None
+        self.head: PeakLedger | None = None  # Meeting.peak_ledger
+        self.tail: PeakTail | None = None  # Meeting.peak_tail
         self.sweeps = 0
+        self.tail_merges = 0
+        self.head_merges = 0
         self.advances = 0
         self.refolds = 0
 
@@ -322,22 +333,34 @@ class IncrementalMeeting:
         self.meeting.external_meeting_id = self.meeting.external_meeting_id or identity.external_meeting_id
         self.meeting.media_region = self.meeting.media_region or identity.media_region
 
-        # _meeting_fold: peak_joined, merged into the ledger when possible, else swept over every row.
-        # A tiny window (LEDGER_KEEP) makes both the merge and the sweep happen in every stream.
-        ledger = None if ended or self.ledger is None else self.ledger
-        if ledger is not None:
-            ledger = peak_ledger_merge(ledger, steps_moved(intervals_moved), keep=LEDGER_KEEP)
-        if ledger is None:
-            self.sweeps += 1
-            deltas: Counter[tuple[int, int, int]] = Counter()
-            for state in new_states.values():
-                deltas.update(presence_deltas(state.intervals))
-            for parent, state in self.rows.items():
-                if parent not in new_states:
+        # _peak_fold: merged into the ledger's tail, else into the whole ledger, else swept.
+        moved = steps_moved(intervals_moved)
+        tail = None if ended else self.tail
+        merged = peak_tail_merge(tail, moved, limit=TAIL_LIMIT) if tail is not None else None
+        if merged is not None:
+            self.tail_merges += bool(moved)
+        else:
+            head = None if ended else self.head
+            ledger = None
+            if head is not None:
+                ledger = peak_ledger_merge(peak_ledger_join(head, tail), moved, keep=LEDGER_KEEP)
+                self.head_merges += ledger is not None
+            if ledger is None:
+                self.sweeps += 1
+                deltas: Counter[tuple[int, int, int]] = Counter()
+                for state in new_states.values():
                     deltas.update(presence_deltas(state.intervals))
-            ledger = peak_ledger_build(deltas, keep=LEDGER_KEEP)
-        self.ledger = ledger
+                for parent, state in self.rows.items():
+                    if parent not in new_states:
+                        deltas.update(presence_deltas(state.intervals))
+                ledger = peak_ledger_build(deltas, keep=LEDGER_KEEP)
+            self.head, merged = peak_ledger_split(ledger, keep=TAIL_KEEP)
+        self.tail = merged
         self.rows.update(new_states)
+
+    def totals(self) -> tuple[int, int]:
+        """(peak_joined, joined_count) as the Meeting row holds them."""
+        return self.tail.totals() if self.tail else (0, 0)
 
 
 @st.composite
@@ -369,15 +392,15 @@ def test_incremental_ingest_path_equals_the_whole_fold(delivered):
         k: {**s.public(), "intervals": s.intervals} for k, s in expected.attendees.items()
     }
     assert model.rows == expected.attendees  # bookkeeping too: later batches rely on it
-    peak_joined, joined_count = model.ledger.totals() if model.ledger else (0, 0)
+    peak_joined, joined_count = model.totals()
     assert peak_joined == expected.peak_joined
     assert joined_count == sum(s.presence == "joined" for s in expected.attendees.values())
     assert dataclasses.asdict(model.meeting) == dataclasses.asdict(expected.meeting)
 
 
-def test_incremental_model_takes_both_paths():
+def test_incremental_model_takes_every_path():
     """Guard against a hollow property: the model must really advance in place, merge into the
-    peak ledger, and sweep when a step lands before the ledger's window."""
+    ledger's tail, spill into the whole ledger, and sweep when a step lands before its window."""
     joined = chime_event("AttendeeJoined", MEETING_ID, "a1", BASE_TS + 1)
     left = chime_event("AttendeeLeft", MEETING_ID, "a1", BASE_TS + 5)
     later = chime_event("AttendeeJoined", MEETING_ID, "a3", BASE_TS + 6)
@@ -385,14 +408,15 @@ def test_incremental_model_takes_both_paths():
     model = IncrementalMeeting(MEETING_ID)
     model.ingest([joined])
     assert model.sweeps == 1  # a meeting's first batch builds its ledger
-    model.ingest([left])  # after a1's folded position: advanced, merged
-    model.ingest([later])  # merged; the ledger now keeps only its last LEDGER_KEEP steps
-    assert model.sweeps == 1 and model.advances == 1
+    model.ingest([left])  # after a1's folded position: advanced; after the head: merged in the tail
+    assert (model.advances, model.tail_merges, model.head_merges) == (1, 1, 0)
+    model.ingest([later])  # the tail would pass TAIL_LIMIT: merged in the whole ledger, trimmed, split
+    assert (model.sweeps, model.tail_merges, model.head_merges) == (1, 1, 1)
     assert model.rows["a1"].presence == "left"
-    assert not model.ledger.complete
-    model.ingest([early])  # before the kept window: swept
+    assert not model.head.complete and len(model.head.steps) == len(model.tail.steps) == 1
+    model.ingest([early])  # at or before the tail's floor, and before the kept window: swept
     assert model.sweeps == 2
-    assert model.ledger.totals() == (2, 2)
+    assert model.totals() == (2, 2)
     assert roster_fold(MEETING_ID, [joined, left, later, early]).peak_joined == 2
 
 
@@ -406,7 +430,7 @@ def test_incremental_model_rederives_a_new_row_of_an_ended_meeting():
     assert model.refolds == 1
     assert model.rows["a1"].presence == "left"
     assert model.rows == roster_fold(MEETING_ID, [ended, joined]).attendees
-    assert model.ledger.totals() == (1, 0)
+    assert model.totals() == (1, 0)
 
 
 # --- (c) peak_sweep and attendee_fold agree with roster_fold ------------------------------------
