@@ -1,12 +1,14 @@
 """Benchmark: the CPU one ingest batch costs, split by who spends it, at several batch sizes.
 
-``python -m bench.batch_cost [--sizes 1 10 30] [--meetings 100]``
+``python -m bench.batch_cost [--sizes 1 10 30] [--meetings 100] [--warm-events 0]``
 
 Events like the live latency benchmark's (AttendeeJoined, then VideoStarted a second later),
 spread over ``--meetings`` active meetings, so a batch of k events touches about k meetings: the
 shape the drain sees when it keeps up. Per batch it prints the wall time, the CPU of the
 thread that ingests (parse, SQL, fold), the CPU of the rest of the process (the broadcaster's
 publishing thread), and the CPU of the PostgreSQL backend. One process, no SQS, no sockets.
+``--warm-events N`` ingests N such events first (not measured), so the meetings are as large as
+after the live benchmark's earlier phases (20,000: about 100 attendees and a full peak ledger each).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 30])
     parser.add_argument("--meetings", type=int, default=100)
+    parser.add_argument("--warm-events", type=int, default=0, help="events ingested first, not measured")
     args = parser.parse_args()
     common.environment_prepare()
     common.django_setup(recreate=True)
@@ -53,12 +56,15 @@ def main() -> None:
     meetings = [(str(uuid.uuid4()), f"cost-{tag}-{i}") for i in range(args.meetings)]
     messages_ingest(messages=[IncomingMessage(body=meeting_started(m, e, now_ms())) for m, e in meetings])
     events = LatencyEvents(meetings, prefix=tag, seed=1)
+    for _ in range(0, args.warm_events, 10):
+        messages_ingest(messages=[IncomingMessage(body=events.next()[1]) for _ in range(10)])
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend_pid = cursor.fetchone()[0]
     common.log(
         f"ingest batch cost: events over {args.meetings} active meetings, PostgreSQL "
-        f"{common.BENCH_DATABASE_URL}, Redis channel layer; CPU per batch"
+        f"{common.BENCH_DATABASE_URL}, Redis channel layer, {args.warm_events:,} events ingested first; "
+        "CPU per batch"
     )
     for size in args.sizes:
         cost = batch_cost(size=size, batches=max(200, 2000 // size), events=events, backend_pid=backend_pid)

@@ -523,19 +523,34 @@ def peak_ledger_build(deltas: Counter[Step], *, keep: int = PEAK_LEDGER_STEPS) -
 def peak_ledger_merge(
     ledger: PeakLedger, moved: Counter[Step], *, keep: int = PEAK_LEDGER_STEPS
 ) -> PeakLedger | None:
-    """The ledger with ``moved`` merged in, or None when a moved step lies before the kept window
-    (or a count would go below zero: the ledger does not match the rows, so sweep)."""
+    """The ledger with ``moved`` merged in, or None when the ledger cannot tell (a count would go
+    below zero: the ledger does not match the rows; or a step before the kept window that is not
+    a join of a meeting still at its peak), so the caller sweeps every row."""
     if not moved:
         return ledger
-    if not ledger.complete and (not ledger.steps or min(moved) < _step_of(ledger.steps[0])):
-        return None
+    before_joined, before_peak = ledger.before_joined, ledger.before_peak
+    if not ledger.complete:
+        first = _step_of(ledger.steps[0]) if ledger.steps else None
+        early = {step: count for step, count in moved.items() if first is None or step < first}
+        if early:
+            # A join that appears before the window adds one to the count at every later point.
+            # If the count where the window starts is the peak so far (a meeting that has only
+            # grown, as in a join burst), every earlier count was at most that, so the peak before
+            # the window rises by one too, exactly. Anything else needs the folded steps.
+            if before_peak != before_joined or any(
+                sign != 1 or count < 0 for (_, _, sign), count in early.items()
+            ):
+                return None
+            before_joined += sum(early.values())
+            before_peak = before_joined
+            moved = Counter({step: count for step, count in moved.items() if step not in early})
     steps = _steps_merged(ledger.steps, moved)
     if steps is None:
         return None
     merged = PeakLedger(
         steps=steps,
-        before_joined=ledger.before_joined,
-        before_peak=ledger.before_peak,
+        before_joined=before_joined,
+        before_peak=before_peak,
         complete=ledger.complete,
     )
     return _ledger_trim(merged, keep)

@@ -814,6 +814,29 @@ def test_peak_ledger_folds_old_steps_and_asks_for_a_sweep_before_its_window():
     assert PeakLedger.from_json({}) is None
 
 
+def test_peak_ledger_takes_a_late_join_before_its_window_while_the_meeting_is_at_its_peak_there():
+    """A join burst delivered out of order: the late joins land before the window, and since the
+    meeting only grew, the peak before the window rises with them; no sweep, same totals."""
+    joins = [[[T + n, None, None]] for n in range(1, 9)]
+    deltas = Counter()
+    for item in joins[1:]:
+        deltas.update(presence_deltas(item))
+    ledger = peak_ledger_build(deltas, keep=3)
+    assert not ledger.complete and ledger.before_joined == ledger.before_peak == 4
+    late = peak_ledger_merge(ledger, steps_moved([([], joins[0])]), keep=3)
+    assert late is not None and late.steps == ledger.steps
+    assert late.totals() == peak_sweep(deltas + presence_deltas(joins[0]))[:2] == (8, 8)
+
+    # Not at its peak where the window starts (someone left in the folded steps): sweep.
+    deltas.update(presence_deltas([[T + 1, T + 5, 7]]))
+    shrunk = peak_ledger_build(deltas, keep=3)
+    assert shrunk.before_peak > shrunk.before_joined
+    assert peak_ledger_merge(shrunk, steps_moved([([], [[T, None, None]])]), keep=3) is None
+    # A leave, or a join vanishing, before the window: sweep.
+    assert peak_ledger_merge(ledger, steps_moved([(joins[1], [[T + 2, T + 3, 7]])]), keep=3) is None
+    assert peak_ledger_merge(ledger, steps_moved([(joins[1], [])]), keep=3) is None
+
+
 def test_peak_ledger_split_keeps_the_newest_steps_in_a_tail_that_merges_alone():
     # Five attendees join at T+1..T+5, the first two leave at T+6 and T+7: 7 steps, peak 5.
     intervals = [[[T + 1, T + 6, 7]], [[T + 2, T + 7, 7]], *([[T + n, None, None]] for n in (3, 4, 5))]

@@ -4,6 +4,8 @@
 (b) the incremental path of roster/ingest.py (advance a stored row in place when the new events sort
     after it, else re-derive it; extend peak_joined, else sweep) ends where the whole fold does,
     whatever the batches and their order;
+(b') the peak ledger alone (any window, any split into head and tail, any intervals moved) answers
+    exactly or asks for a sweep;
 (c) peak_sweep over the final join intervals equals roster_fold's peak_joined (evaluated per event),
     and attendee_fold of one row equals that row of roster_fold.
 
@@ -400,11 +402,13 @@ def test_incremental_ingest_path_equals_the_whole_fold(delivered):
 
 def test_incremental_model_takes_every_path():
     """Guard against a hollow property: the model must really advance in place, merge into the
-    ledger's tail, spill into the whole ledger, and sweep when a step lands before its window."""
+    ledger's tail, spill into the whole ledger, take a join before its window while the meeting
+    is at its peak there, and sweep for any other step before its window."""
     joined = chime_event("AttendeeJoined", MEETING_ID, "a1", BASE_TS + 1)
     left = chime_event("AttendeeLeft", MEETING_ID, "a1", BASE_TS + 5)
     later = chime_event("AttendeeJoined", MEETING_ID, "a3", BASE_TS + 6)
     early = chime_event("AttendeeJoined", MEETING_ID, "a2", BASE_TS + 0)
+    early_left = chime_event("AttendeeLeft", MEETING_ID, "a2", BASE_TS + 2)
     model = IncrementalMeeting(MEETING_ID)
     model.ingest([joined])
     assert model.sweeps == 1  # a meeting's first batch builds its ledger
@@ -414,10 +418,13 @@ def test_incremental_model_takes_every_path():
     assert (model.sweeps, model.tail_merges, model.head_merges) == (1, 1, 1)
     assert model.rows["a1"].presence == "left"
     assert not model.head.complete and len(model.head.steps) == len(model.tail.steps) == 1
-    model.ingest([early])  # at or before the tail's floor, and before the kept window: swept
-    assert model.sweeps == 2
+    model.ingest([early])  # a join before the kept window, all folded steps joins: merged
+    assert (model.sweeps, model.head_merges) == (1, 2)
     assert model.totals() == (2, 2)
-    assert roster_fold(MEETING_ID, [joined, left, later, early]).peak_joined == 2
+    model.ingest([early_left])  # a leave before the kept window: swept
+    assert model.sweeps == 2
+    assert model.totals() == (2, 1)
+    assert roster_fold(MEETING_ID, [joined, left, later, early, early_left]).peak_joined == 2
 
 
 def test_incremental_model_rederives_a_new_row_of_an_ended_meeting():
@@ -431,6 +438,80 @@ def test_incremental_model_rederives_a_new_row_of_an_ended_meeting():
     assert model.rows["a1"].presence == "left"
     assert model.rows == roster_fold(MEETING_ID, [ended, joined]).attendees
     assert model.totals() == (1, 0)
+
+
+# --- (b') the peak ledger alone: any window, any split, any intervals moved ------------------------
+
+
+@st.composite
+def attendee_intervals(draw) -> list[list[int | None]]:
+    """One attendee's join intervals: [start, end or None, end rank], in a few milliseconds."""
+    intervals: list[list[int | None]] = []
+    at = draw(st.integers(min_value=0, max_value=6))
+    for _ in range(draw(st.integers(min_value=0, max_value=2))):
+        end = draw(st.one_of(st.none(), st.integers(min_value=at, max_value=at + 6)))
+        intervals.append([at, end, draw(st.sampled_from([6, 7, 8, 9]))])
+        if end is None:
+            break
+        at = end + draw(st.integers(min_value=0, max_value=3))
+    return intervals
+
+
+@st.composite
+def ledger_moves(
+    draw,
+) -> tuple[list[list[list[int | None]]], list[tuple[int, list[list[int | None]]]], int, int]:
+    """(every attendee's intervals, (attendee, new intervals) changes, window, tail keep). Joins
+    weigh more, so meetings often only grow (the case a late join before the window may skip the
+    sweep in)."""
+    joins_only = draw(st.booleans())
+    joined = st.integers(min_value=0, max_value=12).map(lambda at: [[at, None, 7]])
+    intervals = joined if joins_only else attendee_intervals()
+    rows = draw(st.lists(intervals, min_size=1, max_size=10))
+    changes = draw(
+        st.lists(
+            st.tuples(st.integers(min_value=0, max_value=len(rows) + 3), intervals), min_size=1, max_size=4
+        )
+    )
+    return (
+        rows,
+        changes,
+        draw(st.integers(min_value=1, max_value=6)),
+        draw(st.integers(min_value=0, max_value=4)),
+    )
+
+
+def _deltas(rows) -> Counter[tuple[int, int, int]]:
+    deltas: Counter[tuple[int, int, int]] = Counter()
+    for intervals in rows:
+        deltas.update(presence_deltas(intervals))
+    return deltas
+
+
+@PROPERTY_SETTINGS
+@given(ledger_moves())
+def test_peak_ledger_merges_are_exact_or_ask_for_a_sweep(case):
+    """Whatever the window and the split, a merge that answers equals the sweep of the new rows;
+    the tail answers only what the whole ledger would."""
+    rows, changes, window, tail_keep = case
+    ledger = peak_ledger_build(_deltas(rows), keep=window)
+    head, tail = peak_ledger_split(ledger, keep=tail_keep)
+    assert peak_ledger_join(head, tail) == ledger and tail.totals() == ledger.totals()
+
+    new_rows = dict(enumerate(rows))
+    pairs = []
+    for attendee, intervals in changes:
+        pairs.append((new_rows.get(attendee, []), intervals))
+        new_rows[attendee] = intervals
+    moved = steps_moved(pairs)
+    swept = peak_sweep(_deltas(new_rows.values()))[:2]
+
+    merged = peak_ledger_merge(ledger, moved, keep=window)
+    if merged is not None:
+        assert merged.totals() == swept
+    tail_merged = peak_tail_merge(tail, moved, limit=window + tail_keep)
+    if tail_merged is not None:
+        assert tail_merged.totals() == swept
 
 
 # --- (c) peak_sweep and attendee_fold agree with roster_fold ------------------------------------
