@@ -458,6 +458,14 @@ Step = tuple[int, int, int]  # (timestamp, rank, +1 join / -1 end)
 PEAK_LEDGER_STEPS = 512
 
 
+def _steps_totals(steps: Iterable[Sequence[int]], *, joined: int, peak: int) -> tuple[int, int]:
+    """(peak, joined) after counted steps [timestamp, rank, sign, count], from the counts before them."""
+    for _ts, _rank, sign, count in steps:
+        joined += sign * count
+        peak = max(peak, joined)
+    return peak, joined
+
+
 @dataclass(slots=True)
 class PeakLedger:
     """What keeps ``peak_joined`` exact without re-reading every attendee.
@@ -475,11 +483,7 @@ class PeakLedger:
 
     def totals(self) -> tuple[int, int]:
         """(peak_joined, joined now)."""
-        running, peak = self.before_joined, self.before_peak
-        for _ts, _rank, sign, count in self.steps:
-            running += sign * count
-            peak = max(peak, running)
-        return peak, running
+        return _steps_totals(self.steps, joined=self.before_joined, peak=self.before_peak)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -601,11 +605,7 @@ class PeakTail:
 
     def totals(self) -> tuple[int, int]:
         """(peak_joined, joined now)."""
-        running, peak = self.base_joined, self.base_peak
-        for _ts, _rank, sign, count in self.steps:
-            running += sign * count
-            peak = max(peak, running)
-        return peak, running
+        return _steps_totals(self.steps, joined=self.base_joined, peak=self.base_peak)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -700,9 +700,9 @@ def _ledger_trim(ledger: PeakLedger, keep: int) -> PeakLedger:
     if len(ledger.steps) <= keep:
         return ledger
     head, ledger.steps = ledger.steps[:-keep], ledger.steps[-keep:]
-    for _ts, _rank, sign, count in head:
-        ledger.before_joined += sign * count
-        ledger.before_peak = max(ledger.before_peak, ledger.before_joined)
+    ledger.before_peak, ledger.before_joined = _steps_totals(
+        head, joined=ledger.before_joined, peak=ledger.before_peak
+    )
     ledger.complete = False
     return ledger
 
