@@ -23,8 +23,8 @@ from bench.live_common import pid_cpu_seconds
 
 
 def batch_cost(*, size: int, batches: int, events: LatencyEvents, backend_pid: int) -> dict[str, float]:
-    from roster.broadcast import publisher
     from roster.ingest import IncomingMessage, messages_ingest
+    from roster.live.broadcast import publisher
 
     wall0, process0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
     backend0 = pid_cpu_seconds(backend_pid)

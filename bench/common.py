@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from roster import local_sqs
+from roster.dev import local_sqs
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_roster")
@@ -111,7 +111,7 @@ def _channel_layer_isolate() -> None:
 
 def broadcast_flush() -> None:
     """Wait until the broadcaster sent every committed change (so its cost is in the timing)."""
-    from roster import broadcast
+    from roster.live import broadcast
 
     publisher = getattr(broadcast, "publisher", None)
     if publisher is not None and hasattr(publisher, "flush"):
@@ -203,7 +203,7 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """The local SQS endpoint (moto, ``roster.local_sqs``) on a free loopback port, started and
+    """The local SQS endpoint (moto, ``roster.dev.local_sqs``) on a free loopback port, started and
     stopped by us (by its own pid)."""
 
     def __init__(self, log_path: Path | None = None) -> None:
@@ -213,7 +213,7 @@ class MotoServer:
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        """``BENCH_STOCK_MOTO=1``: moto's own server, without roster.local_sqs's cheaper clock
+        """``BENCH_STOCK_MOTO=1``: moto's own server, without roster.dev.local_sqs's cheaper clock
         (the endpoint of the figures before 2026-11-24, for comparison)."""
         if os.environ.get("BENCH_STOCK_MOTO"):
             stock = Path(sys.executable).with_name("moto_server")

@@ -11,9 +11,9 @@ each thread owns a disjoint set of meetings (meeting m goes to thread m % C) and
 its meetings' segment queues in order, so a meeting's events arrive in the order its own queue
 would give. Two modes over the same queues, depth and concurrency:
 
-- raw: ``roster.sqs.queue_receive`` (MaxNumberOfMessages=10, WaitTimeSeconds=1) +
-  ``roster.sqs.queue_delete`` (DeleteMessageBatch), no ingest: the endpoint's ceiling;
-- project: ``roster.sqs.queue_drain_once`` (the same receive + ``messages_ingest`` into
+- raw: ``roster.sources.sqs.queue_receive`` (MaxNumberOfMessages=10, WaitTimeSeconds=1) +
+  ``roster.sources.sqs.queue_delete`` (DeleteMessageBatch), no ingest: the endpoint's ceiling;
+- project: ``roster.sources.sqs.queue_drain_once`` (the same receive + ``messages_ingest`` into
   PostgreSQL + the same delete), so the only difference is the ingest (and its live push).
 
 A level ``C:RxM`` runs R rounds; round r takes the next M meetings, prefills their queues and
@@ -171,7 +171,7 @@ def phase_run(
     from django.db import connection
 
     from roster.ingest import IngestResult
-    from roster.sqs import BackgroundDeleter, queue_drain_once, queue_receive
+    from roster.sources.sqs import BackgroundDeleter, queue_drain_once, queue_receive
 
     owned = [[seg for meeting in layout[t::concurrency] for seg in meeting] for t in range(concurrency)]
     totals = [IngestResult() for _ in range(concurrency)]
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
         from django.conf import settings
 
         from bench.ingest_bench import roster_check
-        from roster.sqs import sqs_client
+        from roster.sources.sqs import sqs_client
 
         if moto.url != settings.AWS_ENDPOINT_URL_SQS:
             raise SystemExit(f"bench: SQS endpoint is {settings.AWS_ENDPOINT_URL_SQS}, not {moto.url}")

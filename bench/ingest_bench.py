@@ -15,7 +15,7 @@ unless it is a duplicates run):
   per-meeting batches; the rate is all events over the wall time of both.
 
 After every fresh run the database is checked: event count, and every meeting's roster against
-the pure fold of all its events (``roster.machine.roster_fold``).
+the pure fold of all its events (``roster.domain.fold.roster_fold``).
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ def _percentile(values: list[float], share: float) -> float:
 
 def roster_check(streams: list[MeetingStream], *, expected_events: int) -> str:
     """Compare the database with the pure fold of every meeting's events. Returns 'ok' or why not."""
-    from roster import machine
-    from roster.events import event_parse
+    from roster.domain import fold as machine
+    from roster.domain.events import event_parse
     from roster.models import Attendee, Event, Meeting
 
     problems = []

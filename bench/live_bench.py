@@ -311,8 +311,8 @@ class Bench:
         return self.sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
 
     def meetings_create(self, count: int, tag: str) -> list[tuple[str, str]]:
-        from roster.broadcast import publisher
         from roster.ingest import IncomingMessage, messages_ingest
+        from roster.live.broadcast import publisher
 
         meetings = [(str(uuid.uuid4()), f"{tag}-{i:03d}") for i in range(count)]
         ts = now_ms() - 60_000
@@ -323,7 +323,7 @@ class Bench:
         return meetings
 
     def tokens_for(self, meetings: list[tuple[str, str]]) -> dict[str, str]:
-        from roster.access import feed_token_create
+        from roster.read.access import feed_token_create
 
         return {mid: feed_token_create(name=f"bench-{ext}", meetings=mid)[1] for mid, ext in meetings}
 
@@ -617,8 +617,8 @@ class Bench:
         loadgen = self.loadgen_start([{"token": token, "meetings": [mid]}] * a.fanout_clients, "fanout")
         pids = {"daphne": daphne.pid, "loadgen": loadgen.pid}
 
-        from roster.broadcast import publisher
         from roster.ingest import IncomingMessage, messages_ingest
+        from roster.live.broadcast import publisher
 
         publish: dict[int, tuple[int, float]] = {}  # seq -> (step, publish time)
         steps = []
@@ -795,7 +795,7 @@ class Bench:
         stop = threading.Event()
 
         def receiver(queue: str) -> None:
-            from roster.sqs import queue_delete, queue_receive, sqs_client
+            from roster.sources.sqs import queue_delete, queue_receive, sqs_client
 
             client = sqs_client(queue_url=queue, wait_seconds=1)
             while not stop.is_set():

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from bench import common
 from bench.common import LOOPBACK, free_port
-from roster import local_sqs
+from roster.dev import local_sqs
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

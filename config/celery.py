@@ -10,6 +10,6 @@ app = Celery("chime_roster")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-from roster.bootsteps import DrainStep  # noqa: E402  (needs the app above)
+from roster.sources.bootsteps import DrainStep  # noqa: E402  (needs the app above)
 
 app.steps["worker"].add(DrainStep)

@@ -93,7 +93,7 @@ CHANNEL_LAYERS = {
     }
 }
 
-# Celery: Redis is the broker. SQS is drained with boto3 directly (roster.sqs), never as a broker.
+# Celery: Redis is the broker. SQS is drained with boto3 directly (roster.sources.sqs), never as a broker.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -125,7 +125,7 @@ SQS_BATCH_MESSAGES = env.int("SQS_BATCH_MESSAGES", default=100)
 SQS_GATHER_AFTER_SECONDS = env.float("SQS_GATHER_AFTER_SECONDS", default=0.05)
 # A worker holds at most this many drain slots of one queue; QueueSource.consumers caps all workers.
 SQS_SLOTS_PER_WORKER = env.int("SQS_SLOTS_PER_WORKER", default=2)
-# Drain threads inside every Celery worker (roster.bootsteps.DrainStep).
+# Drain threads inside every Celery worker (roster.sources.bootsteps.DrainStep).
 SQS_DRAIN_IN_WORKER = env.bool("SQS_DRAIN_IN_WORKER", default=True)
 CHIME_ALLOWED_ACCOUNTS = env.list("CHIME_ALLOWED_ACCOUNTS", default=[])
 MAX_MESSAGE_BYTES = env.int("MAX_MESSAGE_BYTES", default=262144)

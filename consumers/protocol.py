@@ -23,10 +23,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from consumers.fanout import group_fanout
-from roster.access import Access, access_for_token, access_for_user, bearer_token
-from roster.broadcast import DELTA_TYPE, GROUP_ALL, GROUP_LIST, SUMMARY_TYPE, frame, meeting_group
+from roster.live.broadcast import DELTA_TYPE, GROUP_ALL, GROUP_LIST, SUMMARY_TYPE, frame, meeting_group
 from roster.models import Meeting
-from roster.selectors import meeting_visible, meetings_visible, roster_read
+from roster.read.access import Access, access_for_token, access_for_user, bearer_token
+from roster.read.selectors import meeting_visible, meetings_visible, roster_read
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from roster.access import feed_token_create, feed_token_revoke
-from roster.machine import AttendeeState
+from roster.domain.fold import AttendeeState
 from roster.models import (
     AccessRule,
     Attendee,
@@ -29,8 +28,9 @@ from roster.models import (
     QueueSource,
     VoiceConnectorStream,
 )
-from roster.quarantine import quarantine_body_sections, quarantine_reprocess
-from roster.sqs import queue_health_refresh, queue_source_update
+from roster.ops.quarantine import quarantine_body_sections, quarantine_reprocess
+from roster.read.access import feed_token_create, feed_token_revoke
+from roster.sources.sqs import queue_health_refresh, queue_source_update
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

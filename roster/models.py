@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from roster.events import MAX_ID_LENGTH, MAX_TEXT_LENGTH
+from roster.domain.events import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 
 ID = MAX_ID_LENGTH
 TEXT = MAX_TEXT_LENGTH
@@ -36,7 +36,7 @@ class Meeting(models.Model):
     transcription_message = models.TextField(null=True, blank=True)
     pipelines = models.JSONField(default=dict, blank=True)
     seq = models.BigIntegerField(default=0)
-    # Fold bookkeeping for peak_joined (roster.machine.PeakLedger): the latest join/end steps and
+    # Fold bookkeeping for peak_joined (roster.domain.fold.PeakLedger): the latest join/end steps and
     # the counts before them, stored as a head (older steps, read and written only when a batch
     # reaches back into them) and a tail (the newest steps, read and written by most batches).
     # Empty until the first sweep; a ledger stored before the split has no tail and a whole head.
@@ -77,7 +77,7 @@ class Attendee(models.Model):
     drop_count = models.PositiveIntegerField(default=0)
     capabilities = models.JSONField(null=True, blank=True)
     seq = models.BigIntegerField(default=0)
-    # Fold bookkeeping (roster.machine.AttendeeState), never shown.
+    # Fold bookkeeping (roster.domain.fold.AttendeeState), never shown.
     intervals = models.JSONField(default=list, blank=True)
     folded_ts = models.BigIntegerField(default=-1)
     folded_rank = models.SmallIntegerField(default=-1)
@@ -210,7 +210,7 @@ class QueueSource(models.Model):
     last_error = models.TextField(blank=True, default="")
     last_error_at = models.DateTimeField(null=True, blank=True)
     messages_received = models.BigIntegerField(default=0)
-    # From GetQueueAttributes (roster.sqs.queue_health_refresh), every QUEUE_HEALTH_SECONDS.
+    # From GetQueueAttributes (roster.sources.sqs.queue_health_refresh), every QUEUE_HEALTH_SECONDS.
     backlog = models.IntegerField(null=True, blank=True, help_text="ApproximateNumberOfMessages")
     in_flight = models.IntegerField(null=True, blank=True, help_text="ApproximateNumberOfMessagesNotVisible")
     # SQS has no oldest-message attribute (that is the CloudWatch metric): the drain records the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from roster import sqs
+from roster.sources import sqs
 
 
 @shared_task(name="roster.tasks.queue_health_refresh", ignore_result=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from roster.events import (
+from roster.domain.events import (
     CHIME_SOURCE,
     MEETING_DETAIL_TYPE,
     PIPELINE_DETAIL_TYPE,

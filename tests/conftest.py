@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from roster import local_sqs
+from roster.dev import local_sqs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def sqs_endpoint() -> Iterator[str]:
 @pytest.fixture
 def sqs(sqs_endpoint):
     """A boto3 SQS client pointed at the local endpoint."""
-    from roster.sqs import sqs_client
+    from roster.sources.sqs import sqs_client
 
     return sqs_client(wait_seconds=1)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from roster.selectors import queue_lag_get
+from roster.read.selectors import queue_lag_get
 
 register = template.Library()
 

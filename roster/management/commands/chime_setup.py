@@ -17,8 +17,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from roster import aws_setup
 from roster.models import Event, Quarantine, QueueSource
+from roster.ops import aws_setup
 
 STALE_POLL = timedelta(minutes=5)
 

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from roster.access import feed_token_create
+from roster.read.access import feed_token_create
 
 
 class Command(BaseCommand):

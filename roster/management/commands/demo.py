@@ -1,4 +1,4 @@
-"""`make demo`: everything on one machine with simulated meetings; Ctrl-C stops it all (roster.demo)."""
+"""`make demo`: everything on one machine with simulated meetings; Ctrl-C stops it all (roster.dev.demo)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from roster.demo import DemoError, DemoOptions, demo_run
+from roster.dev.demo import DemoError, DemoOptions, demo_run
 
 
 class Command(BaseCommand):

@@ -8,10 +8,10 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from roster.broadcast import publisher
 from roster.ingest import IngestResult
+from roster.live.broadcast import publisher
 from roster.models import QueueSource
-from roster.sqs import DrainLoop, accounts_warn
+from roster.sources.sqs import DrainLoop, accounts_warn
 
 
 class Command(BaseCommand):

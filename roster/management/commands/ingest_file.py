@@ -7,8 +7,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from roster.broadcast import publisher
 from roster.ingest import IncomingMessage, IngestResult, messages_ingest
+from roster.live.broadcast import publisher
 
 BATCH = 500
 

@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from roster.selectors import roster_get
+from roster.read.selectors import roster_get
 
 
 class Command(BaseCommand):

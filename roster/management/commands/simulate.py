@@ -1,4 +1,4 @@
-"""Send realistic Chime traffic to SQS queues (roster.simulator), paced at a rate."""
+"""Send realistic Chime traffic to SQS queues (roster.dev.simulator), paced at a rate."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from roster.simulator import deliveries, simulated_events
-from roster.sqs import sqs_client
+from roster.dev.simulator import deliveries, simulated_events
+from roster.sources.sqs import sqs_client
 
 
 class Command(BaseCommand):

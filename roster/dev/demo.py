@@ -1,0 +1,745 @@
+"""`make demo`: the whole system on one machine, from a fresh clone, stopped by one Ctrl-C.
+
+The demo migrates the database, resets a demo login, picks Redis (REDIS_URL when it answers, else
+a private ``redis-server``), starts a local SQS endpoint (moto server) with two queues, Daphne, a
+Celery worker (which drains both queues) and beat, and the simulator feeding the queues.
+
+Every child runs in its own session, so a terminal's Ctrl-C reaches only the demo, which then
+stops them newest first (SIGTERM to the child's process group, a wait, SIGKILL after a timeout)
+and removes its private temporary directory. On Linux a child also gets SIGTERM if the demo
+itself is killed outright, so nothing is orphaned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from roster.dev import local_sqs
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_USERNAME = "demo"
+DEMO_QUEUE_PREFIX = "chime-roster-demo-"
+DEMO_REGION = "us-east-1"
+DEFAULT_WEB_PORT = 8000
+REDIS_MISSING = (
+    "Redis is needed and nothing answers at {url}, and no redis-server is installed to start a "
+    "private one.\n"
+    "Install Redis: `sudo apt install redis-server` (Debian, Ubuntu) or `brew install redis` "
+    "(macOS), then run `make demo` again; or set REDIS_URL to a Redis you can reach."
+)
+
+
+class DemoError(Exception):
+    """A reason the demo cannot run, said to the user as it is."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    port: int | None = None
+    rate: float = 8.0
+    meetings: int = 4
+    attendees: int = 10
+    seed: int | None = None
+    mirror_share: float = 0.5
+    duplicates: float = 0.05
+    poison: float = 0.01
+    migrate: bool = True
+    status_every: float = 10.0
+    log_dir: Path | None = None
+    ready_timeout: float = 120.0
+
+
+class Progress:
+    """One line per step as it starts and as it finishes (with its time): never silent for long."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def say(self, text: str) -> None:
+        self.out.write(f"[demo] {text}\n")
+        self.out.flush()
+
+    @contextlib.contextmanager
+    def step(self, what: str) -> Iterator[_Step]:
+        self.say(f"{what} ...")
+        step = _Step()
+        started = time.monotonic()
+        yield step
+        self.say(f"{what}: {step.done} ({time.monotonic() - started:.1f}s)")
+
+
+class _Step:
+    done = "done"
+
+
+# Processes -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    stop_timeout: float
+    tier: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _child_setup() -> None:  # pragma: no cover (runs in the forked child)
+    """Linux: the child gets SIGTERM if the demo dies without cleaning up (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class Supervisor:
+    """Starts children in their own sessions, logs each to a file, and stops them all."""
+
+    def __init__(self, *, work_dir: Path, log_dir: Path, progress: Progress) -> None:
+        self.work_dir, self.log_dir, self.progress = work_dir, log_dir, progress
+        self.children: list[Child] = []
+        self.hurry = False
+
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: Mapping[str, str],
+        stop_timeout: float = 10.0,
+        tier: int = 1,
+    ) -> Child:
+        """Start a child; ``tier`` 0 is infrastructure (Redis, SQS), stopped after the rest."""
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_child_setup if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            )
+        child = Child(name=name, process=process, log_path=log_path, stop_timeout=stop_timeout, tier=tier)
+        self.children.append(child)
+        return child
+
+    def pids(self) -> dict[str, int]:
+        return {child.name: child.pid for child in self.children}
+
+    def first_exited(self) -> Child | None:
+        return next((child for child in self.children if not child.alive()), None)
+
+    def stop_all(self) -> None:
+        """Applications first (together), then Redis and SQS: SIGTERM to each process group, a
+        wait, SIGKILL after the child's timeout. A second Ctrl-C skips the waiting."""
+
+        def hurry(signum: int, frame: Any) -> None:
+            self.hurry = True
+
+        previous = {sig: signal.signal(sig, hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for tier in sorted({child.tier for child in self.children}, reverse=True):
+                self._stop([child for child in reversed(self.children) if child.tier == tier])
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop(self, children: list[Child]) -> None:
+        started = time.monotonic()
+        running = [child for child in children if child.alive()]
+        for child in running:
+            _signal_group(child, signal.SIGTERM)
+        for child in children:
+            how = "stopped" if child in running else "had exited"
+            deadline = started + child.stop_timeout
+            while child.alive() and time.monotonic() < deadline and not self.hurry:
+                time.sleep(0.05)
+            if child.alive():
+                how = "killed"
+                _signal_group(child, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.process.wait(10)
+            _signal_group(child, signal.SIGKILL)  # whatever its leader left behind in its group
+            self.progress.say(f"{child.name} {how} ({time.monotonic() - started:.1f}s)")
+
+
+def _signal_group(child: Child, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, sig)  # the child leads its own session, so its group id is its pid
+
+
+def wait_until(
+    check: Callable[[], Any],
+    *,
+    what: str,
+    supervisor: Supervisor,
+    progress: Progress,
+    timeout: float,
+    interval: float = 0.25,
+    hint: Callable[[], str] | None = None,
+) -> Any:
+    """Poll ``check`` until it is truthy; fail with a child's log when a child exits meanwhile.
+    ``hint`` says why it may be slow (a drain error, say) in the notes and the final message."""
+    started = time.monotonic()
+    next_note = started + 10
+    while True:
+        try:
+            result = check()
+        except Exception:  # not ready yet (a socket, the database, ...)
+            result = None
+        if result:
+            return result
+        exited = supervisor.first_exited()
+        if exited is not None:
+            raise DemoError(child_exited_message(exited, while_=what))
+        now = time.monotonic()
+        if now - started > timeout or now >= next_note:
+            why = ""
+            with contextlib.suppress(Exception):
+                why = hint() if hint is not None else ""
+            why = f"; {why}" if why else ""
+            if now - started > timeout:
+                raise DemoError(f"gave up {what} after {timeout:.0f}s{why} (logs in {supervisor.log_dir})")
+            progress.say(f"still {what} ({now - started:.0f}s){why}")
+            next_note += 10
+        time.sleep(interval)
+
+
+def child_exited_message(child: Child, *, while_: str = "") -> str:
+    during = f" while {while_}" if while_ else ""
+    return (
+        f"{child.name} exited with code {child.process.returncode}{during}; "
+        f"last lines of {child.log_path}:\n{child.log_tail()}"
+    )
+
+
+# Ports, HTTP, Redis ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:port (as Daphne does: SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            return False
+    return True
+
+
+def web_port_choose(*, requested: int | None, default: int = DEFAULT_WEB_PORT) -> tuple[int, str]:
+    """The port for Daphne and a note when it is not the one asked for."""
+    if requested is not None:
+        if not port_is_free(requested):
+            raise DemoError(f"port {requested} is busy: pass another --port, or none to pick one")
+        return requested, ""
+    if port_is_free(default):
+        return default, ""
+    port = free_port()
+    return port, f"port {default} is busy: the dashboard uses port {port} instead"
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with _NO_PROXY.open(url, timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def url_redacted(url: str) -> str:
+    """A URL fit to print: any password replaced."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def redis_reachable(url: str, *, timeout: float = 1.0) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def redis_choose(
+    *,
+    url: str,
+    supervisor: Supervisor,
+    progress: Progress,
+    which: Callable[[str], str | None] = shutil.which,
+    timeout: float = 15.0,
+) -> tuple[str, str]:
+    """(Redis URL, what was done): REDIS_URL when it answers, else a private redis-server on a
+    free loopback port without persistence, else DemoError saying what to install."""
+    if redis_reachable(url):
+        return url, f"using {url_redacted(url)}"
+    binary = which("redis-server")
+    if binary is None:
+        raise DemoError(REDIS_MISSING.format(url=url_redacted(url)))
+    port = free_port()
+    supervisor.spawn(
+        "redis",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(supervisor.work_dir),
+        ],
+        env=os.environ,
+        tier=0,
+    )
+    private = f"redis://127.0.0.1:{port}/0"
+    wait_until(
+        lambda: redis_reachable(private, timeout=0.5),
+        what="waiting for redis-server",
+        supervisor=supervisor,
+        progress=progress,
+        timeout=timeout,
+    )
+    return private, f"nothing answers at {url_redacted(url)}: started a private redis-server on port {port}"
+
+
+# SQS ------------------------------------------------------------------------------------------
+
+
+def sqs_endpoint_start(*, supervisor: Supervisor, progress: Progress, timeout: float = 60.0) -> str:
+    """A moto server on a free loopback port, speaking the SQS HTTP API (roster.dev.local_sqs)."""
+    if importlib.util.find_spec("moto") is None:
+        raise DemoError("moto is missing: run `make install` (moto[server] is in requirements-dev.txt)")
+    port = free_port()
+    supervisor.spawn("moto", local_sqs.server_command(port=port), env=os.environ, tier=0)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_until(
+        lambda: http_ok(f"{endpoint}/moto-api/"),
+        what="waiting for the moto server",
+        supervisor=supervisor,
+        progress=progress,
+        timeout=timeout,
+    )
+    return endpoint
+
+
+def _demo_sqs(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name=DEMO_REGION,
+        aws_access_key_id="demo",
+        aws_secret_access_key="demo",
+    )
+
+
+def demo_queues_create(*, endpoint: str) -> list[str]:
+    """The two demo queues: EventBridge envelopes, and SNS-wrapped copies of a share of them."""
+    client = _demo_sqs(endpoint)
+    return [
+        client.create_queue(QueueName=f"{DEMO_QUEUE_PREFIX}{name}", Attributes={"VisibilityTimeout": "30"})[
+            "QueueUrl"
+        ]
+        for name in ("eventbridge", "sns")
+    ]
+
+
+# Services and selectors (database) ------------------------------------------------------------
+
+
+def demo_login_reset(*, username: str = DEMO_USERNAME) -> str:
+    """Create or reset the demo login (staff and superuser, so admin is usable) with a fresh
+    random password, returned to be printed: each run invalidates the last one's."""
+    from django.contrib.auth import get_user_model
+
+    password = secrets.token_urlsafe(12)
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    user.is_active = user.is_staff = user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    return password
+
+
+def demo_queue_sources_reset(*, queue_urls: list[str]) -> None:
+    """Drain exactly this run's demo queues: earlier runs' queues died with their moto server, so
+    their rows are disabled (kept: events name them). Other queues' rows are left alone."""
+    from django.db import transaction
+
+    from roster.models import QueueSource
+
+    with transaction.atomic():
+        QueueSource.objects.filter(url__contains=f"/{DEMO_QUEUE_PREFIX}", enabled=True).exclude(
+            url__in=queue_urls
+        ).update(enabled=False)
+        for url in queue_urls:
+            QueueSource.objects.update_or_create(
+                url=url,
+                defaults={"enabled": True, "consumers": 1, "region": DEMO_REGION, "last_poll_at": None},
+            )
+
+
+def demo_leftover_meetings(*, now_ms: int) -> list[dict[str, Any]]:
+    """MeetingEnded details for simulated meetings an earlier demo left running (it was stopped
+    mid-meeting), so they do not stay live forever. They go through the queue like any event."""
+    from django.db.models import Exists, OuterRef
+
+    from roster.models import Event, Meeting
+
+    from_demo = Event.objects.filter(
+        meeting_id=OuterRef("meeting_id"), queue__contains=f"/{DEMO_QUEUE_PREFIX}"
+    )
+    leftovers = Meeting.objects.exclude(status=Meeting.Status.ENDED).filter(Exists(from_demo))
+    details = []
+    for meeting in leftovers.order_by("meeting_id"):
+        detail = {"version": "0", "eventType": "chime:MeetingEnded", "meetingId": meeting.meeting_id}
+        if meeting.external_meeting_id:
+            detail["externalMeetingId"] = meeting.external_meeting_id
+        details.append({**detail, "timestamp": now_ms})
+    return details
+
+
+def demo_queue_send(*, endpoint: str, queue_url: str, bodies: list[str]) -> None:
+    client = _demo_sqs(endpoint)
+    for start in range(0, len(bodies), 10):
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])]
+        failed = client.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed")
+        if failed:
+            raise DemoError(f"the local SQS endpoint refused messages: {failed[:3]}")
+
+
+def demo_queues_polled(*, queue_urls: list[str]) -> bool:
+    from roster.models import QueueSource
+
+    return QueueSource.objects.filter(url__in=queue_urls, last_poll_at__isnull=False).count() == len(
+        queue_urls
+    )
+
+
+def demo_drain_errors(*, queue_urls: list[str], since: datetime.datetime) -> str:
+    """The drain errors recorded on the demo queues since ``since`` (the worker's own words)."""
+    from roster.models import QueueSource
+
+    sources = QueueSource.objects.filter(url__in=queue_urls, last_error_at__gte=since).order_by("url")
+    return "; ".join(f"drain error on {s.url.rsplit('/', 1)[-1]}: {s.last_error[:300]}" for s in sources)
+
+
+def demo_counts() -> dict[str, int]:
+    """What the status line shows, from the database."""
+    from django.db.models import Count, Q, Sum
+
+    from roster.models import Event, Meeting, Quarantine
+
+    meetings = Meeting.objects.aggregate(
+        total=Count("pk"),
+        live=Count("pk", filter=Q(status=Meeting.Status.ACTIVE)),
+        joined=Sum("joined_count"),
+    )
+    events = Event.objects.aggregate(total=Count("pk"), duplicates=Sum("duplicate_count"))
+    return {
+        "meetings": meetings["total"],
+        "live": meetings["live"],
+        "joined": meetings["joined"] or 0,
+        "events": events["total"],
+        "duplicates": events["duplicates"] or 0,
+        "quarantined": Quarantine.objects.count(),
+    }
+
+
+def status_line(counts: Mapping[str, int]) -> str:
+    return (
+        f"{time.strftime('%H:%M:%S')} meetings {counts['meetings']} ({counts['live']} live, "
+        f"{counts['joined']} attendees in), events {counts['events']}, duplicates dropped "
+        f"{counts['duplicates']}, quarantined {counts['quarantined']}"
+    )
+
+
+# Putting it together --------------------------------------------------------------------------
+
+
+def database_describe(db: Mapping[str, Any]) -> str:
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"SQLite file {db['NAME']}"
+    return f"{db['ENGINE'].rsplit('.', 1)[-1]} database {db['NAME']} on {db.get('HOST') or 'localhost'}"
+
+
+def child_env(
+    *,
+    base: Mapping[str, str],
+    database_url: str,
+    redis_url: str,
+    sqs_endpoint: str,
+    queue_urls: list[str],
+    allowed_account: str,
+) -> dict[str, str]:
+    """What every child shares: one database, one Redis, both queues on the local endpoint."""
+    env = {
+        key: value
+        for key, value in base.items()
+        if key not in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "CELERY_BROKER_URL")
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        SQS_QUEUE_URLS=",".join(queue_urls),
+        AWS_ENDPOINT_URL_SQS=sqs_endpoint,
+        AWS_ACCESS_KEY_ID="demo",
+        AWS_SECRET_ACCESS_KEY="demo",
+        AWS_REGION=DEMO_REGION,
+        AWS_DEFAULT_REGION=DEMO_REGION,
+        SQS_WAIT_SECONDS="1",  # a stopping worker finishes one short poll, not a 20 s one
+        CHIME_ALLOWED_ACCOUNTS=allowed_account,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def simulator_argv(*, queue_urls: list[str], options: DemoOptions, seed: int) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "manage.py"),
+        "simulate",
+        "--queue-url",
+        queue_urls[0],
+        "--sns-queue-url",
+        queue_urls[1],
+        "--mirror-share",
+        str(options.mirror_share),
+        "--forever",
+        "--shuffle",
+        "--duplicates",
+        str(options.duplicates),
+        "--poison",
+        str(options.poison),
+        "--rate",
+        str(options.rate),
+        "--meetings",
+        str(options.meetings),
+        "--attendees",
+        str(options.attendees),
+        "--seed",
+        str(seed),
+    ]
+
+
+def demo_run(*, options: DemoOptions, out: TextIO) -> None:
+    """Run the demo until Ctrl-C (KeyboardInterrupt); stop all it started, whatever happens.
+
+    Raises DemoError when it cannot start or a child stops on its own.
+    """
+    progress = Progress(out)
+    work_dir = Path(tempfile.mkdtemp(prefix="chime-roster-demo-"))
+    log_dir = options.log_dir or work_dir
+    log_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(work_dir=work_dir, log_dir=log_dir, progress=progress)
+    try:
+        _run(options=options, progress=progress, supervisor=supervisor)
+    except KeyboardInterrupt:
+        progress.say("stopping everything the demo started ...")
+    finally:
+        supervisor.stop_all()
+        shutil.rmtree(work_dir, ignore_errors=True)
+        progress.say("stopped" if not options.log_dir else f"stopped; logs kept in {log_dir}")
+
+
+def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) -> None:
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import DatabaseError
+    from django.utils import timezone
+
+    from roster.dev.simulator import ACCOUNT
+
+    began = time.monotonic()
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):  # an absolute path: children run in ROOT, we may not
+        database_url = f"sqlite:///{Path(db['NAME']).resolve()}"
+    else:
+        database_url = os.environ["DATABASE_URL"]
+    progress.say(f"child logs in {supervisor.log_dir}")
+    port, note = web_port_choose(requested=options.port)  # a busy --port fails before anything starts
+    if note:
+        progress.say(note)
+    if options.migrate:
+        with progress.step(f"migrating the {database_describe(db)}"):
+            call_command("migrate", interactive=False, verbosity=0)
+    with progress.step("demo login") as step:
+        try:
+            password = demo_login_reset()
+        except DatabaseError as exc:
+            raise DemoError(f"the {database_describe(db)} is not usable ({exc}); is it migrated?") from exc
+        step.done = f"user {DEMO_USERNAME!r} with a new password"
+    with progress.step("Redis") as step:
+        redis_url, step.done = redis_choose(url=settings.REDIS_URL, supervisor=supervisor, progress=progress)
+    with progress.step("local SQS endpoint (moto server) and two queues") as step:
+        endpoint = sqs_endpoint_start(supervisor=supervisor, progress=progress)
+        queue_urls = demo_queues_create(endpoint=endpoint)
+        demo_queue_sources_reset(queue_urls=queue_urls)
+        step.done = f"{endpoint}, queues " + ", ".join(url.rsplit("/", 1)[-1] for url in queue_urls)
+    leftovers = demo_leftover_meetings(now_ms=int(time.time() * 1000))
+    if leftovers:
+        demo_queue_send(endpoint=endpoint, queue_url=queue_urls[0], bodies=[json.dumps(d) for d in leftovers])
+        progress.say(
+            f"queued MeetingEnded for {len(leftovers)} simulated meetings an earlier demo left running"
+        )
+    env = child_env(
+        base=os.environ,
+        database_url=database_url,
+        redis_url=redis_url,
+        sqs_endpoint=endpoint,
+        queue_urls=queue_urls,
+        allowed_account=ACCOUNT,
+    )
+    seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
+    python = sys.executable
+    with progress.step("starting Daphne, a Celery worker, Celery beat and the simulator") as step:
+        supervisor.spawn(
+            "daphne",
+            [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            env=env,
+        )
+        supervisor.spawn(
+            "worker",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+                "--hostname",
+                f"demo-{os.getpid()}@%h",
+            ],
+            env=env,
+            stop_timeout=30,  # the drain finishes the batch in hand
+        )
+        supervisor.spawn(
+            "beat",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "--schedule",
+                str(supervisor.work_dir / "schedule"),
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+        )
+        before = demo_counts()["meetings"]
+        supervisor.spawn(
+            "simulator", simulator_argv(queue_urls=queue_urls, options=options, seed=seed), env=env
+        )
+        step.done = f"simulator seed {seed}, {options.meetings} meetings at a time, {options.rate:g} events/s"
+    url = f"http://127.0.0.1:{port}/"
+    waits = (
+        (f"waiting for Daphne at {url}", lambda: http_ok(f"{url}admin/login/")),
+        ("waiting for the worker to poll both queues", lambda: demo_queues_polled(queue_urls=queue_urls)),
+        ("waiting for beat", lambda: any(supervisor.work_dir.glob("schedule*"))),
+        ("waiting for the first simulated meeting", lambda: demo_counts()["meetings"] > before),
+    )
+    since = timezone.now()
+
+    def drain_errors() -> str:
+        return demo_drain_errors(queue_urls=queue_urls, since=since)
+
+    for what, check in waits:
+        with progress.step(what):
+            wait_until(
+                check,
+                what=what,
+                supervisor=supervisor,
+                progress=progress,
+                timeout=options.ready_timeout,
+                hint=drain_errors,
+            )
+    progress.say(f"ready in {time.monotonic() - began:.1f}s")
+    progress.say(f"  dashboard  {url}")
+    progress.say(f"  login      {DEMO_USERNAME} / {password}")
+    progress.say(f"  admin      {url}admin/  (quarantined messages, queues)")
+    progress.say("  processes  " + " ".join(f"{name}={pid}" for name, pid in supervisor.pids().items()))
+    progress.say("Ctrl-C stops everything.")
+    next_status = time.monotonic() + options.status_every
+    while True:
+        exited = supervisor.first_exited()
+        if exited is not None:
+            raise DemoError(child_exited_message(exited))
+        if time.monotonic() >= next_status:
+            try:
+                progress.say(status_line(demo_counts()))
+                errors = drain_errors()
+                if errors:
+                    progress.say(errors)
+            except Exception as exc:  # a busy database must not stop the demo
+                progress.say(f"status unavailable: {type(exc).__name__}: {exc}")
+            since = timezone.now()
+            next_status += options.status_every
+        time.sleep(0.5)

@@ -1,0 +1,321 @@
+"""Prometheus metrics across processes.
+
+Ingest runs in Celery workers, on any number of machines; /metrics is served by Daphne. A
+per-process prometheus registry in a worker would be invisible to the scrape (and lost at every
+restart), so each committed ingest batch adds its tallies and its latency bucket to Redis hashes
+(HINCRBY is atomic: every worker adds to the same totals) in one pipelined round trip, and the
+/metrics view reads them at scrape time through a custom collector. Recording never fails an
+ingest: with Redis down it logs (at most once a minute) and skips for a few seconds.
+
+Queue backlog comes from the QueueSource rows (the drains write it). Connected sockets are a
+process-local count: sockets live in the Daphne process that serves /metrics, so each Daphne
+process reports its own (scrape every one, as Prometheus does with its instance label).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+
+import redis
+from django.conf import settings
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from roster.domain.fold import RANK, type_name
+from roster.models import QueueSource
+
+logger = logging.getLogger(__name__)
+
+KEY_EVENTS = "chime-roster:metrics:events"
+KEY_LATENCY = "chime-roster:metrics:ingest-latency"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+REDIS_TIMEOUT_SECONDS = 0.5
+PAUSE_AFTER_FAILURE_SECONDS = 5.0
+SEP = "\t"
+
+# Label values come from message bodies: only known names are kept, so a producer cannot grow
+# the number of series without bound. Everything else is "other".
+KNOWN_TYPES = frozenset(
+    {
+        *RANK,
+        "MeetingStarted",
+        "MeetingEnded",
+        "STARTED",
+        "UPDATED",
+        "ENDED",
+        "FAILED",
+        # rejection codes (roster.domain.events) and ingest_failed (roster.sources.sqs)
+        "too_large",
+        "not_utf8",
+        "not_json",
+        "not_object",
+        "bad_sns",
+        "sns_not_notification",
+        "wrong_source",
+        "account_not_allowed",
+        "missing_field",
+        "bad_field",
+        "unrecognised",
+        "ingest_failed",
+    }
+)
+_FAMILY_TYPE = re.compile(r"^(Transcription|MediaPipeline)[A-Za-z]{0,48}$")
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+
+
+def type_label(event_type: str) -> str:
+    name = type_name(event_type)
+    if not name:
+        return "none"
+    return name if name in KNOWN_TYPES or _FAMILY_TYPE.match(name) else "other"
+
+
+def queue_label(queue: str) -> str:
+    """A short name: an SQS URL's last segment, ``sns:<topic name>``, ``file``; never an account id."""
+    if not queue:
+        return "none"
+    if queue.startswith(("https://", "http://")):
+        name = queue.rstrip("/").rsplit("/", 1)[-1]
+    elif queue.startswith("sns:"):
+        name = "sns:" + queue.rsplit(":", 1)[-1]
+    elif queue.startswith("file:"):
+        name = "file"
+    else:
+        name = queue
+    return name if _QUEUE_NAME.match(name) else "other"
+
+
+class _Redis:
+    """One client per Redis URL per process, short timeouts, and a pause after a failure."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, redis.Redis] = {}
+        self.paused_until = 0.0
+        self.warned_at = 0.0
+        self.lock = threading.Lock()
+
+    def client(self) -> redis.Redis:
+        url = settings.REDIS_URL
+        with self.lock:
+            client = self.clients.get(url)
+            if client is None:
+                client = redis.Redis.from_url(
+                    url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+                )
+                self.clients[url] = client
+        return client
+
+    def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self.paused_until = now + PAUSE_AFTER_FAILURE_SECONDS
+        if now - self.warned_at > 60:
+            self.warned_at = now
+            logger.warning("metrics not recorded: Redis unavailable (%s)", type(exc).__name__)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.clients.clear()
+        self.paused_until = 0.0
+
+
+_redis = _Redis()
+
+
+def _bucket(seconds: float) -> str:
+    for bound in LATENCY_BUCKETS:
+        if seconds <= bound:
+            return repr(bound)
+    return "+Inf"
+
+
+def ingest_metrics_record(
+    *, tallies: Mapping[tuple[str, str, str], int], seconds: float | None = None
+) -> None:
+    """Add one committed batch to the shared counters (and its latency, when timed). Never raises."""
+    if time.monotonic() < _redis.paused_until:
+        return
+    merged: Counter[str] = Counter()
+    for (queue, event_type, outcome), count in tallies.items():
+        merged[SEP.join((queue_label(queue), type_label(event_type), outcome))] += count
+    if not merged and seconds is None:
+        return
+    try:
+        pipe = _redis.client().pipeline(transaction=False)
+        for field, count in merged.items():
+            pipe.hincrby(KEY_EVENTS, field, count)
+        if seconds is not None:
+            pipe.hincrby(KEY_LATENCY, _bucket(seconds), 1)
+            pipe.hincrby(KEY_LATENCY, "count", 1)
+            pipe.hincrbyfloat(KEY_LATENCY, "sum", seconds)
+        pipe.execute()
+    except Exception as exc:  # metrics must never fail an ingest
+        _redis.failed(exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Websockets (process-local)
+
+_sockets: Counter[str] = Counter()
+_sockets_lock = threading.Lock()
+
+
+def socket_opened(*, endpoint: str) -> None:
+    with _sockets_lock:
+        _sockets[endpoint] += 1
+
+
+def socket_closed(*, endpoint: str) -> None:
+    with _sockets_lock:
+        _sockets[endpoint] = max(0, _sockets[endpoint] - 1)
+
+
+def sockets_connected() -> dict[str, int]:
+    with _sockets_lock:
+        return dict(_sockets)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scrape
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RosterCollector:
+    """Reads the shared counters (Redis), the queue figures (database) and the socket count."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._ingest()
+        yield from self._queues()
+        sockets = GaugeMetricFamily(
+            "chime_roster_websockets_connected",
+            "Open websockets in this process (Daphne), by endpoint",
+            labels=["endpoint"],
+        )
+        counts = sockets_connected()
+        for endpoint in ("feed", "dashboard"):
+            sockets.add_metric([endpoint], counts.get(endpoint, 0))
+        yield sockets
+
+    def _ingest(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "chime_roster_metrics_store_up", "1 when the shared counters (Redis) could be read"
+        )
+        try:
+            pipe = _redis.client().pipeline(transaction=False)
+            pipe.hgetall(KEY_EVENTS)
+            pipe.hgetall(KEY_LATENCY)
+            raw_events, raw_latency = pipe.execute()
+        except Exception as exc:  # a scrape shows the store down, it does not fail
+            logger.warning("metrics: Redis unavailable (%s)", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+
+        events = CounterMetricFamily(
+            "chime_roster_events",
+            "Messages ingested, by queue, event type (or rejection code) and outcome",
+            labels=["queue", "type", "outcome"],
+        )
+        received = CounterMetricFamily(
+            "chime_roster_events_received",
+            "Messages received, by queue and event type (or rejection code)",
+            labels=["queue", "type"],
+        )
+        totals: Counter[tuple[str, str]] = Counter()
+        for field, value in sorted((_decode(k), int(v)) for k, v in raw_events.items()):
+            parts = field.split(SEP)
+            if len(parts) != 3:
+                continue
+            events.add_metric(parts, value)
+            totals[(parts[0], parts[1])] += value
+        for labels, value in sorted(totals.items()):
+            received.add_metric(list(labels), value)
+        yield events
+        yield received
+
+        latency = {_decode(k): _decode(v) for k, v in raw_latency.items()}
+        cumulative = 0
+        buckets = []
+        for bound in (*LATENCY_BUCKETS, "+Inf"):
+            key = repr(bound) if bound != "+Inf" else bound
+            cumulative += int(latency.get(key, 0))
+            buckets.append((key if bound == "+Inf" else str(bound), cumulative))
+        yield HistogramMetricFamily(
+            "chime_roster_ingest_batch_seconds",
+            "Time to ingest one batch (parse, one transaction, commit)",
+            buckets=buckets,
+            sum_value=float(latency.get("sum", 0.0)),
+        )
+
+    def _queues(self) -> Iterator[Metric]:
+        backlog = GaugeMetricFamily(
+            "chime_roster_queue_backlog_messages",
+            "Messages waiting in the queue (ApproximateNumberOfMessages)",
+            labels=["queue"],
+        )
+        in_flight = GaugeMetricFamily(
+            "chime_roster_queue_in_flight_messages",
+            "Messages received and not yet deleted (ApproximateNumberOfMessagesNotVisible)",
+            labels=["queue"],
+        )
+        oldest = GaugeMetricFamily(
+            "chime_roster_queue_oldest_message_age_seconds",
+            "Age of the oldest message in the drain's last receive",
+            labels=["queue"],
+        )
+        enabled = GaugeMetricFamily(
+            "chime_roster_queue_enabled", "1 when the queue is drained", labels=["queue"]
+        )
+        try:
+            rows = list(
+                QueueSource.objects.order_by("url").values(
+                    "url", "enabled", "backlog", "in_flight", "oldest_age_seconds"
+                )
+            )
+        except Exception as exc:  # the rest of the scrape still answers
+            logger.warning("metrics: queue figures unavailable (%s)", type(exc).__name__)
+            rows = []
+        for row in rows:
+            label = [queue_label(row["url"])]
+            enabled.add_metric(label, 1 if row["enabled"] else 0)
+            if row["backlog"] is not None:
+                backlog.add_metric(label, row["backlog"])
+            if row["in_flight"] is not None:
+                in_flight.add_metric(label, row["in_flight"])
+            if row["oldest_age_seconds"] is not None:
+                oldest.add_metric(label, row["oldest_age_seconds"])
+        yield from (enabled, backlog, in_flight, oldest)
+
+
+def _registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RosterCollector())
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+REGISTRY = _registry()
+
+
+def metrics_render() -> bytes:
+    """The Prometheus text exposition of everything above."""
+    return generate_latest(REGISTRY)

@@ -1,0 +1,149 @@
+"""Reads: what the REST endpoints, the dashboard, the sockets and the commands show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Case, Count, F, Q, QuerySet, When
+from django.utils import timezone
+
+from roster.models import Attendee, Meeting, QueueSource, VoiceConnectorStream
+from roster.read.access import Access
+from roster.read.serializers import attendee_as_dict, meeting_as_dict, stream_as_dict
+
+
+def _meetings() -> QuerySet[Meeting]:
+    """Meetings as shown: without the fold's peak ledger (kilobytes of JSON nobody reads here)."""
+    return Meeting.objects.defer("peak_ledger", "peak_tail")
+
+
+def meeting_get(*, meeting_id: str) -> Meeting | None:
+    """By meetingId, else by externalMeetingId (the most recently started one)."""
+    meeting = _meetings().filter(meeting_id=meeting_id).first()
+    if meeting is None:
+        meeting = (
+            _meetings()
+            .filter(Q(external_meeting_id=meeting_id))
+            .order_by("-started_at", "-created_at")
+            .first()
+        )
+    return meeting
+
+
+def roster_get(*, meeting_id: str) -> dict[str, Any] | None:
+    meeting = meeting_get(meeting_id=meeting_id)
+    if meeting is None:
+        return None
+    attendees = Attendee.objects.filter(meeting=meeting).order_by("attendee_id")
+    return {"meeting": meeting_as_dict(meeting), "attendees": [attendee_as_dict(a) for a in attendees]}
+
+
+def meetings_visible(*, access: Access) -> list[Meeting]:
+    """Every meeting the caller may see: active first, then unknown, then ended; newest first."""
+    if access.nothing:
+        return []
+    order = Case(
+        When(status=Meeting.Status.ACTIVE, then=0), When(status=Meeting.Status.UNKNOWN, then=1), default=2
+    )
+    meetings = _meetings().order_by(order, F("started_at").desc(nulls_last=True), "meeting_id")
+    if access.everything:
+        return list(meetings)
+    return [
+        m
+        for m in meetings
+        if access.allows(meeting_id=m.meeting_id, external_meeting_id=m.external_meeting_id)
+    ]
+
+
+def meeting_visible(*, access: Access, meeting_id: str) -> Meeting | None:
+    """The meeting, or None when it does not exist *or* the caller may not see it (same answer)."""
+    meeting = _meetings().filter(meeting_id=meeting_id).first()
+    if meeting is None or not access.allows(
+        meeting_id=meeting.meeting_id, external_meeting_id=meeting.external_meeting_id
+    ):
+        return None
+    return meeting
+
+
+def roster_read(*, meeting: Meeting, since: int | None = None) -> dict[str, Any]:
+    """The meeting and its attendees (those changed after ``since``, when given)."""
+    meeting.refresh_from_db()
+    attendees = Attendee.objects.filter(meeting=meeting)
+    if since is not None:
+        attendees = attendees.filter(seq__gt=since)
+    return {
+        "meeting": meeting_as_dict(meeting),
+        "attendees": [attendee_as_dict(a) for a in attendees.order_by("attendee_id")],
+    }
+
+
+STREAM_STATUSES = ("STARTED", "UPDATED", "FAILED", "ENDED")
+STREAMS_LISTED = 500
+
+
+def voice_connector_streams_list(*, status: str = "", limit: int = STREAMS_LISTED) -> dict[str, Any]:
+    """The newest streams (by their status time), optionally of one status, with counts per status.
+
+    Streams are not meetings: no access rule reaches them, the caller checks staff.
+    """
+    streams = VoiceConnectorStream.objects.order_by(
+        F("status_at").desc(), "voice_connector_id", "transaction_id"
+    )
+    if status:
+        streams = streams.filter(status=status)
+    rows = list(streams[: limit + 1])
+    counts = {name: 0 for name in STREAM_STATUSES}
+    for row in VoiceConnectorStream.objects.values("status").annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    return {
+        "streams": [stream_as_dict(s) for s in rows[:limit]],
+        "counts": counts,
+        "truncated": len(rows) > limit,
+    }
+
+
+def queue_lag_get() -> dict[str, Any]:
+    """The worst lag of the enabled queues, for the dashboard header (no queue names: any
+    logged-in user sees it).
+
+    ``lag_seconds``: the age of the oldest message the drains last received (SQS has no such
+    attribute; the drain records it). ``stalled``: messages wait but no drain polled for a while,
+    so the lag is unknown and growing. ``warn`` when either holds.
+    """
+    rows = list(
+        QueueSource.objects.filter(enabled=True).values(
+            "backlog", "in_flight", "oldest_age_seconds", "last_poll_at", "health_checked_at"
+        )
+    )
+    now = timezone.now()
+    stall_after = max(60.0, 3.0 * settings.SQS_WAIT_SECONDS)
+    lags = [r["oldest_age_seconds"] for r in rows if r["oldest_age_seconds"] is not None]
+    backlogs = [r["backlog"] for r in rows if r["backlog"] is not None]
+    stalled_since = [
+        r["last_poll_at"]
+        for r in rows
+        if r["backlog"]
+        and (r["last_poll_at"] is None or (now - r["last_poll_at"]).total_seconds() > stall_after)
+    ]
+    lag = max(lags) if lags else None
+    backlog = sum(backlogs) if backlogs else None
+    unpolled = [t for t in stalled_since if t is not None]
+    stalled_seconds = round((now - min(unpolled)).total_seconds()) if unpolled else None
+    lagging = lag is not None and lag > settings.QUEUE_LAG_WARN_SECONDS
+    parts = []
+    if stalled_since:
+        parts.append(f"queue not drained for {stalled_seconds} s" if stalled_seconds else "queue not drained")
+    if lagging:
+        parts.append(f"queue lag {round(lag)} s")
+    if parts and backlog:
+        parts.append(f"{backlog} waiting")
+    return {
+        "lag_seconds": round(lag, 1) if lag is not None else None,
+        "backlog": backlog,
+        "threshold_seconds": settings.QUEUE_LAG_WARN_SECONDS,
+        "stalled": bool(stalled_since),
+        "stalled_seconds": stalled_seconds,
+        "warn": bool(parts),
+        "message": " · ".join(parts).capitalize() if parts else "",
+    }

@@ -1,0 +1,481 @@
+"""The ingest service against a real database (SQLite or PostgreSQL): dedupe, quarantine, the
+incremental fold held to the whole fold, seq, and the after-commit broadcast hook."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from roster.domain import fold as machine
+from roster.domain.events import event_parse
+from roster.ingest import IncomingMessage, messages_ingest
+from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
+from roster.read.selectors import roster_get
+from tests.chime_factory import BASE_TS, as_json, detail, envelope
+from tests.streams import as_bare, as_envelope, as_sns, bodies, meeting_stream, shuffled_with_duplicates
+
+pytestmark = pytest.mark.django_db
+
+MEETING_COMPARED = (
+    "external_meeting_id",
+    "media_region",
+    "status",
+    "started_at",
+    "ended_at",
+    "peak_joined",
+    "transcription",
+    "transcription_message",
+    "pipelines",
+)
+
+
+def ingest(raw: list[str], *, queue: str = "test") -> object:
+    return messages_ingest(
+        messages=[IncomingMessage(body=b, queue=queue, message_id=str(i)) for i, b in enumerate(raw)]
+    )
+
+
+def ingest_in_random_batches(raw: list[str], *, seed: int, sizes: list[int]) -> None:
+    """Ingest ``raw`` in order, in consecutive batches of (seeded) random sizes from ``sizes``."""
+    rng = random.Random(seed)
+    position = 0
+    while position < len(raw):
+        size = rng.choice(sizes)
+        ingest(raw[position : position + size])
+        position += size
+
+
+def expected(details: list[dict]) -> dict:
+    """The whole fold of every event: what the database must hold, whatever the arrival."""
+    events = [event_parse(as_bare(d)) for d in details]
+    folded = machine.roster_fold(details[0]["meetingId"], events)
+    meeting = {name: getattr(folded.meeting, name) for name in MEETING_COMPARED if name != "peak_joined"}
+    meeting["peak_joined"] = folded.peak_joined
+    states = folded.attendees.values()
+    meeting["joined_count"] = sum(1 for a in states if a.presence == "joined")
+    meeting["dropped_count"] = sum(1 for a in states if a.presence == "dropped")
+    meeting["video_count"] = sum(1 for a in states if a.video)
+    meeting["sharing_count"] = sum(1 for a in states if a.screen_share or a.content_share or a.content_video)
+    return {"meeting": meeting, "attendees": {a: s.public() for a, s in folded.attendees.items()}}
+
+
+def stored(meeting_id: str) -> dict:
+    roster = roster_get(meeting_id=meeting_id)
+    assert roster is not None
+    meeting = {name: roster["meeting"][name] for name in MEETING_COMPARED}
+    for name in ("joined_count", "dropped_count", "video_count", "sharing_count"):
+        meeting[name] = roster["meeting"][name]
+    attendees = {}
+    for attendee in roster["attendees"]:
+        attendee = dict(attendee)
+        attendee.pop("seq")
+        attendees[attendee["attendee_id"]] = attendee
+    return {"meeting": meeting, "attendees": attendees}
+
+
+def test_ordered_stream_builds_the_roster():
+    details = meeting_stream(seed=1)
+    result = ingest(bodies(details, seed=1))
+    meeting_id = details[0]["meetingId"]
+    assert result.applied == len(details)
+    assert result.duplicates == result.quarantined == 0
+    assert stored(meeting_id) == expected(details)
+    meeting = Meeting.objects.get(pk=meeting_id)
+    assert meeting.status == "ended" and meeting.transcription == "resumed"
+    assert meeting.pipelines == {"pipe-1": "deleted"} and not meeting.recording
+    assert meeting.peak_joined == 6
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_any_arrival_order_and_batching_gives_the_whole_fold(seed):
+    """Random order, duplicates and batch sizes: the incremental path equals the whole fold."""
+    details = meeting_stream(seed=seed, attendees=5, end=seed % 3 != 0)
+    raw = shuffled_with_duplicates(bodies(details, seed=seed), seed=seed)
+    ingest_in_random_batches(raw, seed=seed, sizes=[1, 2, 3, 10, 25])
+    assert stored(details[0]["meetingId"]) == expected(details)
+    assert Event.objects.count() == len(details)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batches_spanning_meetings_that_end_and_go_on_give_each_its_whole_fold(seed):
+    """One meeting's end and another's touched rows in the same batches: the row loading reads
+    every row of the one and only the touched rows of the other, and each equals its whole fold."""
+    streams = [
+        meeting_stream(seed=seed, attendees=5, end=True),
+        meeting_stream(seed=seed + 50, attendees=8, end=seed % 2 == 0),
+    ]
+    raw = shuffled_with_duplicates(bodies(streams[0], seed=seed) + bodies(streams[1], seed=seed), seed=seed)
+    ingest_in_random_batches(raw, seed=seed, sizes=[4, 10, 25])
+    for details in streams:
+        assert stored(details[0]["meetingId"]) == expected(details)
+    assert Event.objects.count() == sum(len(details) for details in streams)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_peak_ledger_split_into_a_tiny_head_and_tail_gives_the_whole_fold(seed, monkeypatch):
+    """With a window of 4 steps and a tail of at most 2, a stream of 12 attendees merges in the
+    tail, spills into the head, reaches back into it and sweeps, in any order: same roster."""
+    monkeypatch.setattr(machine, "PEAK_LEDGER_STEPS", 4)
+    monkeypatch.setattr(machine, "PEAK_TAIL_STEPS", 2)
+    monkeypatch.setattr(machine, "PEAK_TAIL_KEEP", 1)
+    details = meeting_stream(seed=seed, attendees=12, end=seed % 3 == 0)
+    raw = bodies(details, seed=seed)
+    if seed % 2:
+        raw = shuffled_with_duplicates(raw, seed=seed)
+    ingest_in_random_batches(raw, seed=seed, sizes=[1, 2, 3, 7])
+    assert stored(details[0]["meetingId"]) == expected(details)
+
+
+def attendee_joins(meeting_id: str, offsets: range | list[int]) -> list[str]:
+    return [
+        as_json(envelope(detail("AttendeeJoined", meeting_id, f"att-{n}", BASE_TS + n * 10))) for n in offsets
+    ]
+
+
+def peak_queries(queries: list[dict]) -> dict[str, int]:
+    """How many of these SQL statements read or wrote the ledger's head, and swept the rows (the
+    blank-row insert of SQLite's meeting lock names every column and changes no existing row)."""
+    sql = [query["sql"] for query in queries]
+    return {
+        "head": sum("peak_ledger" in text and not text.startswith("INSERT") for text in sql),
+        "sweep": sum('"roster_attendee"."intervals"' in text and "NOT" in text for text in sql),
+    }
+
+
+def test_a_batch_after_the_ledgers_head_reads_and_writes_only_its_tail():
+    meeting_id = "m-ledger"
+    joins = attendee_joins(meeting_id, range(1, 200))
+    for start in range(0, 190, 10):  # 190 steps in time order: the tail spills into the head
+        ingest(joins[start : start + 10])
+    meeting = Meeting.objects.get(pk=meeting_id)
+    head = machine.PeakLedger.from_json(meeting.peak_ledger)
+    tail = machine.PeakTail.from_json(meeting.peak_tail)
+    assert head.steps and tail.floor == head.steps[-1][:3]
+    assert len(tail.steps) <= machine.PEAK_TAIL_STEPS
+    assert (meeting.peak_joined, meeting.joined_count) == (190, 190)
+
+    with CaptureQueriesContext(connection) as newest:
+        ingest(joins[190:192])  # after the floor: the tail alone
+    assert peak_queries(newest.captured_queries) == {"head": 0, "sweep": 0}
+    assert Meeting.objects.get(pk=meeting_id).peak_ledger == meeting.peak_ledger
+
+    late = as_json(envelope(detail("AttendeeLeft", meeting_id, "att-5", BASE_TS + 5 * 10 + 1)))
+    with CaptureQueriesContext(connection) as reaching_back:
+        ingest([late])  # before the floor, inside the window: the whole ledger, no sweep
+    assert peak_queries(reaching_back.captured_queries) == {"head": 2, "sweep": 0}  # read, write
+    meeting = Meeting.objects.get(pk=meeting_id)
+    assert (meeting.peak_joined, meeting.joined_count) == (191, 191)  # att-5 left before 192 joined
+
+
+def test_a_ledger_stored_before_the_split_is_read_whole_and_split_without_a_sweep():
+    meeting_id = "m-old-ledger"
+    ingest(attendee_joins(meeting_id, range(1, 41)))
+    meeting = Meeting.objects.get(pk=meeting_id)
+    whole = machine.peak_ledger_join(
+        machine.PeakLedger.from_json(meeting.peak_ledger), machine.PeakTail.from_json(meeting.peak_tail)
+    )
+    Meeting.objects.filter(pk=meeting_id).update(peak_ledger=whole.as_json(), peak_tail={})
+
+    with CaptureQueriesContext(connection) as queries:
+        ingest(attendee_joins(meeting_id, [41]))
+    assert peak_queries(queries.captured_queries) == {"head": 2, "sweep": 0}
+    meeting = Meeting.objects.get(pk=meeting_id)
+    assert (meeting.peak_joined, meeting.joined_count) == (41, 41)
+    assert machine.PeakTail.from_json(meeting.peak_tail).totals() == (41, 41)
+
+
+def test_in_order_one_by_one_equals_whole_fold():
+    """Each event alone, in time order: the advance-in-place path for every row."""
+    details = meeting_stream(seed=99, attendees=4)
+    for body in bodies(details, seed=99):
+        ingest([body])
+    assert stored(details[0]["meetingId"]) == expected(details)
+
+
+def test_duplicates_across_envelopes_are_counted_not_applied():
+    details = meeting_stream(seed=3, attendees=3)
+    first = ingest([as_envelope(d) for d in details])
+    again = ingest([as_sns(d) for d in details] + [as_bare(d) for d in details])
+    assert first.applied == len(details)
+    assert again.applied == 0 and again.duplicates == 2 * len(details)
+    assert Event.objects.count() == len(details)
+    assert set(Event.objects.values_list("duplicate_count", flat=True)) == {2}
+    assert stored(details[0]["meetingId"]) == expected(details)
+
+
+def test_duplicates_within_one_batch():
+    detail = meeting_stream(seed=4, attendees=1)[3]
+    result = ingest([as_envelope(detail), as_sns(detail), as_bare(detail)])
+    assert (result.applied, result.duplicates) == (1, 2)
+    assert Event.objects.get().duplicate_count == 2
+
+
+BAD_BODIES = {
+    "not_json": '{"meetingId": "m" "eventType": "chime:AttendeeJoined"}',
+    "not_object": "[1, 2]",
+    "wrong_source": json.dumps({"source": "aws.s3", "detail-type": "x", "detail": {}}),
+    "missing_field": json.dumps({"eventType": "chime:AttendeeJoined", "timestamp": 1}),
+    "bad_field": json.dumps({"meetingId": "m", "eventType": "chime:AttendeeJoined", "timestamp": "1"}),
+    "unrecognised": json.dumps({"hello": "world"}),
+}
+
+
+def test_every_rejection_is_quarantined_and_valid_messages_in_the_batch_are_kept(settings):
+    settings.MAX_MESSAGE_BYTES = 4096
+    settings.CHIME_ALLOWED_ACCOUNTS = ["111122223333"]
+    details = meeting_stream(seed=5, attendees=2)
+    bad = dict(BAD_BODIES)
+    bad["too_large"] = json.dumps({"meetingId": "m", "pad": "x" * 5000})
+    bad["account_not_allowed"] = as_envelope(details[0], account="999999999999")
+    raw = [*bad.values(), *bodies(details, seed=5, wrap=as_envelope)]
+    random.Random(5).shuffle(raw)
+    result = messages_ingest(
+        messages=[IncomingMessage(body=b, queue="q", message_id=f"m{i}") for i, b in enumerate(raw)]
+        + [IncomingMessage(body=b"\xff\xfe not utf-8", queue="q", message_id="bytes")]
+    )
+    assert result.quarantined == len(bad) + 1
+    assert result.applied == len(details)
+    codes = sorted(Quarantine.objects.values_list("reason_code", flat=True))
+    assert codes == sorted([*bad, "not_utf8"])
+    large = Quarantine.objects.get(reason_code="too_large")
+    assert large.body_size > 4096 and bytes(large.body).startswith(b'{"meetingId"')
+    assert Quarantine.objects.get(reason_code="not_utf8").body == b"\xff\xfe not utf-8"
+    assert all(q.reason and q.queue == "q" and q.sqs_message_id for q in Quarantine.objects.all())
+    assert stored(details[0]["meetingId"]) == expected(details)
+
+
+def test_oversize_body_keeps_its_first_64_kib(settings):
+    settings.MAX_MESSAGE_BYTES = 1024
+    body = "y" * (100 * 1024)
+    ingest([body])
+    row = Quarantine.objects.get()
+    assert row.truncated and row.body_size == 100 * 1024 and len(bytes(row.body)) == 64 * 1024
+
+
+def test_seq_rises_once_per_changing_batch_and_marks_changed_rows():
+    details = meeting_stream(seed=6, attendees=3, end=False)
+    meeting_id = details[0]["meetingId"]
+    ingest(bodies(details, seed=6))
+    meeting = Meeting.objects.get(pk=meeting_id)
+    assert meeting.seq == 1
+    # att-6-2 is still in the meeting (the stream removes only the first half).
+    assert Attendee.objects.get(meeting=meeting, attendee_id="att-6-2").presence == "joined"
+    later = {
+        "meetingId": meeting_id,
+        "attendeeId": "att-6-2",
+        "eventType": "chime:AttendeeDropped",
+        "timestamp": details[-1]["timestamp"] + 1000,
+    }
+    ingest([as_bare(later)])
+    meeting.refresh_from_db()
+    assert meeting.seq == 2
+    changed = Attendee.objects.filter(meeting=meeting, seq=2).values_list("attendee_id", flat=True)
+    assert list(changed) == ["att-6-2"]
+    # A duplicate-only batch changes nothing and raises nothing.
+    ingest([as_bare(later)])
+    meeting.refresh_from_db()
+    assert meeting.seq == 2
+    # An unknown event type is stored but changes no state, so seq stays.
+    ingest(
+        [as_bare({**later, "eventType": "chime:AttendeeFutureThing", "timestamp": later["timestamp"] + 1})]
+    )
+    meeting.refresh_from_db()
+    assert meeting.seq == 2
+    assert Event.objects.filter(event_type="chime:AttendeeFutureThing").exists()
+
+
+def test_changes_are_published_after_commit_only(django_capture_on_commit_callbacks, monkeypatch):
+    published = []
+    monkeypatch.setattr(
+        "roster.ingest.service.roster_changes_publish", lambda changes: published.append(changes)
+    )
+    details = meeting_stream(seed=7, attendees=2, end=False)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        ingest(bodies(details, seed=7))
+    assert published == []  # nothing before commit
+    assert len(callbacks) == 2  # the broadcast, then the shared metrics counters (roster.ops.metrics)
+    callbacks[0]()
+    (changes,) = published
+    (change,) = changes
+    assert change.meeting["meeting_id"] == details[0]["meetingId"] and change.meeting["seq"] == 1
+    assert {a["attendee_id"] for a in change.attendees} == {"att-7-0", "att-7-1"}
+    assert all(a["seq"] == 1 for a in change.attendees)
+
+
+def test_content_attendee_creates_parent_row_and_external_id_precedence():
+    meeting_id = "m-content"
+    content = {
+        "meetingId": meeting_id,
+        "attendeeId": "p1#content",
+        "externalUserId": "alice#content",
+        "eventType": "chime:AttendeeContentVideoStarted",
+        "timestamp": 10,
+    }
+    ingest([as_bare(content)])
+    row = Attendee.objects.get(meeting_id=meeting_id)
+    assert (row.attendee_id, row.presence, row.content_video, row.external_user_id) == (
+        "p1",
+        None,
+        True,
+        "alice#content",
+    )
+    own = {
+        "meetingId": meeting_id,
+        "attendeeId": "p1",
+        "externalUserId": "alice",
+        "eventType": "chime:AttendeeJoined",
+        "timestamp": 5,
+    }
+    ingest([as_bare(own)])  # earlier than what is folded: re-derived from the log
+    row.refresh_from_db()
+    assert (row.external_user_id, row.presence, row.content_video) == ("alice", "joined", True)
+    assert Attendee.objects.filter(meeting_id=meeting_id).count() == 1
+
+
+def test_late_meeting_end_and_late_events_after_it():
+    details = meeting_stream(seed=8, attendees=3, end=False)
+    meeting_id = details[0]["meetingId"]
+    end = {
+        "meetingId": meeting_id,
+        "eventType": "chime:MeetingEnded",
+        "timestamp": details[-1]["timestamp"] + 5,
+    }
+    ingest([as_bare(end)])
+    ingest(bodies(details, seed=8))
+    assert stored(meeting_id) == expected([*details, end])
+    assert not Attendee.objects.filter(meeting_id=meeting_id, presence="joined").exists()
+
+
+def test_voice_connector_stream_status_any_order():
+    vc = {
+        "voiceConnectorId": "vc-1",
+        "transactionId": "tx-1",
+        "callId": "call-1",
+        "direction": "Inbound",
+        "fromNumber": "+15550100",
+        "toNumber": "+15550199",
+        "streamArn": "arn:aws:kinesisvideo:s",
+    }
+    started = {**vc, "streamingStatus": "STARTED", "startTime": "2024-01-01T10:00:00.000Z"}
+    updated = {**vc, "streamingStatus": "UPDATED", "updateTime": "2024-01-01T10:00:30.000Z"}
+    ended = {**vc, "streamingStatus": "ENDED", "endTime": "2024-01-01T10:01:00.000Z"}
+    ingest([as_bare(ended)])
+    ingest([as_bare(updated), as_bare(started), as_bare(started)])
+    stream = VoiceConnectorStream.objects.get()
+    assert (stream.status, stream.call_id, stream.start_time, stream.end_time) == (
+        "ENDED",
+        "call-1",
+        "2024-01-01T10:00:00.000Z",
+        "2024-01-01T10:01:00.000Z",
+    )
+    assert (stream.direction, stream.from_number, stream.to_number) == ("Inbound", "+15550100", "+15550199")
+    failed = {
+        **vc,
+        "transactionId": "tx-2",
+        "streamingStatus": "FAILED",
+        "failureTime": "2024-01-01T10:00:05Z",
+        "failureReason": "no media",
+    }
+    ingest([as_bare(failed), as_bare({**updated, "transactionId": "tx-2"})])
+    stream2 = VoiceConnectorStream.objects.get(transaction_id="tx-2")
+    assert (stream2.status, stream2.failure_reason) == ("FAILED", "no media")
+    assert Event.objects.filter(kind="voice_connector").count() == 5
+
+
+def test_unknown_detail_type_is_stored_never_dropped():
+    body = json.dumps(
+        {"source": "aws.chime", "detail-type": "Chime Something New", "account": "1", "detail": {"a": 1}}
+    )
+    result = ingest([body, body])
+    assert (result.applied, result.duplicates, result.quarantined) == (1, 1, 0)
+    event = Event.objects.get()
+    assert (event.kind, event.detail_type, event.detail) == ("unknown", "Chime Something New", {"a": 1})
+
+
+def test_unprefixed_meeting_end_is_found_when_rows_are_re_derived():
+    """The fold accepts "MeetingEnded" without "chime:"; ingest's stored-event query must too."""
+    meeting = "m-unprefixed"
+    joined = {"meetingId": meeting, "attendeeId": "a", "eventType": "chime:AttendeeJoined", "timestamp": 1}
+    ended = {"meetingId": meeting, "eventType": "MeetingEnded", "timestamp": 5}
+    late = {"meetingId": meeting, "attendeeId": "b", "eventType": "chime:AttendeeJoined", "timestamp": 2}
+    ingest([as_bare(joined)])
+    ingest([as_bare(ended)])
+    ingest([as_bare(late)])  # a new row in an ended meeting: re-derived with the stored end
+    assert stored(meeting) == expected([joined, ended, late])
+    assert set(Attendee.objects.filter(meeting_id=meeting).values_list("presence", flat=True)) == {"left"}
+
+
+def test_tallies_count_each_message_once_by_queue_type_and_outcome():
+    """Metrics read these: every message is counted once, as applied, duplicate or quarantined."""
+    joined = as_json(envelope(detail("AttendeeJoined", meeting_id="m-t", attendee_id="a1", ts=1000)))
+    left = as_json(envelope(detail("AttendeeLeft", meeting_id="m-t", attendee_id="a1", ts=2000)))
+    first = messages_ingest(
+        messages=[
+            IncomingMessage(body=joined, queue="q1"),
+            IncomingMessage(body=joined, queue="q2"),
+            IncomingMessage(body="{", queue="q2"),
+        ]
+    )
+    assert first.tallies == {
+        ("q1", "chime:AttendeeJoined", "applied"): 1,
+        ("q2", "chime:AttendeeJoined", "duplicate"): 1,
+        ("q2", "not_json", "quarantined"): 1,
+    }
+    second = messages_ingest(
+        messages=[IncomingMessage(body=joined, queue="q1"), IncomingMessage(body=left, queue="q1")]
+    )
+    assert second.tallies == {
+        ("q1", "chime:AttendeeJoined", "duplicate"): 1,
+        ("q1", "chime:AttendeeLeft", "applied"): 1,
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_sharing_keys_apply_each_event_once():
+    """Threads ingest overlapping batches of one meeting at once (the same events through several
+    queues): the log rows are written before the meeting lock, so this is where two batches with
+    the same keys meet. Nothing deadlocks, nothing is applied twice, the roster is the whole fold."""
+    import threading
+
+    from django.db import connection
+
+    details = meeting_stream(seed=21, attendees=12)
+    wrappers = (as_envelope, as_sns, as_bare)
+    rng = random.Random(21)
+    deliveries = [wrap(d) for d in details for wrap in wrappers]  # every event through 3 "queues"
+    rng.shuffle(deliveries)
+    chunks = [deliveries[i : i + 10] for i in range(0, len(deliveries), 10)]
+    position, lock, results, errors = [0], threading.Lock(), [], []
+    start = threading.Barrier(4)
+
+    def worker() -> None:
+        try:
+            start.wait()
+            while True:
+                with lock:
+                    if position[0] >= len(chunks):
+                        return
+                    chunk = chunks[position[0]]
+                    position[0] += 1
+                results.append(ingest(chunk))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert sum(r.applied for r in results) == len(details)
+    assert sum(r.duplicates for r in results) == 2 * len(details)
+    assert Event.objects.count() == len(details)
+    assert set(Event.objects.values_list("duplicate_count", flat=True)) == {2}
+    assert stored(details[0]["meetingId"]) == expected(details)

@@ -1,0 +1,191 @@
+"""REST, dashboard pages, access rules and tokens: login or token everywhere, scope enforced,
+an invisible meeting indistinguishable from an absent one, untrusted text escaped."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+
+from roster.ingest import IncomingMessage, messages_ingest
+from roster.models import AccessRule, FeedToken
+from roster.read.access import feed_token_create, feed_token_revoke, token_hash
+from tests.streams import as_bare, meeting_stream
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def ingest(details: list[dict]) -> None:
+    messages_ingest(messages=[IncomingMessage(body=as_bare(d)) for d in details])
+
+
+@pytest.fixture
+def meetings():
+    """Two meetings: 'sales-emea' (with a hostile externalUserId) and 'board'."""
+    sales = meeting_stream(seed=90, attendees=2, end=False)
+    board = meeting_stream(seed=91, attendees=2)
+    for detail in sales:
+        detail["externalMeetingId"] = "sales-emea"
+        if detail.get("attendeeId") == "att-90-0":
+            detail["externalUserId"] = HOSTILE
+    for detail in board:
+        detail["externalMeetingId"] = "board"
+    ingest(sales)
+    ingest(board)
+    return {"sales": sales[0]["meetingId"], "board": board[0]["meetingId"]}
+
+
+def bearer(raw: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+
+def test_api_needs_a_login_or_a_token(client, meetings):
+    for url in ("/api/meetings/", f"/api/meetings/{meetings['sales']}/roster"):
+        response = client.get(url)
+        assert response.status_code == 401 and response.json()["error"] == "unauthenticated"
+    assert client.get("/api/meetings/", **bearer("crt_nope")).status_code == 401
+
+
+def test_token_scope_lists_and_hides(client, meetings):
+    _, raw = feed_token_create(name="sales app", meetings="sales-*")
+    listed = client.get("/api/meetings/", **bearer(raw)).json()["meetings"]
+    assert [m["meeting_id"] for m in listed] == [meetings["sales"]]
+    roster = client.get(f"/api/meetings/{meetings['sales']}/roster", **bearer(raw)).json()
+    assert roster["meeting"]["external_meeting_id"] == "sales-emea" and len(roster["attendees"]) == 2
+    hidden = client.get(f"/api/meetings/{meetings['board']}/roster", **bearer(raw))
+    absent = client.get("/api/meetings/no-such-meeting/roster", **bearer(raw))
+    assert hidden.status_code == absent.status_code == 404
+    assert hidden.content == absent.content  # nothing tells them apart
+
+
+def test_revoked_token_is_refused(client, meetings):
+    token, raw = feed_token_create(name="old", meetings="*")
+    assert client.get("/api/meetings/", **bearer(raw)).status_code == 200
+    feed_token_revoke(token=token)
+    assert client.get("/api/meetings/", **bearer(raw)).status_code == 401
+
+
+def test_tokens_are_stored_hashed_and_shown_once(capsys):
+    call_command("create_feed_token", "wallboard", "--meetings", "sales-*")
+    raw = capsys.readouterr().out.strip()
+    token = FeedToken.objects.get()
+    assert raw.startswith("crt_") and len(raw) > 40
+    assert token.token_hash == token_hash(raw) and raw not in (token.token_hash, token.prefix)
+    assert (token.name, token.meetings) == ("wallboard", "sales-*")
+
+
+def test_staff_see_everything_hosts_see_their_rules(client, meetings):
+    staff = User.objects.create_user("staff", password="x", is_staff=True)
+    client.force_login(staff)
+    assert len(client.get("/api/meetings/").json()["meetings"]) == 2
+
+    host = User.objects.create_user("host", password="x")
+    client.force_login(host)
+    assert client.get("/api/meetings/").json()["meetings"] == []  # no rule, no meeting
+    group = Group.objects.create(name="sales")
+    host.groups.add(group)
+    AccessRule.objects.create(group=group, meetings="sales-*")
+    assert [m["meeting_id"] for m in client.get("/api/meetings/").json()["meetings"]] == [meetings["sales"]]
+    AccessRule.objects.create(user=host, meetings=meetings["board"])  # one exact meetingId
+    assert len(client.get("/api/meetings/").json()["meetings"]) == 2
+
+
+def test_every_page_needs_a_login(client, meetings):
+    for url in ("/", f"/meetings/{meetings['sales']}/", f"/meetings/{meetings['sales']}/attendance.csv"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_host_cannot_open_a_meeting_outside_their_rules(client, meetings):
+    host = User.objects.create_user("host", password="x")
+    AccessRule.objects.create(user=host, meetings="sales-*")
+    client.force_login(host)
+    assert client.get(f"/meetings/{meetings['sales']}/").status_code == 200
+    assert client.get(f"/meetings/{meetings['board']}/").status_code == 404
+    assert client.get(f"/meetings/{meetings['board']}/attendance.csv").status_code == 404
+
+
+def test_pages_render_untrusted_text_as_text(admin_client, meetings):
+    listing = admin_client.get("/").content.decode()
+    assert "sales-emea" in listing and meetings["board"] in listing
+    page = admin_client.get(f"/meetings/{meetings['sales']}/").content.decode()
+    assert HOSTILE not in page  # never raw HTML
+    assert "\\u003Cimg src=x onerror=alert(1)\\u003E" in page  # inside json_script, escaped
+
+
+def test_attendance_csv(admin_client, meetings):
+    response = admin_client.get(f"/meetings/{meetings['sales']}/attendance.csv")
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == [
+        "attendee_id",
+        "external_user_id",
+        "first_joined",
+        "total_seconds_in_meeting",
+        "drops",
+        "final_presence",
+    ]
+    by_id = {row[0]: row for row in rows[1:]}
+    assert set(by_id) == {"att-90-0", "att-90-1"}
+    assert by_id["att-90-0"][1] == HOSTILE
+    assert by_id["att-90-1"][2].endswith("+00:00") and int(by_id["att-90-1"][3]) >= 0
+
+
+def test_csv_neutralises_formulas(admin_client):
+    ingest(
+        [
+            {
+                "meetingId": "m-csv",
+                "attendeeId": "a1",
+                "externalUserId": '=HYPERLINK("http://x")',
+                "eventType": "chime:AttendeeJoined",
+                "timestamp": 1000,
+            }
+        ]
+    )
+    rows = list(csv.reader(io.StringIO(admin_client.get("/meetings/m-csv/attendance.csv").content.decode())))
+    assert rows[1][1] == '\'=HYPERLINK("http://x")'
+
+
+def test_timeline_lanes(admin_client):
+    base = {"meetingId": "m-tl", "externalMeetingId": "tl"}
+    events = [
+        {
+            **base,
+            "attendeeId": "a",
+            "externalUserId": "ann",
+            "eventType": "chime:AttendeeJoined",
+            "timestamp": 100,
+        },
+        {**base, "attendeeId": "a", "eventType": "chime:AttendeeVideoStarted", "timestamp": 150},
+        {**base, "attendeeId": "a#content", "eventType": "chime:AttendeeContentJoined", "timestamp": 160},
+        {**base, "attendeeId": "a", "eventType": "chime:AttendeeDropped", "timestamp": 200},
+        {**base, "attendeeId": "a", "eventType": "chime:AttendeeJoined", "timestamp": 300},
+    ]
+    ingest(events)
+    timeline = admin_client.get("/api/meetings/m-tl/timeline").json()
+    assert (timeline["start"], timeline["last_event_at"], timeline["end"]) == (100, 300, None)  # not ended
+    (lane,) = timeline["lanes"]
+    assert lane["external_user_id"] == "ann" and lane["drops"] == [200]
+    assert lane["segments"] == [
+        {"kind": "present", "start": 100, "end": 200},
+        {"kind": "video", "start": 150, "end": 200},
+        {"kind": "sharing", "start": 160, "end": 200},
+        {"kind": "present", "start": 300, "end": None},
+    ]
+
+
+def test_admin_revokes_tokens(admin_client):
+    token, raw = feed_token_create(name="kiosk", meetings="*")
+    page = admin_client.get("/admin/roster/feedtoken/")
+    assert page.status_code == 200 and b"kiosk" in page.content and raw.encode() not in page.content
+    admin_client.post("/admin/roster/feedtoken/", {"action": "revoke", "_selected_action": [token.pk]})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    detail = admin_client.get(f"/admin/roster/feedtoken/{token.pk}/change/")
+    assert detail.status_code == 200 and raw.encode() not in detail.content  # shown once, at creation

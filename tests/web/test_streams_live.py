@@ -1,0 +1,106 @@
+"""The streams page and the queue lag warning in a real browser (Daphne, headless Chromium): what
+is ingested after the page loaded appears without a reload, hostile text stays text."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.utils import timezone
+
+from roster.ingest import IncomingMessage, messages_ingest
+from roster.models import QueueSource
+from tests.consumers.test_end_to_end import CHROMIUM, daphne  # noqa: F401 (the Daphne fixture)
+from tests.streams import as_bare
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.browser]
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def vc(transaction: str, status: str, at: str, **extra: str) -> dict:
+    time_field = {"STARTED": "startTime", "ENDED": "endTime"}[status]
+    return {
+        "voiceConnectorId": "vc-live",
+        "transactionId": transaction,
+        "callId": f"call-{transaction}",
+        "direction": "Outbound",
+        "fromNumber": "+15550100",
+        "toNumber": "+15550199",
+        "streamingStatus": status,
+        time_field: at,
+        **extra,
+    }
+
+
+def in_thread(fn, *args, **kwargs) -> None:
+    """Database work while Playwright's event loop runs in this thread: do it in another one."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn(*args, **kwargs)
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not errors, errors
+
+
+def ingest(*details: dict) -> None:
+    messages_ingest(messages=[IncomingMessage(body=as_bare(d)) for d in details])
+
+
+def test_streams_and_queue_lag_change_without_reload(daphne):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is needed (apt-get install chromium)"
+    ingest(vc("tx-old", "STARTED", "2024-01-01T10:00:00.000Z"))
+    User.objects.create_user("ops", password="correct horse battery", is_staff=True)
+    dialogs: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        page = browser.new_page()
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(f"http://{daphne}/admin/login/?next=/streams/")
+        page.fill("#id_username", "ops")
+        page.fill("#id_password", "correct horse battery")
+        page.click("input[type=submit]")
+        page.wait_for_url("**/streams/")
+        page.wait_for_selector("#connection-status[data-state=live]", timeout=15000)
+        assert page.locator('section[data-status="STARTED"] tr[data-key="vc-live/tx-old"]').count() == 1
+        assert page.locator("#queue-lag").is_hidden()
+        url_before = page.url
+
+        in_thread(
+            ingest,
+            vc("tx-new", "STARTED", "2024-01-01T10:05:00.000Z", fromNumber=HOSTILE),
+            vc("tx-old", "ENDED", "2024-01-01T10:06:00.000Z"),
+        )
+        in_thread(
+            QueueSource.objects.create,
+            url="https://sqs.us-east-1.amazonaws.com/1/q",
+            backlog=80,
+            oldest_age_seconds=95,
+            last_poll_at=timezone.now(),
+        )
+        row = page.locator('section[data-status="STARTED"] tr[data-key="vc-live/tx-new"]')
+        row.wait_for(timeout=15000)
+        assert row.locator("td.from-number").inner_text() == HOSTILE  # shown as text
+        assert page.locator('section[data-status="ENDED"] tr[data-key="vc-live/tx-old"]').count() == 1
+        assert page.locator('section[data-status="STARTED"] tr[data-key="vc-live/tx-old"]').count() == 0
+        assert page.locator('[data-count-for="ENDED"]').inner_text() == "1"
+        page.wait_for_selector("#queue-lag:not([hidden])", timeout=20000)
+        assert page.locator("#queue-lag").inner_text() == "Queue lag 95 s · 80 waiting"
+        assert page.url == url_before  # no reload
+        assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
+        browser.close()
+    assert dialogs == []
