@@ -32,7 +32,7 @@ import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from roster.domain.events import CONTENT_SUFFIX, KIND_MEETING, KIND_PIPELINE
 
@@ -124,6 +124,20 @@ class FoldableEvent(Protocol):
     attendee_id: str
     timestamp: int
     detail: Mapping[str, Any]
+
+
+class StoredEvent(NamedTuple):
+    """An event read back from the log, in the shape the fold reads (a FoldableEvent)."""
+
+    key: str
+    kind: str
+    event_type: str
+    attendee_id: str
+    timestamp: int
+    detail: dict[str, Any]
+
+
+STORED_EVENT_FIELDS = ("key", "kind", "event_type", "attendee_id", "timestamp", "detail")
 
 
 def type_name(event_type: str) -> str:

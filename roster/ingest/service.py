@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, transaction
@@ -42,6 +42,7 @@ from roster.domain.events import (
     Rejection,
     event_parse,
 )
+from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
 from roster.ingest import store as bulk
 from roster.live.broadcast import RosterChange, roster_changes_publish
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
@@ -91,19 +92,6 @@ class IngestResult:
 
 OUTCOMES = ("applied", "duplicate", "quarantined")
 
-
-class StoredEvent(NamedTuple):
-    """An event read back from the log, in the shape the fold reads."""
-
-    key: str
-    kind: str
-    event_type: str
-    attendee_id: str
-    timestamp: int
-    detail: dict[str, Any]
-
-
-STORED_EVENT_FIELDS = ("key", "kind", "event_type", "attendee_id", "timestamp", "detail")
 
 ATTENDEE_STATE_FIELDS = tuple(
     name for name in machine.AttendeeState.__dataclass_fields__ if name != "attendee_id"

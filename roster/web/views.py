@@ -14,8 +14,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
 from roster.domain.timeline import timeline_build
-from roster.ingest.service import STORED_EVENT_FIELDS, StoredEvent
 from roster.models import Event, Meeting
 from roster.read.access import Access, access_for_token, access_for_user, bearer_token
 from roster.read.selectors import meeting_visible, meetings_visible, roster_read
