@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class RosterConfig(AppConfig):
     name = "roster"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Wire the layers above ingest into its hook points: ingest imports none of them."""
+        from roster.ingest import hooks
+        from roster.live.broadcast import changes_committed
+        from roster.ops.metrics import ingest_committed
+
+        hooks.after_commit.register(changes_committed)  # first: live clients wait on it
+        hooks.after_commit.register(ingest_committed)

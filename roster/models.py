@@ -36,12 +36,9 @@ class Meeting(models.Model):
     transcription_message = models.TextField(null=True, blank=True)
     pipelines = models.JSONField(default=dict, blank=True)
     seq = models.BigIntegerField(default=0)
-    # Fold bookkeeping for peak_joined (roster.domain.fold.PeakLedger): the latest join/end steps and
-    # the counts before them, stored as a head (older steps, read and written only when a batch
-    # reaches back into them) and a tail (the newest steps, read and written by most batches).
-    # Empty until the first sweep; a ledger stored before the split has no tail and a whole head.
-    peak_ledger = models.JSONField(default=dict, blank=True)
-    peak_tail = models.JSONField(default=dict, blank=True)
+    # Fold bookkeeping for peak_joined (roster.domain.peak.PeakState.marks): where the last step
+    # counted and the peak are. Null for a meeting stored before it: its next batch sweeps.
+    peak_marks = models.JSONField(null=True, blank=True, default=None)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -8,10 +8,9 @@ Two ways in:
 
 - :func:`roster_fold` folds every event of a meeting at once. It is the specification, and the
   oracle the tests hold the incremental path to.
-- The incremental pieces used by ingest: :func:`attendee_fold` (re-derive one row from its events,
-  or apply events that sort after everything already folded into a stored row), :func:`meeting_fold`
-  (meeting-level fields) and :class:`PeakLedger` (``peak_joined`` from join intervals, stored as
-  a head and a :class:`PeakTail` so most batches touch only the newest steps).
+- The incremental pieces ingest uses (through roster.domain.plan): :func:`attendee_fold` (re-derive
+  one row from its events, or apply events that sort after everything already folded into a stored
+  row) and :func:`meeting_fold` (meeting-level fields); ``peak_joined`` is roster.domain.peak.
 
 Choices where ROSTER.md is silent:
 
@@ -28,13 +27,11 @@ Choices where ROSTER.md is silent:
 
 from __future__ import annotations
 
-import bisect
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from roster.domain.events import CONTENT_SUFFIX, KIND_MEETING, KIND_PIPELINE
+from roster.domain.events import CONTENT_SUFFIX, KIND_MEETING, KIND_PIPELINE, parent_attendee_id
 
 PREFIX = "chime:"
 
@@ -176,8 +173,7 @@ def changes_attendee(event: FoldableEvent) -> bool:
     )
 
 
-def parent_of(attendee_id: str) -> str:
-    return attendee_id[: -len(CONTENT_SUFFIX)] if attendee_id.endswith(CONTENT_SUFFIX) else attendee_id
+parent_of = parent_attendee_id  # the roster row an attendee's events fold into
 
 
 def sorted_unique(events: Iterable[FoldableEvent]) -> list[FoldableEvent]:
@@ -211,6 +207,9 @@ class AttendeeState:
     folded_ts: int = -1
     folded_rank: int = -1
     external_user_id_own: bool = False
+    # The meeting's seq when this row last changed in what a client sees: kept by ingest (a change
+    # feed's resume point), never by the fold, and not part of the row's state (not compared).
+    seq: int = field(default=0, compare=False)
 
     PUBLIC_FIELDS = (
         "attendee_id",
@@ -440,287 +439,6 @@ def meeting_fold(meeting_id: str, events: Iterable[FoldableEvent]) -> MeetingSta
     return state
 
 
-# --- peak_joined ----------------------------------------------------------------------------
-
-
-def presence_deltas(intervals: Iterable[Sequence[int | None]]) -> Counter[tuple[int, int, int]]:
-    """Join intervals as counted steps: +1 at (start, join rank), -1 at (end, end rank)."""
-    deltas: Counter[tuple[int, int, int]] = Counter()
-    for start, end, end_rank in intervals:
-        deltas[(start, JOIN_RANK, 1)] += 1
-        if end is not None:
-            deltas[(end, end_rank, -1)] += 1
-    return deltas
-
-
-def peak_sweep(deltas: Counter[tuple[int, int, int]]) -> tuple[int, int, Position]:
-    """(peak, joined at the end, position of the last step) over every attendee's steps.
-
-    Within one (timestamp, rank) every step has the same sign (joins are rank 3, ends rank >= 6),
-    so the running count after each event peaks where this per-step sweep does.
-    """
-    running = peak = 0
-    last: Position = (-1, -1)
-    for (ts, rank, sign), count in sorted(deltas.items()):
-        running += sign * count
-        peak = max(peak, running)
-        last = (ts, rank)
-    return peak, running, last
-
-
-Step = tuple[int, int, int]  # (timestamp, rank, +1 join / -1 end)
-PEAK_LEDGER_STEPS = 512
-
-
-def _steps_totals(steps: Iterable[Sequence[int]], *, joined: int, peak: int) -> tuple[int, int]:
-    """(peak, joined) after counted steps [timestamp, rank, sign, count], from the counts before them."""
-    for _ts, _rank, sign, count in steps:
-        joined += sign * count
-        peak = max(peak, joined)
-    return peak, joined
-
-
-@dataclass(slots=True)
-class PeakLedger:
-    """What keeps ``peak_joined`` exact without re-reading every attendee.
-
-    The meeting's most recent join/end steps (at most ``keep``, in order, each with its count) and
-    the joined count and peak before the first of them. Chime delivers late more often than not,
-    but rarely very late, so a batch's steps usually land inside the kept window and are merged
-    there; a step before the window needs a sweep over every attendee (:func:`peak_ledger_build`).
-    """
-
-    steps: list[list[int]] = field(default_factory=list)  # [timestamp, rank, sign, count], sorted
-    before_joined: int = 0
-    before_peak: int = 0
-    complete: bool = True  # nothing folded into before_*: a step anywhere can be merged
-
-    def totals(self) -> tuple[int, int]:
-        """(peak_joined, joined now)."""
-        return _steps_totals(self.steps, joined=self.before_joined, peak=self.before_peak)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "steps": self.steps,
-            "before": [self.before_joined, self.before_peak],
-            "complete": self.complete,
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any] | None) -> PeakLedger | None:
-        """None for a meeting that has no ledger yet (a sweep builds one)."""
-        if not doc:
-            return None
-        before_joined, before_peak = doc["before"]
-        return cls(
-            steps=doc["steps"],  # read only: merging and trimming build new lists
-            before_joined=before_joined,
-            before_peak=before_peak,
-            complete=doc["complete"],
-        )
-
-
-Intervals = Iterable[Sequence[int | None]]
-
-
-def steps_moved(changes: Iterable[tuple[Intervals, Intervals]]) -> Counter[Step]:
-    """The steps that appeared (+) or vanished (-) when attendees' intervals went from old to new."""
-    diff: Counter[Step] = Counter()
-    for old, new in changes:
-        diff.update(presence_deltas(new))
-        diff.subtract(presence_deltas(old))
-    return Counter({step: count for step, count in diff.items() if count})
-
-
-def peak_ledger_build(deltas: Counter[Step], *, keep: int = PEAK_LEDGER_STEPS) -> PeakLedger:
-    """A ledger from every attendee's steps (the sweep)."""
-    ledger = PeakLedger(steps=[[*step, count] for step, count in sorted(deltas.items()) if count])
-    return _ledger_trim(ledger, keep)
-
-
-def peak_ledger_merge(
-    ledger: PeakLedger, moved: Counter[Step], *, keep: int = PEAK_LEDGER_STEPS
-) -> PeakLedger | None:
-    """The ledger with ``moved`` merged in, or None when the ledger cannot tell (a count would go
-    below zero: the ledger does not match the rows; or a step before the kept window that is not
-    a join of a meeting still at its peak), so the caller sweeps every row."""
-    if not moved:
-        return ledger
-    before_joined, before_peak = ledger.before_joined, ledger.before_peak
-    if not ledger.complete:
-        first = _step_of(ledger.steps[0]) if ledger.steps else None
-        early = {step: count for step, count in moved.items() if first is None or step < first}
-        if early:
-            # A join that appears before the window adds one to the count at every later point.
-            # If the count where the window starts is the peak so far (a meeting that has only
-            # grown, as in a join burst), every earlier count was at most that, so the peak before
-            # the window rises by one too, exactly. Anything else needs the folded steps.
-            if before_peak != before_joined or any(
-                sign != 1 or count < 0 for (_, _, sign), count in early.items()
-            ):
-                return None
-            before_joined += sum(early.values())
-            before_peak = before_joined
-            moved = Counter({step: count for step, count in moved.items() if step not in early})
-    steps = _steps_merged(ledger.steps, moved)
-    if steps is None:
-        return None
-    merged = PeakLedger(
-        steps=steps,
-        before_joined=before_joined,
-        before_peak=before_peak,
-        complete=ledger.complete,
-    )
-    return _ledger_trim(merged, keep)
-
-
-def _steps_merged(kept: list[list[int]], moved: Counter[Step]) -> list[list[int]] | None:
-    """``kept`` with the moved counts added (None if a count would go below zero).
-
-    Work in proportion to the steps that moved, not the window: binary search per step on a
-    shallow copy (the kept step lists are shared with the stored document, never changed).
-    """
-    steps = list(kept)
-    for step, count in sorted(moved.items()):
-        at = bisect.bisect_left(steps, step, key=_step_of)
-        found = at < len(steps) and _step_of(steps[at]) == step
-        total = (steps[at][3] if found else 0) + count
-        if total < 0:
-            return None
-        if found and total:
-            steps[at] = [*step, total]
-        elif found:
-            del steps[at]
-        elif total:
-            steps.insert(at, [*step, total])
-    return steps
-
-
-# The ledger is stored in two parts: the head (older steps, ``Meeting.peak_ledger``) and the tail
-# (the newest steps, ``Meeting.peak_tail``). Most batches move only steps after the head's last
-# one, so they read and write the tail alone: about a kilobyte instead of the whole window.
-PEAK_TAIL_STEPS = 64  # a tail longer than this spills into the head
-PEAK_TAIL_KEEP = 32  # steps left in the tail after a spill: how late a step may come and stay cheap
-
-
-@dataclass(slots=True)
-class PeakTail:
-    """The newest steps of a meeting's :class:`PeakLedger`, with what they need of the rest.
-
-    A moved step after ``floor`` (the head's last step) belongs to the tail whatever the head
-    holds, so merging it needs neither the head's steps nor its size.
-    """
-
-    steps: list[list[int]] = field(default_factory=list)  # [timestamp, rank, sign, count], sorted
-    base_joined: int = 0  # joined count and peak after every step before the tail
-    base_peak: int = 0
-    floor: list[int] | None = None  # the head's last step; None when the head keeps no step
-    head_complete: bool = True  # nothing folded away before the tail's steps
-
-    def totals(self) -> tuple[int, int]:
-        """(peak_joined, joined now)."""
-        return _steps_totals(self.steps, joined=self.base_joined, peak=self.base_peak)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "steps": self.steps,
-            "base": [self.base_joined, self.base_peak],
-            "floor": self.floor,
-            "complete": self.head_complete,
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any] | None) -> PeakTail | None:
-        """None for a meeting whose ledger is not split yet (or has no ledger)."""
-        if not doc:
-            return None
-        base_joined, base_peak = doc["base"]
-        return cls(
-            steps=doc["steps"],  # read only, as PeakLedger.from_json
-            base_joined=base_joined,
-            base_peak=base_peak,
-            floor=doc["floor"],
-            head_complete=doc["complete"],
-        )
-
-
-def peak_tail_merge(tail: PeakTail, moved: Counter[Step], *, limit: int = PEAK_TAIL_STEPS) -> PeakTail | None:
-    """The tail with ``moved`` merged in, or None when that needs the head: a step at or before
-    ``floor`` (or anywhere, if the head folded steps away and keeps none), a count below zero, or
-    a tail grown past ``limit``. None is never wrong, only slower: the caller merges the whole."""
-    if not moved:
-        return tail
-    if tail.floor is None:
-        if not tail.head_complete:
-            return None
-    elif min(moved) <= _step_of(tail.floor):
-        return None
-    steps = _steps_merged(tail.steps, moved)
-    if steps is None or len(steps) > limit:
-        return None
-    return PeakTail(
-        steps=steps,
-        base_joined=tail.base_joined,
-        base_peak=tail.base_peak,
-        floor=tail.floor,
-        head_complete=tail.head_complete,
-    )
-
-
-def peak_ledger_split(ledger: PeakLedger, *, keep: int = PEAK_TAIL_KEEP) -> tuple[PeakLedger, PeakTail]:
-    """(head, tail): the ledger's last ``keep`` steps go to the tail, the rest stay in the head.
-
-    A ledger that folded steps away keeps at least one step in its head, so the tail has a floor
-    below which it sends merges to the whole ledger (whose window then decides about a sweep).
-    """
-    cut = max(len(ledger.steps) - keep, 0)
-    if not cut and not ledger.complete and ledger.steps:
-        cut = 1
-    head = PeakLedger(
-        steps=ledger.steps[:cut],
-        before_joined=ledger.before_joined,
-        before_peak=ledger.before_peak,
-        complete=ledger.complete,
-    )
-    peak, joined = head.totals()
-    tail = PeakTail(
-        steps=ledger.steps[cut:],
-        base_joined=joined,
-        base_peak=peak,
-        floor=list(_step_of(head.steps[-1])) if head.steps else None,
-        head_complete=ledger.complete,
-    )
-    return head, tail
-
-
-def peak_ledger_join(head: PeakLedger, tail: PeakTail | None) -> PeakLedger:
-    """The whole ledger again (a ledger stored before the split has no tail: the head is whole)."""
-    if tail is None:
-        return head
-    return PeakLedger(
-        steps=[*head.steps, *tail.steps],
-        before_joined=head.before_joined,
-        before_peak=head.before_peak,
-        complete=head.complete,
-    )
-
-
-def _step_of(entry: Sequence[int]) -> Step:
-    return (entry[0], entry[1], entry[2])
-
-
-def _ledger_trim(ledger: PeakLedger, keep: int) -> PeakLedger:
-    """Fold all but the last ``keep`` steps into the counts before the window."""
-    if len(ledger.steps) <= keep:
-        return ledger
-    head, ledger.steps = ledger.steps[:-keep], ledger.steps[-keep:]
-    ledger.before_peak, ledger.before_joined = _steps_totals(
-        head, joined=ledger.before_joined, peak=ledger.before_peak
-    )
-    ledger.complete = False
-    return ledger
-
-
 # --- the whole fold (specification and oracle) ----------------------------------------------
 
 
@@ -747,66 +465,3 @@ def roster_fold(meeting_id: str, events: Iterable[FoldableEvent]) -> Roster:
         joined = sum(1 for state in attendees.values() if state.presence == PRESENCE_JOINED)
         peak = max(peak, joined)
     return Roster(meeting=meeting, peak_joined=peak, attendees=attendees)
-
-
-# --- Voice Connector streams ----------------------------------------------------------------
-
-STREAM_FINAL = frozenset({"ENDED", "FAILED"})
-STREAM_RANK = {"STARTED": 0, "UPDATED": 1, "ENDED": 2, "FAILED": 3}
-
-
-@dataclass(slots=True)
-class StreamState:
-    """One (voiceConnectorId, transactionId): the latest status by its own time; final is final."""
-
-    voice_connector_id: str
-    transaction_id: str
-    status: str = ""
-    status_at: int = -1
-    call_id: str = ""
-    direction: str = ""
-    from_number: str = ""
-    to_number: str = ""
-    stream_arn: str = ""
-    start_time: str = ""
-    end_time: str = ""
-    failure_time: str = ""
-    failure_reason: str = ""
-
-
-_STREAM_FIELDS = (
-    ("call_id", "callId"),
-    ("direction", "direction"),
-    ("from_number", "fromNumber"),
-    ("to_number", "toNumber"),
-    ("stream_arn", "streamArn"),
-    ("start_time", "startTime"),
-    ("end_time", "endTime"),
-    ("failure_time", "failureTime"),
-    ("failure_reason", "failureReason"),
-)
-
-
-def _stream_wins(state: StreamState, status: str, at: int) -> bool:
-    """Whether a status at ``at`` replaces the current one, whatever the arrival order.
-
-    Folded in time order, the result is the first final status if there is one, else the latest.
-    """
-    if not state.status:
-        return True
-    new_order = (at, STREAM_RANK[status])
-    old_order = (state.status_at, STREAM_RANK[state.status])
-    if status in STREAM_FINAL:
-        return state.status not in STREAM_FINAL or new_order < old_order
-    return state.status not in STREAM_FINAL and new_order > old_order
-
-
-def stream_apply(state: StreamState, event: FoldableEvent) -> None:
-    """Merge one streaming event; fields are first-known, so any arrival order gives one state."""
-    detail = event.detail
-    for attr, key in _STREAM_FIELDS:
-        value = detail.get(key)
-        if not getattr(state, attr) and isinstance(value, str) and value:
-            setattr(state, attr, value)
-    if _stream_wins(state, event.event_type, event.timestamp):
-        state.status, state.status_at = event.event_type, event.timestamp

@@ -1,21 +1,384 @@
-"""Batch writes for the ingest: one statement per table, whatever the batch size.
+"""Every SQL statement of the ingest, behind one interface: :class:`Store` (portable, Django's ORM:
+SQLite for the tests and the demo) and :class:`PostgresStore` (production) side by side.
 
-On PostgreSQL the rows travel as one JSON document that ``jsonb_to_recordset`` unpacks on the
-server: Python only builds plain dicts and calls ``json.dumps`` once, where Django's
-``bulk_create`` prepares every value of every row through the field machinery (the largest cost
-of an ingest batch in the profile, see docs/benchmarks.md). Other databases (SQLite, for the
-tests and the demo) take Django's own bulk methods: same rows, same outcome.
+The ingest service calls :func:`store_for_connection` and never asks which database it talks to;
+``tests/ingest/test_store.py`` holds both to one contract (the suite runs on each database).
+
+On PostgreSQL a batch's rows travel as one JSON document that ``jsonb_to_recordset`` unpacks on the
+server: Python builds plain dicts and calls ``json.dumps`` once, where Django's ``bulk_create``
+prepares every value of every row through the field machinery (the largest cost of an ingest batch
+in the profile, docs/benchmarks.md). Reads on the hot path (the meeting lock, the touched rows) are
+plain SQL too: no ORM compile per batch, and the touched rows are probed by (meeting, attendee)
+pair, so their cost follows the batch, not the meetings' sizes.
+
+Records go in and out as domain types (roster.domain): MeetingRecord, AttendeeState, StreamState,
+StoredEvent. A Store is also the FoldReads of roster.domain.plan.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 from django.db import connection, models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from roster.domain.fold import STORED_EVENT_FIELDS, AttendeeState, StoredEvent
+from roster.domain.peak import Intervals
+from roster.domain.plan import ATTENDEE_RECORD_FIELDS, MEETING_RECORD_FIELDS, MeetingRecord
+from roster.domain.streams import STREAM_FIELDS, StreamKey, StreamState
+from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
+
+# The fold reads event types with or without the "chime:" prefix; so must the queries.
+MEETING_END_TYPES = ("chime:MeetingEnded", "MeetingEnded")
+
+_ATTENDEE_WRITTEN = tuple(name for name in ATTENDEE_RECORD_FIELDS if name != "attendee_id")
+_STREAM_WRITTEN = STREAM_FIELDS[2:]  # all but the key
+
+
+class Store:
+    """The ingest's statements through Django's ORM: correct on any database."""
+
+    # --- the event log -------------------------------------------------------------------------
+
+    def events_insert(self, *, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert log rows (column dicts); returns the keys that were new. A key already stored, or
+        being stored by a concurrent transaction (waited for), is not inserted: a duplicate."""
+        return set(self._insert(model=Event, rows=rows, conflict=("key",), returning="key"))
+
+    def duplicates_count(self, *, amounts: Mapping[str, int]) -> None:
+        """Add ``amounts[key]`` to the ``duplicate_count`` of each logged event."""
+        by_amount: dict[int, list[str]] = defaultdict(list)
+        for key, amount in amounts.items():
+            by_amount[amount].append(key)
+        for amount, keys in by_amount.items():
+            Event.objects.filter(key__in=keys).update(duplicate_count=F("duplicate_count") + amount)
+
+    def quarantine_insert(self, *, rows: Sequence[dict[str, Any]]) -> None:
+        Quarantine.objects.bulk_create([Quarantine(**row) for row in rows])
+
+    # --- meetings and their rows ---------------------------------------------------------------
+
+    def meetings_lock(self, *, meeting_ids: Sequence[str]) -> dict[str, MeetingRecord]:
+        """Create the missing meeting rows, then lock them all in id order (no deadlock between
+        workers: every transaction takes its meetings in the same order)."""
+        if not meeting_ids:
+            return {}
+        self._meetings_create(meeting_ids)
+        locked = (
+            Meeting.objects.select_for_update()
+            .filter(meeting_id__in=meeting_ids)
+            .order_by("meeting_id")
+            .values_list(*MEETING_RECORD_FIELDS)
+        )
+        return {values[0]: MeetingRecord(*values) for values in locked}
+
+    def _meetings_create(self, meeting_ids: Sequence[str]) -> None:
+        """Blank rows for these meetings (a row a concurrent batch just created is kept)."""
+        now = timezone.now()
+        rows = [
+            {**_meeting_columns(MeetingRecord.new(meeting_id)), "created_at": now, "updated_at": now}
+            for meeting_id in meeting_ids
+        ]
+        self._insert(model=Meeting, rows=rows, conflict=("meeting_id",))
+
+    def meetings_write(self, *, meetings: Sequence[MeetingRecord]) -> None:
+        now = timezone.now()
+        self._update(
+            model=Meeting,
+            rows=[{**_meeting_columns(meeting), "updated_at": now} for meeting in meetings],
+            key="meeting_id",
+        )
+
+    def attendees_write(self, *, rows: Sequence[tuple[str, AttendeeState]]) -> None:
+        """Insert or update (meeting id, row) pairs: the whole state, bookkeeping and seq included."""
+        self._insert(
+            model=Attendee,
+            rows=[{"meeting_id": meeting_id, **_attendee_columns(state)} for meeting_id, state in rows],
+            conflict=("meeting_id", "attendee_id"),
+            update=_ATTENDEE_WRITTEN,
+        )
+
+    # --- what the fold reads (roster.domain.plan.FoldReads) ------------------------------------
+
+    def attendee_rows(
+        self, *, every: Sequence[str], touched: Mapping[str, Collection[str]]
+    ) -> dict[str, dict[str, AttendeeState]]:
+        # Two plain IN lists rather than one OR per meeting (far cheaper to build); a row of an
+        # untouched (meeting, attendee) pair that this brings back is left out below.
+        parents = sorted({parent for wanted in touched.values() for parent in wanted})
+        query = Q(meeting_id__in=list(every)) | Q(meeting_id__in=list(touched), attendee_id__in=parents)
+        values = Attendee.objects.filter(query).values_list("meeting_id", *ATTENDEE_RECORD_FIELDS)
+        return _rows_by_meeting(
+            ((meeting_id, AttendeeState(*state)) for meeting_id, *state in values), every, touched
+        )
+
+    def attendee_histories(
+        self, *, refold: Mapping[str, Collection[str]]
+    ) -> dict[str, dict[str, list[StoredEvent]]]:
+        parents = sorted({parent for wanted in refold.values() for parent in wanted})
+        query = Q(meeting_id__in=list(refold)) & (
+            Q(parent_id__in=parents) | Q(parent_id="", event_type__in=MEETING_END_TYPES)
+        )
+        histories: dict[str, dict[str, list[StoredEvent]]] = defaultdict(lambda: defaultdict(list))
+        rows = Event.objects.filter(query).values_list("meeting_id", "parent_id", *STORED_EVENT_FIELDS)
+        for meeting_id, parent_id, *values in rows:
+            if parent_id == "" or parent_id in refold[meeting_id]:  # not another meeting's attendee
+                histories[meeting_id][parent_id].append(StoredEvent(*values))
+        return histories
+
+    def meeting_histories(self, *, meeting_ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
+        histories: dict[str, list[StoredEvent]] = defaultdict(list)
+        rows = Event.objects.filter(meeting_id__in=list(meeting_ids), parent_id="").values_list(
+            "meeting_id", *STORED_EVENT_FIELDS
+        )
+        for meeting_id, *values in rows:
+            histories[meeting_id].append(StoredEvent(*values))
+        return histories
+
+    def joined_intervals(self, *, others_than: Mapping[str, Collection[str]]) -> dict[str, list[Intervals]]:
+        intervals: dict[str, list[Intervals]] = defaultdict(list)
+        rows = Attendee.objects.filter(meeting_id__in=list(others_than)).values_list(
+            "meeting_id", "attendee_id", "intervals"
+        )
+        for meeting_id, attendee_id, joined in rows:
+            if attendee_id not in others_than[meeting_id]:
+                intervals[meeting_id].append(joined)
+        return intervals
+
+    # --- Voice Connector streams ---------------------------------------------------------------
+
+    def streams_lock(self, *, keys: Collection[StreamKey]) -> dict[StreamKey, StreamState]:
+        """Create the missing stream rows, then lock them in key order."""
+        if not keys:
+            return {}
+        VoiceConnectorStream.objects.bulk_create(
+            [
+                VoiceConnectorStream(voice_connector_id=vc, transaction_id=tx, status="", status_at=-1)
+                for vc, tx in sorted(keys)
+            ],
+            ignore_conflicts=True,
+        )
+        query = Q()
+        for vc, tx in keys:
+            query |= Q(voice_connector_id=vc, transaction_id=tx)
+        locked = (
+            VoiceConnectorStream.objects.select_for_update()
+            .filter(query)
+            .order_by("voice_connector_id", "transaction_id")
+            .values_list(*STREAM_FIELDS)
+        )
+        return {(values[0], values[1]): StreamState(*values) for values in locked}
+
+    def streams_write(self, *, streams: Sequence[StreamState]) -> None:
+        now = timezone.now()
+        for state in streams:  # a handful per batch: Voice Connector events are rare
+            VoiceConnectorStream.objects.filter(
+                voice_connector_id=state.voice_connector_id, transaction_id=state.transaction_id
+            ).update(updated_at=now, **{name: getattr(state, name) for name in _STREAM_WRITTEN})
+
+    # --- batch statements, one per table (PostgresStore: one round trip each) -------------------
+
+    def _insert(
+        self,
+        *,
+        model: type[models.Model],
+        rows: Sequence[dict[str, Any]],
+        conflict: Sequence[str],
+        update: Sequence[str] = (),
+        returning: str | None = None,
+    ) -> list[Any]:
+        """INSERT every row (dicts keyed by column); on a ``conflict`` update the ``update`` columns
+        or, without them, skip the row. Returns ``returning`` of each row written (in no order)."""
+        if not rows:
+            return []
+        objects = [model(**row) for row in rows]
+        if update:
+            model.objects.bulk_create(
+                objects,
+                batch_size=500,
+                update_conflicts=True,
+                unique_fields=[_field_name(model, name) for name in conflict],
+                update_fields=[_field_name(model, name) for name in update],
+            )
+            return [row[returning] for row in rows] if returning else []
+        if returning is None:
+            model.objects.bulk_create(objects, batch_size=500, ignore_conflicts=True)
+            return []
+        # Skip-on-conflict with RETURNING: only the rows that were not there yet.
+        (single,) = conflict
+        wanted = [row[single] for row in rows]
+        existing = set(model.objects.filter(**{f"{single}__in": wanted}).values_list(single, flat=True))
+        fresh = [obj for obj, row in zip(objects, rows, strict=True) if row[single] not in existing]
+        model.objects.bulk_create(fresh, batch_size=500)
+        return [getattr(obj, returning) for obj in fresh]
+
+    def _update(self, *, model: type[models.Model], rows: Sequence[dict[str, Any]], key: str) -> None:
+        """UPDATE existing rows, matched on ``key``, to the other columns of each dict."""
+        if not rows:
+            return
+        assigned = [_field_name(model, name) for name in rows[0] if name != key]
+        model.objects.bulk_update([model(**row) for row in rows], assigned)
+
+
+class PostgresStore(Store):
+    """The same contract in PostgreSQL's own statements: one round trip per table and batch."""
+
+    def duplicates_count(self, *, amounts: Mapping[str, int]) -> None:
+        if not amounts:
+            return
+        self._execute(
+            'UPDATE roster_event SET "duplicate_count" = roster_event."duplicate_count" + x.amount '
+            'FROM jsonb_to_recordset(%s::jsonb) AS x(k text, amount integer) WHERE roster_event."key" = x.k',
+            [_document([{"k": key, "amount": amount} for key, amount in amounts.items()])],
+        )
+
+    def meetings_lock(self, *, meeting_ids: Sequence[str]) -> dict[str, MeetingRecord]:
+        # Lock the rows that exist, then create and lock the missing ones (a meeting's first
+        # batch), so most batches take one query.
+        if not meeting_ids:
+            return {}
+        meetings = self._meetings_locked(meeting_ids)
+        missing = [meeting_id for meeting_id in meeting_ids if meeting_id not in meetings]
+        if missing:
+            self._meetings_create(missing)
+            meetings.update(self._meetings_locked(missing))
+        return meetings
+
+    def _meetings_locked(self, meeting_ids: Sequence[str]) -> dict[str, MeetingRecord]:
+        rows = self._fetch(
+            f"SELECT {_quoted(MEETING_RECORD_FIELDS)} FROM roster_meeting "
+            "WHERE meeting_id = ANY(%s) ORDER BY meeting_id FOR UPDATE",
+            [list(meeting_ids)],
+        )
+        return {row[0]: MeetingRecord(*_json_decoded(row, _MEETING_JSON)) for row in rows}
+
+    def attendee_rows(
+        self, *, every: Sequence[str], touched: Mapping[str, Collection[str]]
+    ) -> dict[str, dict[str, AttendeeState]]:
+        # The touched (meeting, attendee) pairs, one probe each of the unique index: with the two
+        # IN lists of the portable query PostgreSQL reads every row of the batch's meetings.
+        columns = _quoted(("meeting_id", *ATTENDEE_RECORD_FIELDS))
+        selects, params = [], []
+        if every:
+            selects.append(f"SELECT {columns} FROM roster_attendee WHERE meeting_id = ANY(%s)")
+            params.append(list(every))
+        pairs = sorted((meeting_id, parent) for meeting_id, wanted in touched.items() for parent in wanted)
+        if pairs:
+            selects.append(
+                f"SELECT {columns} "
+                "FROM unnest(%s::varchar[], %s::varchar[]) AS touched(m, a) "
+                "JOIN roster_attendee ON meeting_id = touched.m AND attendee_id = touched.a"
+            )
+            params += [[m for m, _ in pairs], [a for _, a in pairs]]
+        rows = self._fetch(" UNION ALL ".join(selects), params) if selects else []
+        return _rows_by_meeting(
+            ((row[0], AttendeeState(*_json_decoded(row[1:], _ATTENDEE_JSON))) for row in rows), every, touched
+        )
+
+    def _insert(
+        self,
+        *,
+        model: type[models.Model],
+        rows: Sequence[dict[str, Any]],
+        conflict: Sequence[str],
+        update: Sequence[str] = (),
+        returning: str | None = None,
+    ) -> list[Any]:
+        if not rows:
+            return []
+        names = tuple(rows[0])
+        action = (
+            "DO UPDATE SET " + ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in update)
+            if update
+            else "DO NOTHING"
+        )
+        sql = (
+            f"INSERT INTO {model._meta.db_table} ({_quoted(names)}) "
+            f"SELECT {_quoted(names)} FROM jsonb_to_recordset(%s::jsonb) AS {_recordset(model, names)} "
+            f"ON CONFLICT ({_quoted(conflict)}) {action}"
+        )
+        if returning is None:
+            self._execute(sql, [_document(rows)])
+            return []
+        return [row[0] for row in self._fetch(f'{sql} RETURNING "{returning}"', [_document(rows)])]
+
+    def _update(self, *, model: type[models.Model], rows: Sequence[dict[str, Any]], key: str) -> None:
+        if not rows:
+            return
+        names = tuple(rows[0])
+        table = model._meta.db_table
+        self._execute(
+            f"UPDATE {table} SET "
+            + ", ".join(f'"{name}" = x."{name}"' for name in names if name != key)
+            + f" FROM jsonb_to_recordset(%s::jsonb) AS {_recordset(model, names)}"
+            + f' WHERE {table}."{key}" = x."{key}"',
+            [_document(rows)],
+        )
+
+    @staticmethod
+    def _execute(sql: str, params: list[Any]) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+    @staticmethod
+    def _fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+
+_PORTABLE, _POSTGRES = Store(), PostgresStore()
+
+
+def store_for_connection() -> Store:
+    """The store for the database this thread talks to: the one place that asks which it is."""
+    return _POSTGRES if connection.vendor == "postgresql" else _PORTABLE
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _meeting_columns(meeting: MeetingRecord) -> dict[str, Any]:
+    return {name: getattr(meeting, name) for name in MEETING_RECORD_FIELDS}
+
+
+def _attendee_columns(state: AttendeeState) -> dict[str, Any]:
+    return {name: getattr(state, name) for name in ATTENDEE_RECORD_FIELDS}
+
+
+def _rows_by_meeting(
+    rows: Any, every: Collection[str], touched: Mapping[str, Collection[str]]
+) -> dict[str, dict[str, AttendeeState]]:
+    """Rows by meeting and attendee id, keeping only what was asked for."""
+    every = set(every)
+    found: dict[str, dict[str, AttendeeState]] = defaultdict(dict)
+    for meeting_id, state in rows:
+        if meeting_id in every or state.attendee_id in touched.get(meeting_id, ()):
+            found[meeting_id][state.attendee_id] = state
+    return found
+
+
+# JSON columns come back from a raw PostgreSQL cursor as text: their positions in a record.
+_MEETING_JSON = tuple(
+    i for i, name in enumerate(MEETING_RECORD_FIELDS) if name in ("pipelines", "peak_marks")
+)
+_ATTENDEE_JSON = tuple(
+    i for i, name in enumerate(ATTENDEE_RECORD_FIELDS) if name in ("capabilities", "intervals")
+)
+
+
+def _json_decoded(row: Sequence[Any], positions: Sequence[int]) -> list[Any]:
+    values = list(row)
+    for i in positions:
+        if values[i] is not None:
+            values[i] = json.loads(values[i])
+    return values
 
 
 def _json_default(value: object) -> str:
@@ -28,98 +391,15 @@ def _document(rows: Sequence[dict[str, Any]]) -> str:
     return json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
-@cache
-def _columns(model: type[models.Model], names: tuple[str, ...]) -> str:
-    """``x(col type, ...)`` for jsonb_to_recordset, from the model's own column types."""
-    fields = {field.attname: field for field in model._meta.concrete_fields}
-    typed = ", ".join(f'"{name}" {fields[name].db_type(connection)}' for name in names)
-    return f"x({typed})"
-
-
 def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f'"{name}"' for name in names)
 
 
-def is_postgresql() -> bool:
-    return connection.vendor == "postgresql"
-
-
-def rows_insert(
-    *,
-    model: type[models.Model],
-    rows: Sequence[dict[str, Any]],
-    conflict: Sequence[str],
-    update: Sequence[str] = (),
-    returning: str | None = None,
-) -> list[Any]:
-    """INSERT every row (dicts keyed by column name); on a ``conflict`` either update the
-    ``update`` columns or, without them, skip the row. Returns the ``returning`` column of each
-    row written (inserted or updated), in no particular order; [] without ``returning``.
-    """
-    if not rows:
-        return []
-    names = tuple(rows[0])
-    if not is_postgresql():
-        return _rows_insert_django(
-            model=model, rows=rows, conflict=conflict, update=update, returning=returning
-        )
-    action = (
-        "DO UPDATE SET " + ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in update)
-        if update
-        else "DO NOTHING"
-    )
-    sql = (
-        f"INSERT INTO {model._meta.db_table} ({_quoted(names)}) "
-        f"SELECT {_quoted(names)} FROM jsonb_to_recordset(%s::jsonb) AS {_columns(model, names)} "
-        f"ON CONFLICT ({_quoted(conflict)}) {action}"
-    )
-    if returning:
-        sql += f' RETURNING "{returning}"'
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [_document(rows)])
-        return [row[0] for row in cursor.fetchall()] if returning else []
-
-
-def rows_update(*, model: type[models.Model], rows: Sequence[dict[str, Any]], key: str) -> None:
-    """UPDATE existing rows, matched on the ``key`` column, to the other columns of each dict."""
-    if not rows:
-        return
-    names = tuple(rows[0])
-    assigned = [name for name in names if name != key]
-    if not is_postgresql():
-        objects = [model(**row) for row in rows]
-        model.objects.bulk_update(objects, [_field_name(model, n) for n in assigned])
-        return
-    table = model._meta.db_table
-    sql = (
-        f"UPDATE {table} SET "
-        + ", ".join(f'"{name}" = x."{name}"' for name in assigned)
-        + f" FROM jsonb_to_recordset(%s::jsonb) AS {_columns(model, names)}"
-        + f' WHERE {table}."{key}" = x."{key}"'
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [_document(rows)])
-
-
-def counts_add(*, model: type[models.Model], column: str, key: str, amounts: dict[str, int]) -> None:
-    """Add ``amounts[k]`` to ``column`` of the row whose ``key`` column is k."""
-    if not amounts:
-        return
-    if not is_postgresql():
-        by_amount: dict[int, list[str]] = {}
-        for value, amount in amounts.items():
-            by_amount.setdefault(amount, []).append(value)
-        for amount, values in by_amount.items():
-            model.objects.filter(**{f"{key}__in": values}).update(**{column: models.F(column) + amount})
-        return
-    table = model._meta.db_table
-    sql = (
-        f'UPDATE {table} SET "{column}" = {table}."{column}" + x.amount '
-        f"FROM jsonb_to_recordset(%s::jsonb) AS x(k text, amount integer) "
-        f'WHERE {table}."{key}" = x.k'
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [_document([{"k": k, "amount": n} for k, n in amounts.items()])])
+@cache
+def _recordset(model: type[models.Model], names: tuple[str, ...]) -> str:
+    """``x(col type, ...)`` for jsonb_to_recordset, from the model's own column types."""
+    fields = {field.attname: field for field in model._meta.concrete_fields}
+    return "x(" + ", ".join(f'"{name}" {fields[name].db_type(connection)}' for name in names) + ")"
 
 
 def _field_name(model: type[models.Model], attname: str) -> str:
@@ -127,34 +407,3 @@ def _field_name(model: type[models.Model], attname: str) -> str:
         if field.attname == attname:
             return field.name
     raise LookupError(attname)
-
-
-def _rows_insert_django(
-    *,
-    model: type[models.Model],
-    rows: Sequence[dict[str, Any]],
-    conflict: Sequence[str],
-    update: Sequence[str],
-    returning: str | None,
-) -> list[Any]:
-    """The same insert through Django (SQLite): what ``RETURNING`` would give is read back."""
-    objects = [model(**row) for row in rows]
-    if update:
-        model.objects.bulk_create(
-            objects,
-            batch_size=500,
-            update_conflicts=True,
-            unique_fields=[_field_name(model, n) for n in conflict],
-            update_fields=[_field_name(model, n) for n in update],
-        )
-        return [row[returning] for row in rows] if returning else []
-    if returning is None:
-        model.objects.bulk_create(objects, batch_size=500, ignore_conflicts=True)
-        return []
-    # Skip-on-conflict with RETURNING: only the rows that were not there yet.
-    (single,) = conflict
-    wanted = [row[single] for row in rows]
-    existing = set(model.objects.filter(**{f"{single}__in": wanted}).values_list(single, flat=True))
-    fresh = [obj for obj, row in zip(objects, rows, strict=True) if row[single] not in existing]
-    model.objects.bulk_create(fresh, batch_size=500)
-    return [getattr(obj, returning) for obj in fresh]

@@ -1,10 +1,10 @@
 """Broadcaster: hands committed roster changes to live clients through the channel layer.
 
-roster.ingest calls :func:`roster_changes_publish` from ``transaction.on_commit``, so nothing is
-announced that was not durably written. Per meeting per committed batch it publishes one
-``delta`` frame (the meeting with its new ``seq`` and the whole state of every attendee that
-changed), serialised to text once here and forwarded unchanged by every consumer, plus a compact
-meeting-only frame for meeting lists.
+Ingest calls :func:`changes_committed` after commit (its after-commit hook point, registered by
+roster.apps), so nothing is announced that was not durably written. Per meeting per committed
+batch it publishes one ``delta`` frame (the meeting with its new ``seq`` and the whole state of
+every attendee that changed), serialised to text once here and forwarded unchanged by every
+consumer, plus a compact meeting-only frame for meeting lists.
 
 Groups:
 - ``roster.m.<digest>``: full deltas of one meeting (feed clients that listed it);
@@ -33,6 +33,9 @@ import redis
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
+
+from roster.ingest.hooks import Committed
+from roster.read.serializers import attendee_as_dict, meeting_as_dict
 
 logger = logging.getLogger(__name__)
 
@@ -196,3 +199,17 @@ def roster_changes_publish(changes: list[RosterChange]) -> None:
     messages = [message for change in changes for message in change_messages(change)]
     if messages:
         publisher.submit(messages)
+
+
+def changes_committed(committed: Committed) -> None:
+    """The after-commit hook of ingest (registered by roster.apps): publish the batch's changes."""
+    if committed.changes:
+        roster_changes_publish(
+            [
+                RosterChange(
+                    meeting=meeting_as_dict(change.meeting),
+                    attendees=[attendee_as_dict(row) for row in change.changed_rows],
+                )
+                for change in committed.changes
+            ]
+        )

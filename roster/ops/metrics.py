@@ -35,6 +35,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from roster.domain.fold import RANK, type_name
+from roster.ingest.hooks import Committed
 from roster.models import QueueSource
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,11 @@ def ingest_metrics_record(
         pipe.execute()
     except Exception as exc:  # metrics must never fail an ingest
         _redis.failed(exc)
+
+
+def ingest_committed(committed: Committed) -> None:
+    """The after-commit hook of ingest (registered by roster.apps): count the batch."""
+    ingest_metrics_record(tallies=committed.tallies, seconds=committed.seconds)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,11 +14,10 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
-from roster.domain.events import Rejection, event_parse
-from roster.ingest import IncomingMessage, messages_ingest
+from roster.domain.events import Rejection
+from roster.ingest import IncomingMessage, message_parse, parsed_ingest
 from roster.models import Quarantine
 
 logger = logging.getLogger(__name__)
@@ -58,19 +57,18 @@ def _pretty(doc: Any) -> str:
 
 
 def quarantine_reprocess(*, quarantine_ids: Iterable[int]) -> Counter[str]:
-    """Feed the selected bodies through :func:`roster.ingest.messages_ingest` and mark each row.
+    """Feed the selected bodies through the ingest service again and mark each row.
 
     Returns how many rows ended with each outcome, plus ``skipped`` for rows already applied or
     found duplicate. One body per ingest call, so each row gets its own outcome.
     """
     counts: Counter[str] = Counter()
-    allowed = frozenset(settings.CHIME_ALLOWED_ACCOUNTS)
     ids = sorted(set(quarantine_ids))
     for row in Quarantine.objects.filter(pk__in=ids).order_by("pk"):
         if row.reprocess_outcome in DONE:
             counts["skipped"] += 1
             continue
-        outcome, detail = _reprocess_one(row, allowed=allowed)
+        outcome, detail = _reprocess_one(row)
         row.reprocessed = outcome in (Outcome.APPLIED, Outcome.DUPLICATE, Outcome.REJECTED)
         row.reprocessed_at = timezone.now()
         row.reprocess_outcome = outcome
@@ -81,21 +79,19 @@ def quarantine_reprocess(*, quarantine_ids: Iterable[int]) -> Counter[str]:
     return counts
 
 
-def _reprocess_one(row: Quarantine, *, allowed: frozenset[str]) -> tuple[str, str]:
+def _reprocess_one(row: Quarantine) -> tuple[str, str]:
     if row.truncated:
         return (
             Outcome.TRUNCATED,
             f"only the first {len(bytes(row.body))} of {row.body_size} bytes were kept; "
             "the message cannot be rebuilt",
         )
-    body = bytes(row.body)
-    parsed = event_parse(body, allowed_accounts=allowed, max_bytes=settings.MAX_MESSAGE_BYTES)
-    if isinstance(parsed, Rejection):
+    message = IncomingMessage(body=bytes(row.body), queue=row.queue, message_id=row.sqs_message_id)
+    parsed = message_parse(message=message)
+    if isinstance(parsed, Rejection):  # only marked: never a second Quarantine row
         return Outcome.REJECTED, f"{parsed.code}: {parsed.message}"
     try:
-        result = messages_ingest(
-            messages=[IncomingMessage(body=body, queue=row.queue, message_id=row.sqs_message_id)]
-        )
+        result = parsed_ingest(parsed=[(message, parsed)])
     except Exception as exc:  # noqa: BLE001 (the operator sees why; the row stays quarantined)
         logger.exception("quarantine %s: reprocessing failed", row.pk)
         return Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
@@ -103,5 +99,4 @@ def _reprocess_one(row: Quarantine, *, allowed: frozenset[str]) -> tuple[str, st
         return Outcome.APPLIED, ""
     if result.duplicates:
         return Outcome.DUPLICATE, "this event was already in the log"
-    # Parsed above with the same rules, so ingest cannot have quarantined it again.
     return Outcome.FAILED, result.summary()

@@ -15,7 +15,7 @@ from roster.read.serializers import attendee_as_dict, meeting_as_dict, stream_as
 
 def _meetings() -> QuerySet[Meeting]:
     """Meetings as shown: without the fold's peak ledger (kilobytes of JSON nobody reads here)."""
-    return Meeting.objects.defer("peak_ledger", "peak_tail")
+    return Meeting.objects.defer("peak_marks")
 
 
 def meeting_get(*, meeting_id: str) -> Meeting | None:

@@ -22,18 +22,15 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-from roster.domain.events import Rejection
-from roster.ingest.service import IncomingMessage, IngestResult, messages_ingest, quarantine_create
+from roster.ingest import TRANSIENT_DB_ERRORS, IncomingMessage, IngestResult, messages_ingest_isolating
 from roster.models import QueueSource
-from roster.ops.metrics import ingest_metrics_record
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 TRANSIENT_SQS_ERRORS = (BotoCoreError, ClientError)
 HEALTH_WRITE_SECONDS = 5.0
 _REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
@@ -144,31 +141,6 @@ class BackgroundDeleter:
     def close(self) -> None:
         """Wait for every delete submitted."""
         self._executor.shutdown(wait=True)
-
-
-def messages_ingest_isolating(*, messages: Sequence[IncomingMessage]) -> IngestResult:
-    """Ingest a batch; if it fails for a non-transient reason, split it to quarantine the culprit.
-
-    Transient database errors propagate (the caller deletes nothing).
-    """
-    try:
-        return messages_ingest(messages=messages)
-    except TRANSIENT_DB_ERRORS:
-        raise
-    except Exception as exc:
-        if len(messages) == 1:
-            logger.exception("message %s could not be ingested; quarantined", messages[0].message_id)
-            reason = Rejection("ingest_failed", f"{type(exc).__name__}: {exc}"[:2000])
-            with transaction.atomic():
-                quarantine_create(rejected=[(messages[0], reason)], received_at=timezone.now())
-            result = IngestResult(received=1, quarantined=1)
-            result.tallies[(messages[0].queue, reason.code, "quarantined")] += 1
-            ingest_metrics_record(tallies=result.tallies)  # counted like any quarantine; no batch timed
-            return result
-    middle = len(messages) // 2
-    result = messages_ingest_isolating(messages=messages[:middle])
-    result.add(messages_ingest_isolating(messages=messages[middle:]))
-    return result
 
 
 def queue_drain_once(

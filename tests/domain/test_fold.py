@@ -1,4 +1,4 @@
-"""roster.domain.fold: one example per row of shared/ROSTER.md's transition tables, order, peak, streams.
+"""roster.domain.fold: one example per row of shared/ROSTER.md's transition tables, order and peak.
 
 Events go through the real parser (tests.chime_factory), so natural keys are the ones ingest uses.
 """
@@ -6,33 +6,19 @@ Events go through the real parser (tests.chime_factory), so natural keys are the
 from __future__ import annotations
 
 import itertools
-import json
-from collections import Counter
 
 import pytest
 
 from roster.domain.events import KIND_PIPELINE, KIND_UNKNOWN
 from roster.domain.fold import (
     AttendeeState,
-    PeakLedger,
-    PeakTail,
     Roster,
-    StreamState,
     attendee_fold,
     can_advance,
-    peak_ledger_build,
-    peak_ledger_join,
-    peak_ledger_merge,
-    peak_ledger_split,
-    peak_sweep,
-    peak_tail_merge,
-    presence_deltas,
     rank_of,
     roster_fold,
-    steps_moved,
-    stream_apply,
 )
-from tests.chime_factory import BASE_TS, MEETING_ID, chime_event, unknown_event, vc_event
+from tests.chime_factory import BASE_TS, MEETING_ID, chime_event, unknown_event
 
 A, B, C, D, E, F = "att-a", "att-b", "att-c", "att-d", "att-e", "att-f"
 A_CONTENT = f"{A}#content"
@@ -756,214 +742,3 @@ def test_can_advance_only_strictly_after_the_last_folded_position():
     assert not can_advance(state, [ev("AttendeeContentJoined", A_CONTENT, at=10)])  # same position
     assert not can_advance(state, [ev("AttendeeAuthorized", at=10)])  # same ms, lower rank
     assert not can_advance(state, [ev("AttendeeLeft", at=20), ev("AttendeeVideoStarted", at=5)])
-
-
-def test_presence_deltas_and_peak_sweep():
-    intervals_a = [[T + 1, T + 5, 7], [T + 8, None, None]]
-    intervals_b = [[T + 5, T + 9, 9]]
-    deltas = presence_deltas(intervals_a) + presence_deltas(intervals_b)
-    assert deltas == {
-        (T + 1, 3, 1): 1,
-        (T + 5, 7, -1): 1,
-        (T + 8, 3, 1): 1,
-        (T + 5, 3, 1): 1,
-        (T + 9, 9, -1): 1,
-    }
-    # At T+5 B joins (rank 3) before A leaves (rank 7): two at once.
-    assert peak_sweep(deltas) == (2, 1, (T + 9, 9))
-    assert peak_sweep(presence_deltas([])) == (0, 0, (-1, -1))
-
-
-def test_peak_ledger_merges_moved_steps_inside_its_window():
-    a_open = [[T + 10, None, None]]
-    ledger = peak_ledger_build(presence_deltas(a_open))
-    assert ledger.totals() == (1, 1)
-
-    # B joins later, then A leaves: merged, the peak is 2 and one is left.
-    joined_later = peak_ledger_merge(ledger, steps_moved([([], [[T + 20, None, None]])]))
-    assert joined_later.totals() == (2, 2)
-    closed = peak_ledger_merge(joined_later, steps_moved([(a_open, [[T + 10, T + 15, 7]])]))
-    assert closed.totals() == (1, 1)  # A left at T+15 before B joined at T+20: never two at once
-
-    # A late join before every kept step still merges while the ledger is complete.
-    early = peak_ledger_merge(ledger, steps_moved([([], [[T + 5, T + 12, 7]])]))
-    assert early.totals() == (2, 1)
-    assert peak_ledger_merge(ledger, steps_moved([(a_open, a_open)])) is ledger  # nothing moved
-
-
-def test_peak_ledger_folds_old_steps_and_asks_for_a_sweep_before_its_window():
-    # Three attendees join at T+1..T+3, then two leave; keep only the last 2 steps.
-    intervals = [[[T + 1, T + 4, 7]], [[T + 2, T + 5, 7]], [[T + 3, None, None]]]
-    deltas = Counter()
-    for item in intervals:
-        deltas.update(presence_deltas(item))
-    ledger = peak_ledger_build(deltas, keep=2)
-    assert ledger.totals() == peak_sweep(deltas)[:2] == (3, 1)
-    assert len(ledger.steps) == 2 and not ledger.complete
-    assert (ledger.before_joined, ledger.before_peak) == (3, 3)
-
-    # Inside the window: merged (a fourth joins at T+6).
-    later = peak_ledger_merge(ledger, steps_moved([([], [[T + 6, None, None]])]), keep=2)
-    assert later.totals() == (3, 2)
-    # Before the window, or a step vanishing that the ledger does not hold: a sweep is needed.
-    assert peak_ledger_merge(ledger, steps_moved([([], [[T, T + 1, 7]])]), keep=2) is None
-    assert peak_ledger_merge(ledger, Counter({(T + 9, 7, -1): -1}), keep=2) is None
-
-    # It survives the trip through the Meeting row's JSON.
-    assert PeakLedger.from_json(json.loads(json.dumps(later.as_json()))) == later
-    assert PeakLedger.from_json({}) is None
-
-
-def test_peak_ledger_takes_a_late_join_before_its_window_while_the_meeting_is_at_its_peak_there():
-    """A join burst delivered out of order: the late joins land before the window, and since the
-    meeting only grew, the peak before the window rises with them; no sweep, same totals."""
-    joins = [[[T + n, None, None]] for n in range(1, 9)]
-    deltas = Counter()
-    for item in joins[1:]:
-        deltas.update(presence_deltas(item))
-    ledger = peak_ledger_build(deltas, keep=3)
-    assert not ledger.complete and ledger.before_joined == ledger.before_peak == 4
-    late = peak_ledger_merge(ledger, steps_moved([([], joins[0])]), keep=3)
-    assert late is not None and late.steps == ledger.steps
-    assert late.totals() == peak_sweep(deltas + presence_deltas(joins[0]))[:2] == (8, 8)
-
-    # Not at its peak where the window starts (someone left in the folded steps): sweep.
-    deltas.update(presence_deltas([[T + 1, T + 5, 7]]))
-    shrunk = peak_ledger_build(deltas, keep=3)
-    assert shrunk.before_peak > shrunk.before_joined
-    assert peak_ledger_merge(shrunk, steps_moved([([], [[T, None, None]])]), keep=3) is None
-    # A leave, or a join vanishing, before the window: sweep.
-    assert peak_ledger_merge(ledger, steps_moved([(joins[1], [[T + 2, T + 3, 7]])]), keep=3) is None
-    assert peak_ledger_merge(ledger, steps_moved([(joins[1], [])]), keep=3) is None
-
-
-def test_peak_ledger_split_keeps_the_newest_steps_in_a_tail_that_merges_alone():
-    # Five attendees join at T+1..T+5, the first two leave at T+6 and T+7: 7 steps, peak 5.
-    intervals = [[[T + 1, T + 6, 7]], [[T + 2, T + 7, 7]], *([[T + n, None, None]] for n in (3, 4, 5))]
-    deltas = Counter()
-    for item in intervals:
-        deltas.update(presence_deltas(item))
-    ledger = peak_ledger_build(deltas)
-    head, tail = peak_ledger_split(ledger, keep=3)
-    assert len(head.steps) == 4 and len(tail.steps) == 3
-    assert tail.floor == [T + 4, 3, 1]  # the head's last step
-    assert (tail.base_joined, tail.base_peak) == (4, 4)  # after T+1..T+4 joined
-    assert tail.totals() == ledger.totals() == (5, 3)
-    assert peak_ledger_join(head, tail) == ledger
-    assert peak_ledger_join(head, None) is head  # a ledger stored before the split is whole
-
-    # After the floor: merged in the tail, same answer as merging the whole ledger.
-    sixth = steps_moved([([], [[T + 8, None, None]])])
-    merged = peak_tail_merge(tail, sixth, limit=4)
-    assert merged.steps[-1] == [T + 8, 3, 1, 1] and merged.floor == tail.floor
-    assert merged.totals() == peak_ledger_merge(ledger, sixth).totals() == (5, 4)
-    # At or before the floor, past the limit, or a count below zero: the caller needs the head.
-    assert peak_tail_merge(tail, steps_moved([([], [[T + 4, None, None]])])) is None
-    assert peak_tail_merge(tail, steps_moved([([], [[T, None, None]])])) is None
-    assert peak_tail_merge(tail, sixth, limit=3) is None
-    assert peak_tail_merge(tail, Counter({(T + 9, 7, -1): -1})) is None
-    assert peak_tail_merge(tail, Counter()) is tail
-
-    # It survives the trip through the Meeting row's JSON.
-    assert PeakTail.from_json(json.loads(json.dumps(merged.as_json()))) == merged
-    assert PeakTail.from_json({}) is None
-
-
-def test_peak_ledger_split_of_a_trimmed_ledger_keeps_a_floor():
-    """A ledger that folded steps away keeps one step in its head, so the tail knows which late
-    steps it cannot take; a complete short ledger goes whole into the tail and takes any step."""
-    deltas = presence_deltas([[T + 1, T + 4, 7], [T + 6, None, None]])
-    trimmed = peak_ledger_build(deltas, keep=2)
-    head, tail = peak_ledger_split(trimmed, keep=5)
-    assert len(head.steps) == 1 and not head.complete and tail.floor == head.steps[-1][:3]
-    assert peak_tail_merge(tail, steps_moved([([], [[T + 2, None, None]])])) is None
-
-    whole_head, whole_tail = peak_ledger_split(peak_ledger_build(deltas), keep=5)
-    assert whole_head.steps == [] and whole_tail.floor is None and whole_tail.head_complete
-    early = steps_moved([([], [[T, T + 2, 7]])])
-    assert peak_tail_merge(whole_tail, early).totals() == (2, 1)
-
-    # A head that folded steps away and keeps none: nothing may merge without it.
-    bare = PeakTail(steps=[], base_joined=1, base_peak=2, floor=None, head_complete=False)
-    assert peak_tail_merge(bare, early) is None
-
-
-# --- Voice Connector streams -----------------------------------------------------------------------
-
-
-def stream(*events) -> StreamState:
-    state = StreamState(voice_connector_id="vc-1", transaction_id="tx-1")
-    for event in events:
-        stream_apply(state, event)
-    return state
-
-
-def at(second: int) -> str:
-    return f"2022-08-30T19:06:{second:02d}.000Z"
-
-
-START = "2022-08-30T19:06:00.000Z"
-
-
-def test_stream_latest_by_time_wins():
-    started = vc_event("STARTED", at=at(0))
-    updated = vc_event("UPDATED", at=at(5), startTime=START)
-    updated_later = vc_event("UPDATED", at=at(9), startTime=START)
-    for order in itertools.permutations([started, updated, updated_later]):
-        state = stream(*order)
-        assert state.status == "UPDATED"
-        assert state.status_at == updated_later.timestamp
-    assert stream(started).status == "STARTED"
-
-
-def test_stream_ended_is_final():
-    state = stream(
-        vc_event("STARTED", at=at(0)),
-        vc_event("ENDED", at=at(10), startTime=START),
-        vc_event("UPDATED", at=at(20), startTime=START),
-    )
-    assert state.status == "ENDED"
-    assert state.end_time == at(10)
-    assert state.start_time == START
-
-
-def test_stream_failed_is_final():
-    state = stream(
-        vc_event("FAILED", at=at(10), failureReason="Kinesis throttled"),
-        vc_event("UPDATED", at=at(20)),
-        vc_event("STARTED", at=at(0)),
-    )
-    assert state.status == "FAILED"
-    assert state.failure_time == at(10)
-    assert state.failure_reason == "Kinesis throttled"
-
-
-def test_stream_first_final_status_stays():
-    ended = vc_event("ENDED", at=at(10))
-    failed = vc_event("FAILED", at=at(20), failureReason="late")
-    assert stream(failed, ended).status == "ENDED"
-    assert stream(ended, failed).status == "ENDED"
-
-
-def test_stream_fields_from_the_events():
-    state = stream(vc_event("STARTED", at=START))
-    assert state.call_id == "1112-2222-4333"
-    assert state.direction == "Outbound"
-    assert (state.from_number, state.to_number) == ("+12065550100", "+12065550200")
-    assert state.stream_arn.startswith("arn:aws:kinesisvideo:")
-    assert state.start_time == START
-
-
-def test_stream_any_order_with_duplicates_gives_the_same_state():
-    events = [
-        vc_event("STARTED", at=at(0)),
-        vc_event("UPDATED", at=at(3), startTime=START),
-        vc_event("UPDATED", at=at(3), startTime=START),  # duplicate delivery
-        vc_event("UPDATED", at=at(6), startTime=START),
-        vc_event("ENDED", at=at(8), startTime=START),
-        vc_event("UPDATED", at=at(9), startTime=START),
-    ]
-    states = {repr(stream(*order)) for order in itertools.permutations(events)}
-    assert len(states) == 1
-    (only,) = {stream(*events).status}
-    assert only == "ENDED"

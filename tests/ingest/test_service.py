@@ -7,13 +7,13 @@ import json
 import random
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from roster.domain import fold as machine
 from roster.domain.events import event_parse
-from roster.ingest import IncomingMessage, messages_ingest
+from roster.ingest import IncomingMessage, hooks, messages_ingest
+from roster.live.broadcast import changes_committed
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
+from roster.ops.metrics import ingest_committed
 from roster.read.selectors import roster_get
 from tests.chime_factory import BASE_TS, as_json, detail, envelope
 from tests.streams import as_bare, as_envelope, as_sns, bodies, meeting_stream, shuffled_with_duplicates
@@ -115,77 +115,36 @@ def test_batches_spanning_meetings_that_end_and_go_on_give_each_its_whole_fold(s
     assert Event.objects.count() == sum(len(details) for details in streams)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_peak_ledger_split_into_a_tiny_head_and_tail_gives_the_whole_fold(seed, monkeypatch):
-    """With a window of 4 steps and a tail of at most 2, a stream of 12 attendees merges in the
-    tail, spills into the head, reaches back into it and sweeps, in any order: same roster."""
-    monkeypatch.setattr(machine, "PEAK_LEDGER_STEPS", 4)
-    monkeypatch.setattr(machine, "PEAK_TAIL_STEPS", 2)
-    monkeypatch.setattr(machine, "PEAK_TAIL_KEEP", 1)
-    details = meeting_stream(seed=seed, attendees=12, end=seed % 3 == 0)
-    raw = bodies(details, seed=seed)
-    if seed % 2:
-        raw = shuffled_with_duplicates(raw, seed=seed)
-    ingest_in_random_batches(raw, seed=seed, sizes=[1, 2, 3, 7])
-    assert stored(details[0]["meetingId"]) == expected(details)
-
-
 def attendee_joins(meeting_id: str, offsets: range | list[int]) -> list[str]:
     return [
         as_json(envelope(detail("AttendeeJoined", meeting_id, f"att-{n}", BASE_TS + n * 10))) for n in offsets
     ]
 
 
-def peak_queries(queries: list[dict]) -> dict[str, int]:
-    """How many of these SQL statements read or wrote the ledger's head, and swept the rows (the
-    blank-row insert of SQLite's meeting lock names every column and changes no existing row)."""
-    sql = [query["sql"] for query in queries]
-    return {
-        "head": sum("peak_ledger" in text and not text.startswith("INSERT") for text in sql),
-        "sweep": sum('"roster_attendee"."intervals"' in text and "NOT" in text for text in sql),
-    }
-
-
-def test_a_batch_after_the_ledgers_head_reads_and_writes_only_its_tail():
-    meeting_id = "m-ledger"
-    joins = attendee_joins(meeting_id, range(1, 200))
-    for start in range(0, 190, 10):  # 190 steps in time order: the tail spills into the head
-        ingest(joins[start : start + 10])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_join_burst_out_of_order_into_a_full_meeting_gives_the_whole_fold(seed):
+    """250 joins (Chime's cap), shuffled, in drain-sized batches: peak and count exact."""
+    meeting_id = f"m-burst-{seed}"
+    joins = attendee_joins(meeting_id, range(250))
+    random.Random(seed).shuffle(joins)
+    ingest_in_random_batches(joins, seed=seed, sizes=[10, 30, 100])
     meeting = Meeting.objects.get(pk=meeting_id)
-    head = machine.PeakLedger.from_json(meeting.peak_ledger)
-    tail = machine.PeakTail.from_json(meeting.peak_tail)
-    assert head.steps and tail.floor == head.steps[-1][:3]
-    assert len(tail.steps) <= machine.PEAK_TAIL_STEPS
-    assert (meeting.peak_joined, meeting.joined_count) == (190, 190)
-
-    with CaptureQueriesContext(connection) as newest:
-        ingest(joins[190:192])  # after the floor: the tail alone
-    assert peak_queries(newest.captured_queries) == {"head": 0, "sweep": 0}
-    assert Meeting.objects.get(pk=meeting_id).peak_ledger == meeting.peak_ledger
-
-    late = as_json(envelope(detail("AttendeeLeft", meeting_id, "att-5", BASE_TS + 5 * 10 + 1)))
-    with CaptureQueriesContext(connection) as reaching_back:
-        ingest([late])  # before the floor, inside the window: the whole ledger, no sweep
-    assert peak_queries(reaching_back.captured_queries) == {"head": 2, "sweep": 0}  # read, write
-    meeting = Meeting.objects.get(pk=meeting_id)
-    assert (meeting.peak_joined, meeting.joined_count) == (191, 191)  # att-5 left before 192 joined
+    assert (meeting.peak_joined, meeting.joined_count, meeting.seq > 0) == (250, 250, True)
 
 
-def test_a_ledger_stored_before_the_split_is_read_whole_and_split_without_a_sweep():
-    meeting_id = "m-old-ledger"
+def test_a_meeting_stored_before_its_peak_marks_is_swept_once_then_counted():
+    meeting_id = "m-before-marks"
     ingest(attendee_joins(meeting_id, range(1, 41)))
+    Meeting.objects.filter(pk=meeting_id).update(peak_marks=None)  # as migration 0007 leaves it
+    left = as_json(envelope(detail("AttendeeLeft", meeting_id, "att-5", BASE_TS + 5 * 10 + 1)))
+    ingest([left, *attendee_joins(meeting_id, [41])])
     meeting = Meeting.objects.get(pk=meeting_id)
-    whole = machine.peak_ledger_join(
-        machine.PeakLedger.from_json(meeting.peak_ledger), machine.PeakTail.from_json(meeting.peak_tail)
-    )
-    Meeting.objects.filter(pk=meeting_id).update(peak_ledger=whole.as_json(), peak_tail={})
-
-    with CaptureQueriesContext(connection) as queries:
-        ingest(attendee_joins(meeting_id, [41]))
-    assert peak_queries(queries.captured_queries) == {"head": 2, "sweep": 0}
+    assert (meeting.peak_joined, meeting.joined_count) == (40, 40)  # att-5 left before att-41 joined
+    assert meeting.peak_marks == {"last": [BASE_TS + 410, 3], "at": [BASE_TS + 410, 3]}
+    ingest(attendee_joins(meeting_id, [42]))
     meeting = Meeting.objects.get(pk=meeting_id)
     assert (meeting.peak_joined, meeting.joined_count) == (41, 41)
-    assert machine.PeakTail.from_json(meeting.peak_tail).totals() == (41, 41)
+    assert meeting.peak_marks == {"last": [BASE_TS + 420, 3], "at": [BASE_TS + 420, 3]}
 
 
 def test_in_order_one_by_one_equals_whole_fold():
@@ -288,22 +247,45 @@ def test_seq_rises_once_per_changing_batch_and_marks_changed_rows():
     assert Event.objects.filter(event_type="chime:AttendeeFutureThing").exists()
 
 
-def test_changes_are_published_after_commit_only(django_capture_on_commit_callbacks, monkeypatch):
-    published = []
-    monkeypatch.setattr(
-        "roster.ingest.service.roster_changes_publish", lambda changes: published.append(changes)
-    )
+@pytest.fixture
+def committed_batches():
+    """What ingest hands its after-commit hook point, batch by batch."""
+    batches: list[hooks.Committed] = []
+    hooks.after_commit.register(batches.append)
+    yield batches
+    hooks.after_commit.unregister(batches.append)
+
+
+def test_changes_reach_the_after_commit_hooks_only_after_commit(
+    django_capture_on_commit_callbacks, committed_batches
+):
     details = meeting_stream(seed=7, attendees=2, end=False)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         ingest(bodies(details, seed=7))
-    assert published == []  # nothing before commit
-    assert len(callbacks) == 2  # the broadcast, then the shared metrics counters (roster.ops.metrics)
-    callbacks[0]()
-    (changes,) = published
-    (change,) = changes
-    assert change.meeting["meeting_id"] == details[0]["meetingId"] and change.meeting["seq"] == 1
-    assert {a["attendee_id"] for a in change.attendees} == {"att-7-0", "att-7-1"}
-    assert all(a["seq"] == 1 for a in change.attendees)
+    assert committed_batches == []  # nothing before commit
+    # One callback per hook, in registration order: the broadcaster, the metrics, then this test's.
+    assert [c.func for c in callbacks] == [*hooks.after_commit.hooks]
+    assert hooks.after_commit.hooks[:2] == [changes_committed, ingest_committed]
+    callbacks[-1]()
+    (batch,) = committed_batches
+    (change,) = batch.changes
+    assert change.meeting.meeting_id == details[0]["meetingId"] and change.meeting.seq == 1
+    assert {a.attendee_id for a in change.changed_rows} == {"att-7-0", "att-7-1"}
+    assert all(a.seq == 1 for a in change.changed_rows)
+    assert sum(batch.tallies.values()) == len(details) and batch.seconds > 0
+
+
+def test_a_failing_in_transaction_hook_rolls_the_batch_back():
+    def refuse(changes) -> None:
+        raise RuntimeError("the outbox could not be written")
+
+    hooks.in_transaction.register(refuse)
+    try:
+        with pytest.raises(RuntimeError):
+            ingest(bodies(meeting_stream(seed=8, attendees=2), seed=8))
+    finally:
+        hooks.in_transaction.unregister(refuse)
+    assert not Event.objects.exists() and not Meeting.objects.exists()
 
 
 def test_content_attendee_creates_parent_row_and_external_id_precedence():

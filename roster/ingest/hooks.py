@@ -1,0 +1,50 @@
+"""Ingest's two hook points: *in the transaction* and *after commit*.
+
+The layers above ingest register into them at start-up (roster.apps): the broadcaster and the
+metrics after commit, the outbound-hook outbox in the transaction. Ingest calls them and imports
+none of them, so nothing is announced that was not committed, and a hook that writes does so in
+the batch's own transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from roster.domain.plan import MeetingFolded
+
+T = TypeVar("T")
+Tally = tuple[str, str, str]  # (queue, event type or rejection code, outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one committed ingest transaction did."""
+
+    changes: Sequence[MeetingFolded] = ()  # meetings whose roster changed (seq raised)
+    tallies: Counter[Tally] = field(default_factory=Counter)  # messages by outcome
+    seconds: float | None = None  # the batch's time, parse to commit; None when not timed
+
+
+class HookPoint(Generic[T]):  # noqa: UP046 (Python 3.11)
+    """An ordered set of callables; registering one twice keeps one."""
+
+    def __init__(self) -> None:
+        self.hooks: list[Callable[[T], None]] = []
+
+    def register(self, hook: Callable[[T], None]) -> None:
+        if hook not in self.hooks:
+            self.hooks.append(hook)
+
+    def unregister(self, hook: Callable[[T], None]) -> None:
+        if hook in self.hooks:
+            self.hooks.remove(hook)
+
+
+# Called with the batch's changed meetings, inside its transaction: a hook that raises rolls the
+# batch back (the messages stay in their queue and come back).
+in_transaction: HookPoint[Sequence[MeetingFolded]] = HookPoint()
+# Called once the batch committed; a hook that raises is logged and the others still run.
+after_commit: HookPoint[Committed] = HookPoint()

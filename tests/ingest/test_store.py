@@ -1,0 +1,190 @@
+"""roster.ingest.store: one contract for both stores. The suite runs on PostgreSQL (PostgresStore)
+and on SQLite (the portable Store), so each test here holds both to the same answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection, transaction
+
+from roster.domain.fold import AttendeeState
+from roster.domain.plan import MeetingRecord
+from roster.domain.streams import StreamState
+from roster.ingest.store import PostgresStore, store_for_connection
+from roster.models import Event, Quarantine
+from tests.chime_factory import BASE_TS, as_json, detail, envelope
+from tests.ingest.test_service import ingest
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store():
+    return store_for_connection()
+
+
+def test_the_store_is_the_one_of_the_database_in_use(store):
+    assert isinstance(store, PostgresStore) == (connection.vendor == "postgresql")
+
+
+def log_row(key: str, *, meeting_id: str = "m-1") -> dict:
+    return {
+        "key": key,
+        "kind": "meeting",
+        "detail_type": "Chime Meeting State Change",
+        "event_type": "chime:AttendeeJoined",
+        "meeting_id": meeting_id,
+        "attendee_id": "a-1",
+        "parent_id": "a-1",
+        "timestamp": BASE_TS,
+        "detail": {"note": "é ✓", "nested": [1, None]},
+        "envelope_id": "",
+        "account": "",
+        "region": "",
+        "queue": "q",
+        "sqs_message_id": "",
+        "received_at": NOW,
+        "duplicate_count": 0,
+    }
+
+
+def test_events_insert_returns_only_new_keys_and_duplicates_are_counted(store):
+    assert store.events_insert(rows=[log_row("k1"), log_row("k2")]) == {"k1", "k2"}
+    assert store.events_insert(rows=[log_row("k2"), log_row("k3")]) == {"k3"}
+    assert store.events_insert(rows=[]) == set()
+    store.duplicates_count(amounts={"k1": 2, "k2": 1})
+    store.duplicates_count(amounts={"k1": 1})
+    counts = dict(Event.objects.values_list("key", "duplicate_count"))
+    assert counts == {"k1": 3, "k2": 1, "k3": 0}
+    assert Event.objects.get(key="k1").detail == {"note": "é ✓", "nested": [1, None]}
+
+
+def test_meetings_lock_creates_the_missing_and_returns_what_is_stored(store):
+    with transaction.atomic():
+        created = store.meetings_lock(meeting_ids=["m-a", "m-b"])
+    assert created == {"m-a": MeetingRecord.new("m-a"), "m-b": MeetingRecord.new("m-b")}
+    written = MeetingRecord(
+        meeting_id="m-a",
+        external_meeting_id="standup",
+        media_region="eu-west-1",
+        status="active",
+        started_at=BASE_TS,
+        ended_at=None,
+        peak_joined=7,
+        joined_count=3,
+        dropped_count=1,
+        video_count=2,
+        sharing_count=1,
+        transcription="failed",
+        transcription_message="Internal error",
+        pipelines={"p-1": "in_progress"},
+        seq=12,
+        peak_marks={"last": [BASE_TS + 5, 7], "at": [BASE_TS + 2, 3]},
+    )
+    with transaction.atomic():
+        store.meetings_write(meetings=[written])
+        assert store.meetings_lock(meeting_ids=["m-a", "m-b", "m-c"]) == {
+            "m-a": written,
+            "m-b": MeetingRecord.new("m-b"),
+            "m-c": MeetingRecord.new("m-c"),
+        }
+    assert store.meetings_lock(meeting_ids=[]) == {}
+
+
+def row(attendee_id: str, **fields) -> AttendeeState:
+    return AttendeeState(attendee_id=attendee_id, **fields)
+
+
+def test_attendees_write_upserts_whole_rows_and_attendee_rows_reads_what_was_asked(store):
+    with transaction.atomic():
+        store.meetings_lock(meeting_ids=["m-1", "m-2"])
+    first = row(
+        "a-1",
+        external_user_id="ana",
+        presence="joined",
+        network_type="Voip",
+        video=True,
+        first_joined_at=BASE_TS,
+        joined_since=BASE_TS,
+        capabilities={"audio": "SendReceive", "video": None, "content": "Receive"},
+        intervals=[[BASE_TS, None, None]],
+        folded_ts=BASE_TS,
+        folded_rank=3,
+        external_user_id_own=True,
+        seq=4,
+    )
+    store.attendees_write(rows=[("m-1", first), ("m-1", row("a-2")), ("m-2", row("a-1", presence="left"))])
+    updated = row("a-1", presence="left", joined_ms=5, intervals=[[BASE_TS, BASE_TS + 5, 7]], seq=5)
+    store.attendees_write(rows=[("m-1", updated)])
+
+    rows = store.attendee_rows(every=["m-2"], touched={"m-1": ["a-1", "a-9"]})
+    assert rows == {"m-1": {"a-1": updated}, "m-2": {"a-1": row("a-1", presence="left")}}
+    assert rows["m-1"]["a-1"].seq == 5  # not compared by ==, stored all the same
+    assert store.attendee_rows(every=[], touched={"m-1": ["a-2"]}) == {"m-1": {"a-2": row("a-2")}}
+    assert store.attendee_rows(every=["m-1"], touched={}) == {"m-1": {"a-1": updated, "a-2": row("a-2")}}
+    assert store.joined_intervals(others_than={"m-1": {"a-2"}, "m-2": set()}) == {
+        "m-1": [[[BASE_TS, BASE_TS + 5, 7]]],
+        "m-2": [[]],
+    }
+
+
+def test_histories_are_the_rows_events_the_meeting_ends_and_the_meeting_level_events(store):
+    def body(event_type: str, meeting_id: str, attendee_id: str | None, ms: int, **extra) -> str:
+        return as_json(envelope(detail(event_type, meeting_id, attendee_id, BASE_TS + ms, **extra)))
+
+    ingest(
+        [
+            body("MeetingStarted", "m-1", None, 0),
+            body("AttendeeJoined", "m-1", "a-1", 1),
+            body("AttendeeContentJoined", "m-1", "a-1#content", 2),
+            body("AttendeeJoined", "m-1", "a-2", 3),
+            body("MediaPipelineInProgress", "m-1", None, 4, mediaPipelineId="p-1"),
+            body("MeetingEnded", "m-1", None, 9),
+            body("AttendeeJoined", "m-2", "a-1", 5),  # another meeting's a-1
+        ]
+    )
+    histories = store.attendee_histories(refold={"m-1": {"a-1"}})
+    assert set(histories) == {"m-1"}
+    assert {k: sorted(e.event_type for e in v) for k, v in histories["m-1"].items()} == {
+        "a-1": ["chime:AttendeeContentJoined", "chime:AttendeeJoined"],
+        "": ["chime:MeetingEnded"],
+    }
+    level = store.meeting_histories(meeting_ids=["m-1", "m-2"])
+    assert sorted(e.event_type for e in level["m-1"]) == [
+        "chime:MediaPipelineInProgress",
+        "chime:MeetingEnded",
+        "chime:MeetingStarted",
+    ]
+    assert "m-2" not in level
+
+
+def test_streams_lock_creates_blank_rows_and_streams_write_stores_the_state(store):
+    key = ("vc-1", "tx-1")
+    with transaction.atomic():
+        assert store.streams_lock(keys={key}) == {key: StreamState(*key, status="", status_at=-1)}
+    state = StreamState(*key, status="ENDED", status_at=BASE_TS, call_id="c-1", failure_reason="")
+    store.streams_write(streams=[state])
+    with transaction.atomic():
+        assert store.streams_lock(keys={key, ("vc-1", "tx-2")})[key] == state
+    assert store.streams_lock(keys=set()) == {}
+
+
+def test_quarantine_insert_keeps_the_bytes(store):
+    store.quarantine_insert(
+        rows=[
+            {
+                "body": b"\xff not utf-8",
+                "body_size": 12,
+                "truncated": False,
+                "reason_code": "not_utf8",
+                "reason": "bad",
+                "queue": "q",
+                "sqs_message_id": "m",
+                "received_at": NOW,
+            }
+        ]
+    )
+    assert bytes(Quarantine.objects.get().body) == b"\xff not utf-8"
