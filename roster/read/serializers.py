@@ -1,4 +1,5 @@
-"""The JSON shapes of shared/ROSTER.md, in one place: REST, the roster command and the broadcaster."""
+"""The JSON shapes of shared/ROSTER.md, in one place: REST, the roster command, the broadcaster and
+the admin (which shows the same fields)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from roster.domain.fold import AttendeeState
 from roster.models import Attendee, Meeting, VoiceConnectorStream
 
+# joined_count before peak_joined: the order the admin has always shown them in.
 MEETING_FIELDS = (
     "meeting_id",
     "external_meeting_id",
@@ -14,8 +16,8 @@ MEETING_FIELDS = (
     "status",
     "started_at",
     "ended_at",
-    "peak_joined",
     "joined_count",
+    "peak_joined",
     "dropped_count",
     "video_count",
     "sharing_count",
@@ -25,6 +27,9 @@ MEETING_FIELDS = (
     "seq",
 )
 
+# What a client sees of an attendee row: the fold's public state and the seq it last changed at.
+ATTENDEE_FIELDS = (*AttendeeState.PUBLIC_FIELDS, "seq")
+
 
 def meeting_as_dict(meeting: Meeting) -> dict[str, Any]:
     data = {name: getattr(meeting, name) for name in MEETING_FIELDS}
@@ -33,9 +38,7 @@ def meeting_as_dict(meeting: Meeting) -> dict[str, Any]:
 
 
 def attendee_as_dict(attendee: Attendee) -> dict[str, Any]:
-    data = {name: getattr(attendee, name) for name in AttendeeState.PUBLIC_FIELDS}
-    data["seq"] = attendee.seq
-    return data
+    return {name: getattr(attendee, name) for name in ATTENDEE_FIELDS}
 
 
 STREAM_FIELDS = (
