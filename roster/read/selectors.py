@@ -1,4 +1,4 @@
-"""Reads: what the REST endpoints, the dashboard, the sockets, the admin's pages and the commands show.
+"""Reads: what the REST endpoints, the dashboard, the sockets, /healthz and the commands show.
 
 Meetings and attendees are loaded with the columns their serializers show and no others, so the
 fold's bookkeeping columns (however they change) are never read here.
@@ -7,6 +7,8 @@ fold's bookkeeping columns (however they change) are never read here.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +17,7 @@ from django.utils import timezone
 
 from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
 from roster.domain.timeline import timeline_build
-from roster.models import Attendee, Event, Meeting, QueueSource, VoiceConnectorStream
+from roster.models import Attendee, Event, Meeting, Quarantine, QueueSource, VoiceConnectorStream
 from roster.read.access import Access
 from roster.read.serializers import (
     ATTENDEE_FIELDS,
@@ -184,3 +186,34 @@ def queue_lag_get() -> dict[str, Any]:
         "warn": bool(parts),
         "message": " · ".join(parts).capitalize() if parts else "",
     }
+
+
+def queue_urls_enabled() -> list[str]:
+    """The enabled queues' URLs, in URL order (what /healthz checks)."""
+    return list(QueueSource.objects.filter(enabled=True).order_by("url").values_list("url", flat=True))
+
+
+def queue_urls_configured() -> tuple[list[str], list[str]]:
+    """What workers drain (SQS_QUEUE_URLS, seeded as enabled rows, then the other enabled rows), and
+    the queues disabled in admin; each in the order they were configured."""
+    rows = dict(QueueSource.objects.order_by("id").values_list("url", "enabled"))
+    drained = [url for url in settings.SQS_QUEUE_URLS if rows.get(url, True)]
+    drained += [url for url, enabled in rows.items() if enabled and url not in drained]
+    disabled = [url for url, enabled in rows.items() if not enabled]
+    return list(dict.fromkeys(drained)), disabled
+
+
+@dataclass(frozen=True, slots=True)
+class QueueActivity:
+    source: QueueSource | None  # None: no row, so no worker drains the queue
+    events: int  # stored from the queue since the time asked
+    quarantined: int
+
+
+def queue_activity_get(*, url: str, since: datetime) -> QueueActivity:
+    """A queue's row (its drain's figures) and what was stored from it since ``since``."""
+    return QueueActivity(
+        source=QueueSource.objects.filter(url=url).first(),
+        events=Event.objects.filter(received_at__gte=since, queue=url).count(),
+        quarantined=Quarantine.objects.filter(received_at__gte=since, queue=url).count(),
+    )

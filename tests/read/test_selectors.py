@@ -1,5 +1,5 @@
 """Selectors: what the read side loads (the shown columns, one query a list) and the figures it
-derives on read (time in meeting so far, the timeline's end)."""
+derives on read (time in meeting so far, the timeline's end, the queues a check covers)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import json
 import pytest
 
 from roster.ingest import IncomingMessage, messages_ingest
-from roster.models import Meeting
+from roster.models import Meeting, QueueSource
 from roster.read.access import Access
 from roster.read.selectors import (
     attendance_list,
     meeting_visible,
     meetings_visible,
+    queue_urls_configured,
     roster_read,
     timeline_get,
 )
@@ -70,3 +71,15 @@ def test_timeline_ends_when_the_meeting_ended():
     timeline = timeline_get(meeting=meeting_visible(access=EVERYTHING, meeting_id="m-t"))
     assert timeline["end"] == 9_000
     assert timeline["lanes"][0]["segments"] == [{"kind": "present", "start": 1_500, "end": 9_000}]
+
+
+def test_configured_queues_settings_first_then_enabled_rows(settings):
+    settings.SQS_QUEUE_URLS = ["http://q/settings", "http://q/switched-off"]
+    QueueSource.objects.create(url="http://q/row")
+    QueueSource.objects.create(url="http://q/switched-off", enabled=False)
+    QueueSource.objects.create(url="http://q/settings")
+    QueueSource.objects.create(url="http://q/off", enabled=False)
+    assert queue_urls_configured() == (
+        ["http://q/settings", "http://q/row"],
+        ["http://q/switched-off", "http://q/off"],
+    )
