@@ -17,7 +17,6 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from roster.domain.fold import AttendeeState
 from roster.models import (
     AccessRule,
     Attendee,
@@ -30,11 +29,12 @@ from roster.models import (
 )
 from roster.ops.quarantine import quarantine_body_sections, quarantine_reprocess
 from roster.read.access import feed_token_create, feed_token_revoke
+from roster.read.serializers import ATTENDEE_FIELDS, MEETING_FIELDS
 from roster.sources.sqs import queue_health_refresh, queue_source_update
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Derived state and the event log: visible, never added, changed or deleted by hand."""
+class ReadOnlyPermissions:
+    """Visible, never added, changed or deleted by hand (for model admins and inlines alike)."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -46,30 +46,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-ATTENDEE_FIELDS = (*AttendeeState.PUBLIC_FIELDS, "seq")  # what a client sees of a row, as REST
+class ReadOnlyAdmin(ReadOnlyPermissions, admin.ModelAdmin):
+    """Derived state and the event log."""
 
 
-class AttendeeInline(admin.TabularInline):
+class AttendeeInline(ReadOnlyPermissions, admin.TabularInline):
     model = Attendee
-    fields = ATTENDEE_FIELDS
+    fields = ATTENDEE_FIELDS  # what a client sees of a row, as REST; never the fold's bookkeeping
     readonly_fields = fields
     extra = 0
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-def _events_link(meeting_id: str) -> str:
-    url = reverse("admin:roster_event_changelist") + "?" + urlencode({"meeting_id": meeting_id})
-    return format_html('<a href="{}">events</a>', url)
 
 
 @admin.register(Meeting)
@@ -86,27 +72,7 @@ class MeetingAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status",)
     search_fields = ("meeting_id", "external_meeting_id")
-    fields = (
-        "dashboard",
-        "events",
-        "meeting_id",
-        "external_meeting_id",
-        "media_region",
-        "status",
-        "started_at",
-        "ended_at",
-        "joined_count",
-        "peak_joined",
-        "dropped_count",
-        "video_count",
-        "sharing_count",
-        "transcription",
-        "transcription_message",
-        "pipelines",
-        "seq",
-        "created_at",
-        "updated_at",
-    )
+    fields = ("dashboard", "events", *MEETING_FIELDS, "created_at", "updated_at")
     readonly_fields = fields
     inlines = [AttendeeInline]
 
@@ -117,7 +83,8 @@ class MeetingAdmin(ReadOnlyAdmin):
 
     @admin.display(description="event log")
     def events(self, obj: Meeting) -> str:
-        return _events_link(obj.meeting_id)
+        url = reverse("admin:roster_event_changelist") + "?" + urlencode({"meeting_id": obj.meeting_id})
+        return format_html('<a href="{}">events</a>', url)
 
 
 @admin.register(Attendee)

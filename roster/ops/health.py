@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import redis
-from botocore.config import Config
 from django.conf import settings
 from django.db import connection
 
-from roster.models import QueueSource
+from roster.read.selectors import queue_urls_enabled
+from roster.sources.sqs import sqs_client
 
 OK = "ok"
 FAIL = "fail"
@@ -72,22 +71,6 @@ def redis_check() -> dict[str, str]:
     return {"status": OK}
 
 
-def _sqs_probe_client(url: str) -> Any:
-    from roster.sources.sqs import queue_region
-
-    config = Config(
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-        retries={"max_attempts": 1, "mode": "standard"},
-    )
-    return boto3.client(
-        "sqs",
-        region_name=queue_region(url),
-        endpoint_url=settings.AWS_ENDPOINT_URL_SQS,
-        config=config,
-    )
-
-
 def queue_check(*, url: str) -> dict[str, str]:
     """Reachable: GetQueueAttributes answers. Cached per (queue, endpoint) for a few seconds;
     concurrent probes of one queue wait for the one call in flight instead of each calling SQS."""
@@ -104,9 +87,8 @@ def queue_check(*, url: str) -> dict[str, str]:
             return cached.check
         check = {"queue": queue_name(url)}
         try:
-            _sqs_probe_client(url).get_queue_attributes(
-                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-            )
+            client = sqs_client(queue_url=url, timeout=READ_TIMEOUT_SECONDS, max_attempts=1)
+            client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
         except Exception as exc:
             check.update(_failure(exc))
         else:
@@ -125,9 +107,7 @@ def health_report() -> dict[str, Any]:
     queues: list[dict[str, str]] = []
     if database["status"] == OK:
         try:
-            urls = list(
-                QueueSource.objects.filter(enabled=True).order_by("url").values_list("url", flat=True)
-            )
+            urls = queue_urls_enabled()
         except Exception as exc:
             database = _failure(exc)
         else:

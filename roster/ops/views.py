@@ -28,6 +28,7 @@ def _is_staff(request: HttpRequest) -> bool:
 
 
 def _json_refusal(request: HttpRequest) -> JsonResponse:
+    """403 for a logged-in user who lacks the right, 401 for anyone else."""
     if request.user.is_authenticated:
         return JsonResponse({"error": "forbidden", "message": "staff only"}, status=403)
     return JsonResponse({"error": "unauthenticated", "message": "log in"}, status=401)
@@ -101,5 +102,5 @@ def api_streams(request: HttpRequest) -> JsonResponse:
 @require_GET
 def api_queue_lag(request: HttpRequest) -> JsonResponse:
     if not request.user.is_authenticated:
-        return JsonResponse({"error": "unauthenticated", "message": "log in"}, status=401)
+        return _json_refusal(request)
     return JsonResponse(queue_lag_get())

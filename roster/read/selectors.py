@@ -1,21 +1,39 @@
-"""Reads: what the REST endpoints, the dashboard, the sockets and the commands show."""
+"""Reads: what the REST endpoints, the dashboard, the sockets, /healthz and the commands show.
+
+Meetings and attendees are loaded with the columns their serializers show and no others, so the
+fold's bookkeeping columns (however they change) are never read here.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Case, Count, F, Q, QuerySet, When
 from django.utils import timezone
 
-from roster.models import Attendee, Meeting, QueueSource, VoiceConnectorStream
+from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
+from roster.domain.timeline import timeline_build
+from roster.models import Attendee, Event, Meeting, Quarantine, QueueSource, VoiceConnectorStream
 from roster.read.access import Access
-from roster.read.serializers import attendee_as_dict, meeting_as_dict, stream_as_dict
+from roster.read.serializers import (
+    ATTENDEE_FIELDS,
+    MEETING_FIELDS,
+    attendee_as_dict,
+    meeting_as_dict,
+    stream_as_dict,
+)
 
 
 def _meetings() -> QuerySet[Meeting]:
-    """Meetings as shown: without the fold's peak ledger (kilobytes of JSON nobody reads here)."""
-    return Meeting.objects.defer("peak_marks")
+    return Meeting.objects.only(*MEETING_FIELDS)
+
+
+def _attendees(meeting: Meeting) -> QuerySet[Attendee]:
+    return Attendee.objects.filter(meeting=meeting).only(*ATTENDEE_FIELDS).order_by("attendee_id")
 
 
 def meeting_get(*, meeting_id: str) -> Meeting | None:
@@ -32,11 +50,9 @@ def meeting_get(*, meeting_id: str) -> Meeting | None:
 
 
 def roster_get(*, meeting_id: str) -> dict[str, Any] | None:
+    """The roster of a meetingId or externalMeetingId (as :func:`meeting_get` finds it)."""
     meeting = meeting_get(meeting_id=meeting_id)
-    if meeting is None:
-        return None
-    attendees = Attendee.objects.filter(meeting=meeting).order_by("attendee_id")
-    return {"meeting": meeting_as_dict(meeting), "attendees": [attendee_as_dict(a) for a in attendees]}
+    return None if meeting is None else roster_read(meeting=meeting)
 
 
 def meetings_visible(*, access: Access) -> list[Meeting]:
@@ -67,15 +83,38 @@ def meeting_visible(*, access: Access, meeting_id: str) -> Meeting | None:
 
 
 def roster_read(*, meeting: Meeting, since: int | None = None) -> dict[str, Any]:
-    """The meeting and its attendees (those changed after ``since``, when given)."""
+    """The meeting (read again: the caller's copy may be old) and its attendees (those changed
+    after ``since``, when given)."""
     meeting.refresh_from_db()
-    attendees = Attendee.objects.filter(meeting=meeting)
+    attendees = _attendees(meeting)
     if since is not None:
         attendees = attendees.filter(seq__gt=since)
-    return {
-        "meeting": meeting_as_dict(meeting),
-        "attendees": [attendee_as_dict(a) for a in attendees.order_by("attendee_id")],
-    }
+    return {"meeting": meeting_as_dict(meeting), "attendees": [attendee_as_dict(a) for a in attendees]}
+
+
+def timeline_get(*, meeting: Meeting) -> dict[str, Any]:
+    """The meeting's lanes, folded again from its event log; ``end`` is null while it goes on."""
+    rows = Event.objects.filter(meeting_id=meeting.meeting_id).values_list(*STORED_EVENT_FIELDS)
+    timeline = timeline_build(meeting.meeting_id, [StoredEvent(*row) for row in rows])
+    timeline["end"] = meeting.ended_at if meeting.status == Meeting.Status.ENDED else None
+    return timeline
+
+
+def attendance_list(*, meeting: Meeting, now_ms: int | None = None) -> list[dict[str, Any]]:
+    """Per attendee: who, first join, drops, final presence, and ``total_ms`` in the meeting, an open
+    join counted up to ``now_ms`` (default: now)."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    return [
+        {
+            "attendee_id": a.attendee_id,
+            "external_user_id": a.external_user_id,
+            "first_joined_at": a.first_joined_at,
+            "total_ms": a.joined_ms + (now - a.joined_since if a.joined_since is not None else 0),
+            "drop_count": a.drop_count,
+            "presence": a.presence,
+        }
+        for a in _attendees(meeting)
+    ]
 
 
 STREAM_STATUSES = ("STARTED", "UPDATED", "FAILED", "ENDED")
@@ -147,3 +186,34 @@ def queue_lag_get() -> dict[str, Any]:
         "warn": bool(parts),
         "message": " · ".join(parts).capitalize() if parts else "",
     }
+
+
+def queue_urls_enabled() -> list[str]:
+    """The enabled queues' URLs, in URL order (what /healthz checks)."""
+    return list(QueueSource.objects.filter(enabled=True).order_by("url").values_list("url", flat=True))
+
+
+def queue_urls_configured() -> tuple[list[str], list[str]]:
+    """What workers drain (SQS_QUEUE_URLS, seeded as enabled rows, then the other enabled rows), and
+    the queues disabled in admin; each in the order they were configured."""
+    rows = dict(QueueSource.objects.order_by("id").values_list("url", "enabled"))
+    drained = [url for url in settings.SQS_QUEUE_URLS if rows.get(url, True)]
+    drained += [url for url, enabled in rows.items() if enabled and url not in drained]
+    disabled = [url for url, enabled in rows.items() if not enabled]
+    return list(dict.fromkeys(drained)), disabled
+
+
+@dataclass(frozen=True, slots=True)
+class QueueActivity:
+    source: QueueSource | None  # None: no row, so no worker drains the queue
+    events: int  # stored from the queue since the time asked
+    quarantined: int
+
+
+def queue_activity_get(*, url: str, since: datetime) -> QueueActivity:
+    """A queue's row (its drain's figures) and what was stored from it since ``since``."""
+    return QueueActivity(
+        source=QueueSource.objects.filter(url=url).first(),
+        events=Event.objects.filter(received_at__gte=since, queue=url).count(),
+        quarantined=Quarantine.objects.filter(received_at__gte=since, queue=url).count(),
+    )

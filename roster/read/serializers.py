@@ -1,41 +1,29 @@
-"""The JSON shapes of shared/ROSTER.md, in one place: REST, the roster command and the broadcaster."""
+"""The JSON shapes of shared/ROSTER.md, in one place: REST, the roster command, the broadcaster and
+the admin (which shows the same fields)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from roster.domain.fold import AttendeeState
+from roster.domain.plan import MEETING_PUBLIC_FIELDS, MeetingRecord
 from roster.models import Attendee, Meeting, VoiceConnectorStream
 
-MEETING_FIELDS = (
-    "meeting_id",
-    "external_meeting_id",
-    "media_region",
-    "status",
-    "started_at",
-    "ended_at",
-    "peak_joined",
-    "joined_count",
-    "dropped_count",
-    "video_count",
-    "sharing_count",
-    "transcription",
-    "transcription_message",
-    "pipelines",
-    "seq",
-)
+# What a client sees of a meeting (shared/ROSTER.md), ``recording`` added by meeting_as_dict.
+MEETING_FIELDS = MEETING_PUBLIC_FIELDS
+
+# What a client sees of an attendee row: the fold's public state and the seq it last changed at.
+ATTENDEE_FIELDS = (*AttendeeState.PUBLIC_FIELDS, "seq")
 
 
-def meeting_as_dict(meeting: Meeting) -> dict[str, Any]:
+def meeting_as_dict(meeting: Meeting | MeetingRecord) -> dict[str, Any]:
     data = {name: getattr(meeting, name) for name in MEETING_FIELDS}
     data["recording"] = meeting.recording
     return data
 
 
-def attendee_as_dict(attendee: Attendee) -> dict[str, Any]:
-    data = {name: getattr(attendee, name) for name in AttendeeState.PUBLIC_FIELDS}
-    data["seq"] = attendee.seq
-    return data
+def attendee_as_dict(attendee: Attendee | AttendeeState) -> dict[str, Any]:
+    return {name: getattr(attendee, name) for name in ATTENDEE_FIELDS}
 
 
 STREAM_FIELDS = (

@@ -3,14 +3,14 @@
 from django.urls import path
 
 from roster.sources.sns_views import sns_endpoint
-from roster.web import views
+from roster.web import api, views
 
 urlpatterns = [
     path("", views.meeting_list, name="meeting-list"),
     path("meetings/<str:meeting_id>/", views.meeting_detail, name="meeting-detail"),
     path("meetings/<str:meeting_id>/attendance.csv", views.attendance_csv, name="attendance-csv"),
-    path("api/meetings/", views.api_meetings, name="api-meetings"),
-    path("api/meetings/<str:meeting_id>/roster", views.api_roster, name="api-roster"),
-    path("api/meetings/<str:meeting_id>/timeline", views.api_timeline, name="api-timeline"),
+    path("api/meetings/", api.api_meetings, name="api-meetings"),
+    path("api/meetings/<str:meeting_id>/roster", api.api_roster, name="api-roster"),
+    path("api/meetings/<str:meeting_id>/timeline", api.api_timeline, name="api-timeline"),
     path("sns/", sns_endpoint, name="sns"),
 ]

@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from roster.models import Event, Quarantine, QueueSource
 from roster.ops import aws_setup
+from roster.read.selectors import queue_activity_get, queue_urls_configured
 
 STALE_POLL = timedelta(minutes=5)
 
@@ -165,14 +164,11 @@ class Command(BaseCommand):
         self.stdout.write(f"checked {len(urls)} queue{'s' if len(urls) != 1 else ''}: OK")
 
     def _configured_urls(self) -> list[str]:
-        """What workers drain: SQS_QUEUE_URLS (seeded as enabled rows) and enabled QueueSource rows."""
-        rows = {row.url: row for row in QueueSource.objects.order_by("id")}
-        urls = [url for url in settings.SQS_QUEUE_URLS if url not in rows or rows[url].enabled]
-        urls += [url for url, row in rows.items() if row.enabled and url not in urls]
-        for url, row in rows.items():
-            if not row.enabled:
-                self.stdout.write(f"{url}\n  skipped: disabled in admin")
-        return list(dict.fromkeys(urls))
+        """What workers drain; the queues disabled in admin are named as skipped."""
+        urls, disabled = queue_urls_configured()
+        for url in disabled:
+            self.stdout.write(f"{url}\n  skipped: disabled in admin")
+        return urls
 
     def _report(self, result: aws_setup.QueueCheck) -> None:
         write = self.stdout.write
@@ -211,7 +207,8 @@ class Command(BaseCommand):
             f"in flight, {attrs.get('ApproximateNumberOfMessagesDelayed', '?')} delayed "
             "(age of the oldest: CloudWatch ApproximateAgeOfOldestMessage)"
         )
-        row = QueueSource.objects.filter(url=url).first()
+        activity = queue_activity_get(url=url, since=now - timedelta(minutes=minutes))
+        row = activity.source
         if row is None:
             write("  drain: no QueueSource row (workers do not drain it; drain_sqs --queue-url can)")
         else:
@@ -227,13 +224,10 @@ class Command(BaseCommand):
                 write(f"    last error {row.last_error_at:%Y-%m-%d %H:%M:%S} UTC: {row.last_error}")
         if waiting and (row is None or row.last_poll_at is None or now - row.last_poll_at > STALE_POLL):
             write(f"    warning: {waiting} messages waiting and no drain polled in the last 5 min")
-        since = now - timedelta(minutes=minutes)
-        events = Event.objects.filter(received_at__gte=since, queue=url).count()
-        quarantined = Quarantine.objects.filter(received_at__gte=since, queue=url).count()
-        if events or quarantined:
+        if activity.events or activity.quarantined:
             write(
-                f"  flowing: yes, {events} events and {quarantined} quarantined stored from it "
-                f"in the last {minutes} min"
+                f"  flowing: yes, {activity.events} events and {activity.quarantined} quarantined "
+                f"stored from it in the last {minutes} min"
             )
         else:
             write(
