@@ -22,7 +22,7 @@ test-postgres: install
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
 
 test-sqlite: install
-	env -u DATABASE_URL $(BIN)/pytest -q
+	DATABASE_URL=sqlite:///$(CURDIR)/db.sqlite3 $(BIN)/pytest -q
 
 lint: install
 	$(BIN)/ruff check .
