@@ -239,7 +239,7 @@ class AttendeeState:
 
 @dataclass(slots=True)
 class MeetingState:
-    """Meeting-level fields. ``peak_joined`` and ``seq`` are kept by the caller."""
+    """Meeting-level fields (roster.domain.plan.MeetingRecord adds the counters, peak and seq)."""
 
     meeting_id: str
     external_meeting_id: str = ""

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 from roster.domain.fold import (
     PRESENCE_DROPPED,
-    RECORDING_STATUSES,
     AttendeeState,
     FoldableEvent,
     MeetingState,
@@ -65,24 +64,16 @@ _FOLDED_FIELDS = ("status", "started_at", "ended_at", "transcription", "transcri
 
 
 @dataclass(slots=True)
-class MeetingRecord:
-    """A meeting's stored row as ingest reads and writes it: the public fields and the fold's
-    bookkeeping (``peak_marks``: :meth:`PeakState.marks`, None for a row stored before them)."""
+class MeetingRecord(MeetingState):
+    """A meeting's stored row as ingest reads and writes it: the folded fields, the counters and
+    ``seq``, and the fold's bookkeeping (``peak_marks``: :meth:`PeakState.marks`, None for a row
+    stored before them)."""
 
-    meeting_id: str
-    external_meeting_id: str = ""
-    media_region: str = ""
-    status: str = "unknown"
-    started_at: int | None = None
-    ended_at: int | None = None
     peak_joined: int = 0
     joined_count: int = 0
     dropped_count: int = 0
     video_count: int = 0
     sharing_count: int = 0
-    transcription: str | None = None
-    transcription_message: str | None = None
-    pipelines: dict[str, str] = field(default_factory=dict)
     seq: int = 0
     peak_marks: dict[str, Any] | None = None
 
@@ -90,10 +81,6 @@ class MeetingRecord:
     def new(cls, meeting_id: str) -> MeetingRecord:
         """A meeting with no event yet (its peak state is known: nothing counted)."""
         return cls(meeting_id=meeting_id, peak_marks=PeakState().marks())
-
-    @property
-    def recording(self) -> bool:
-        return any(status in RECORDING_STATUSES for status in self.pipelines.values())
 
     def public(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in MEETING_PUBLIC_FIELDS)
