@@ -1,11 +1,12 @@
-"""Open-socket counting for /metrics (roster.ops.metrics): a process-local count is right here,
-because sockets live in the Daphne process that also serves /metrics."""
+"""Open-socket counting for /metrics (roster.live.sockets, read by roster.ops.metrics): a
+process-local count is right here, because sockets live in the Daphne process that also serves
+/metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from roster.ops.metrics import socket_closed, socket_opened
+from roster.live.sockets import socket_closed, socket_opened
 
 
 class CountedSocket:

@@ -8,8 +8,9 @@ restart), so each committed ingest batch adds its tallies and its latency bucket
 ingest: with Redis down it logs (at most once a minute) and skips for a few seconds.
 
 Queue backlog comes from the QueueSource rows (the drains write it). Connected sockets are a
-process-local count: sockets live in the Daphne process that serves /metrics, so each Daphne
-process reports its own (scrape every one, as Prometheus does with its instance label).
+process-local count (roster.live.sockets): sockets live in the Daphne process that serves
+/metrics, so each Daphne process reports its own (scrape every one, as Prometheus does with its
+instance label).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from roster.domain.fold import RANK, type_name
+from roster.live.sockets import sockets_connected
 from roster.models import QueueSource
 
 logger = logging.getLogger(__name__)
@@ -163,28 +165,6 @@ def ingest_metrics_record(
         pipe.execute()
     except Exception as exc:  # metrics must never fail an ingest
         _redis.failed(exc)
-
-
-# ---------------------------------------------------------------------------------------------
-# Websockets (process-local)
-
-_sockets: Counter[str] = Counter()
-_sockets_lock = threading.Lock()
-
-
-def socket_opened(*, endpoint: str) -> None:
-    with _sockets_lock:
-        _sockets[endpoint] += 1
-
-
-def socket_closed(*, endpoint: str) -> None:
-    with _sockets_lock:
-        _sockets[endpoint] = max(0, _sockets[endpoint] - 1)
-
-
-def sockets_connected() -> dict[str, int]:
-    with _sockets_lock:
-        return dict(_sockets)
 
 
 # ---------------------------------------------------------------------------------------------
