@@ -21,8 +21,6 @@ feed consumer does it for them).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
 import queue
@@ -33,18 +31,16 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from roster.live.layer import GroupMessage, RedisGroups, redis_groups
+from roster.live.protocol import (  # what broadcaster and consumers share, defined with the protocol
+    DELTA_TYPE,
+    GROUP_ALL,
+    GROUP_LIST,
+    SUMMARY_TYPE,
+    frame,
+    meeting_group,
+)
 
 logger = logging.getLogger(__name__)
-
-GROUP_ALL = "roster.all"
-GROUP_LIST = "roster.list"
-DELTA_TYPE = "roster.delta"  # handled by RosterSocket.roster_delta
-SUMMARY_TYPE = "roster.summary"  # handled by RosterSocket.roster_summary
-
-
-def meeting_group(meeting_id: str) -> str:
-    """A channel-layer group name (ASCII, bounded) for one meeting."""
-    return "roster.m." + hashlib.sha1(meeting_id.encode("utf-8")).hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +49,6 @@ class RosterChange:
 
     meeting: dict[str, Any]
     attendees: list[dict[str, Any]]
-
-
-def frame(kind: str, meeting: dict[str, Any], attendees: list[dict[str, Any]]) -> str:
-    return json.dumps({"type": kind, "meeting": meeting, "attendees": attendees}, separators=(",", ":"))
 
 
 def change_messages(change: RosterChange) -> list[GroupMessage]:

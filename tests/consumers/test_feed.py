@@ -287,7 +287,7 @@ async def test_sockets_of_one_process_share_one_group_subscription():
 async def test_a_socket_busy_subscribing_does_not_hold_up_the_others_of_its_group(monkeypatch):
     # A subscribe's snapshot read holds that socket's lock; frames for it wait in its own list,
     # so the group's reader keeps delivering to every other socket of the group meanwhile.
-    from consumers.protocol import RosterSocket
+    from consumers.roster_socket import RosterSocket
 
     details = _stream_changing_at(6, 12, 18)
     meeting_id = details[0]["meetingId"]
