@@ -119,15 +119,18 @@ class RosterSocket(AsyncWebsocketConsumer):
     async def broadcast_receive(self, message: dict[str, Any]) -> None:
         """A broadcaster message, from this process's group fan-out (consumers.fanout).
 
-        During a turn (a subscribe with its snapshot read, say) the message waits in this
-        socket's own list and is judged when the turn ends, so the group's reader (every other
-        socket of the group) is not held up by this socket's database read.
+        One turn at a time with the client's requests: a subscribe in progress finishes (its
+        snapshot read included) before the next message is judged by seq. During a turn the
+        message waits in this socket's own list and is judged when the turn ends, so the group's
+        reader (every other socket of the group) is not held up by this socket's database read.
         """
         if self.serial.locked():
             self.pending.append(message)
             return
         async with self.serial:
             await self._broadcast_apply(message)
+            if self.pending:  # arrived during a gap repair
+                await self._pending_apply()
 
     async def _broadcast_apply(self, message: dict[str, Any]) -> None:
         judged = self.protocol.broadcast_judge(message)
