@@ -18,22 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from consumers.fanout import group_fanout
-from roster.live.protocol import (
-    Accept,
-    AuthDeadline,
-    CatchUp,
-    Close,
-    Effect,
-    FeedProtocol,
-    Heartbeats,
-    Join,
-    Leave,
-    MeetingsRead,
-    Send,
-    SessionAccess,
-    Steps,
-    TokenCheck,
-)
+from roster.live import protocol as live
 from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
 from roster.read.access import Access, access_for_token, access_for_user, bearer_token
@@ -73,7 +58,7 @@ class RosterSocket(AsyncWebsocketConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.protocol = FeedProtocol(
+        self.protocol = live.FeedProtocol(
             allow_token=self.allow_token,
             allow_session=self.allow_session,
             heartbeat_seconds=self.heartbeat_seconds,
@@ -148,7 +133,7 @@ class RosterSocket(AsyncWebsocketConsumer):
 
     # --- effects ---------------------------------------------------------------------------
 
-    async def _steps_run(self, steps: Steps) -> None:
+    async def _steps_run(self, steps: live.Steps) -> None:
         """Perform the protocol's effects in order, sending each one's answer back."""
         answer = None
         while True:
@@ -158,37 +143,37 @@ class RosterSocket(AsyncWebsocketConsumer):
                 return
             answer = await self._effect_perform(effect)
 
-    async def _effect_perform(self, effect: Effect) -> Any:
+    async def _effect_perform(self, effect: live.Effect) -> Any:
         match effect:
-            case Send(text):
+            case live.Send(text):
                 await self.send(text_data=text)
-            case Join(group):
+            case live.Join(group):
                 await group_fanout().add(group, self)
-            case Leave(group):
+            case live.Leave(group):
                 await group_fanout().discard(group, self)
-            case CatchUp():
+            case live.CatchUp():
                 await self._catch_up(effect)
-            case MeetingsRead(access, meeting_ids):
+            case live.MeetingsRead(access, meeting_ids):
                 return await _meetings_read(access, meeting_ids)
-            case TokenCheck(token):
+            case live.TokenCheck(token):
                 return await _token_access(token)
-            case SessionAccess(user):
+            case live.SessionAccess(user):
                 return await _user_access(user)
-            case Accept():
+            case live.Accept():
                 await self.accept()
                 self.counted = True
                 socket_opened(endpoint=self.metrics_endpoint)
-            case Close(code):
+            case live.Close(code):
                 await self.close(code=code)
-            case Heartbeats(seconds):
+            case live.Heartbeats(seconds):
                 self.timers.append(asyncio.ensure_future(self._heartbeats(seconds)))
-            case AuthDeadline(seconds):
+            case live.AuthDeadline(seconds):
                 self.timers.append(asyncio.ensure_future(self._auth_deadline(seconds)))
             case _:
                 raise TypeError(f"unknown effect {effect!r}")
         return None
 
-    async def _catch_up(self, catch_up: CatchUp) -> None:
+    async def _catch_up(self, catch_up: live.CatchUp) -> None:
         """A snapshot, or the changes since a seq: read the roster, send the protocol's frame."""
         roster = await _roster_read(catch_up.meeting, catch_up.read_since)
         await self.send(text_data=self.protocol.caught_up(catch_up, roster))

@@ -19,7 +19,7 @@ from django.test import Client
 
 from config.asgi import application
 from roster.ingest import IncomingMessage, messages_ingest
-from roster.live.broadcast import meeting_group, publisher
+from roster.live.broadcast import RosterChange, change_messages, meeting_group, publisher
 from roster.models import Meeting
 from roster.read.access import feed_token_create
 from roster.read.selectors import roster_read
@@ -356,14 +356,9 @@ async def test_a_frame_that_waited_during_a_gap_repair_follows_the_repair(monkey
         await original(self, *args, **kwargs)
 
     monkeypatch.setattr(RosterSocket, "_catch_up", slow_catch_up)
-    lost = {
-        "type": "roster.delta",
-        "meeting_id": first_id,
-        "external_meeting_id": first[0]["externalMeetingId"],
-        "seq": held + 10,
-        "text": '{"type":"delta","forged":true}',
-    }
-    await get_channel_layer().group_send(meeting_group(first_id), lost)
+    meeting = {**(await db_roster(first_id))["meeting"], "seq": held + 10}  # frames were lost
+    group, message = change_messages(RosterChange(meeting=meeting, attendees=[]))[0]
+    await get_channel_layer().group_send(group, message)
     await ingest(second[6:12])
     for _ in range(100):  # the repair waits in its read, the other frame in the socket's list
         if repairing and repairing[0].pending:
