@@ -89,7 +89,9 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # The prefix of every Redis channel of the layer; the broadcaster (roster.live.layer) reads it
+        # from here too. "asgi" is channels-redis' own default.
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "asgi"},
     }
 }
 

@@ -4,11 +4,10 @@ A token is the credential (Authorization: Bearer header, or a first {"type": "au
 so a client that sends no Origin header is accepted; a foreign Origin is refused (routing).
 """
 
-from consumers.counted import CountedSocket
-from consumers.protocol import RosterSocket
+from consumers.roster_socket import RosterSocket
 
 
-class FeedConsumer(CountedSocket, RosterSocket):
+class FeedConsumer(RosterSocket):
     metrics_endpoint = "feed"
     allow_token = True
     allow_session = False

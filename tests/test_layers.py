@@ -21,6 +21,8 @@ PLACED = {
 # Shells wire the layers together and may import any of them but the developer tools; the dev
 # commands (and only they) may import roster.dev as well.
 SHELLS = ("roster.apps", "roster.tasks", "roster.management", "roster", "consumers", "config")
+# ... except the consumers, which authenticate, subscribe and forward: they stop at the live layer.
+SHELL_CEILING = {"consumers": "live"}
 DEV_COMMANDS = ("roster.management.commands.demo", "roster.management.commands.simulate")
 FRAMEWORKS = (
     "django",
@@ -77,6 +79,9 @@ def violations(module: str, source: str) -> list[str]:
             found.append(f"{module} ({layer}) imports {name} ({target}), a layer above it")
         elif layer is None and not module.startswith(SHELLS) and target is not None:
             found.append(f"{module} is in no layer")
+        ceiling = SHELL_CEILING.get(module.split(".")[0])
+        if ceiling and target is not None and LAYERS.index(target) > LAYERS.index(ceiling):
+            found.append(f"{module} imports {name} ({target}): a consumer stops at the {ceiling} layer")
     return found
 
 
@@ -115,5 +120,8 @@ def test_the_check_catches_each_kind_of_forbidden_import():
         "roster.read.selectors (read) imports roster.ops.metrics (ops), a layer above it",
     ]
     assert violations("consumers.feed", "from roster.dev import demo") != []
+    assert violations("consumers.counted", "import roster.ops.metrics") == [
+        "consumers.counted imports roster.ops.metrics (ops): a consumer stops at the live layer"
+    ]
     assert violations("roster.management.commands.demo", "from roster.dev.demo import demo_run") == []
     assert violations("roster.ops.views", "from roster.read.selectors import queue_lag_get") == []

@@ -12,7 +12,8 @@ Groups:
 - ``roster.list``: compact deltas (meeting lists).
 
 Publishing runs on one background thread per process, fed in commit order, so the ingest
-path never waits on Redis; what queued up meanwhile goes in one pipelined round trip. The
+path never waits on Redis; what queued up meanwhile goes in one pipelined round trip
+(roster.live.layer; ``group_send`` for a layer it cannot address). The
 channel layer does not guarantee delivery: clients detect a gap by ``seq`` and catch up (the
 feed consumer does it for them).
 """
@@ -20,8 +21,6 @@ feed consumer does it for them).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
 import queue
@@ -29,26 +28,21 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from channels.layers import get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
-from channels_redis.utils import _consistent_hash, decode_hosts
 
 from roster.ingest.hooks import Committed
+from roster.live.layer import GroupMessage, RedisGroups, redis_groups
+from roster.live.protocol import (  # what broadcaster and consumers share, defined with the protocol
+    DELTA_TYPE,
+    GROUP_ALL,
+    GROUP_LIST,
+    SUMMARY_TYPE,
+    frame,
+    meeting_group,
+)
 from roster.read.serializers import attendee_as_dict, meeting_as_dict
 
 logger = logging.getLogger(__name__)
-
-GROUP_ALL = "roster.all"
-GROUP_LIST = "roster.list"
-DELTA_TYPE = "roster.delta"  # handled by RosterSocket.roster_delta
-SUMMARY_TYPE = "roster.summary"  # handled by RosterSocket.roster_summary
-GroupMessage = tuple[str, dict[str, Any]]  # (group, channel-layer message)
-
-
-def meeting_group(meeting_id: str) -> str:
-    """A channel-layer group name (ASCII, bounded) for one meeting."""
-    return "roster.m." + hashlib.sha1(meeting_id.encode("utf-8")).hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +51,6 @@ class RosterChange:
 
     meeting: dict[str, Any]
     attendees: list[dict[str, Any]]
-
-
-def frame(kind: str, meeting: dict[str, Any], attendees: list[dict[str, Any]]) -> str:
-    return json.dumps({"type": kind, "meeting": meeting, "attendees": attendees}, separators=(",", ":"))
 
 
 def change_messages(change: RosterChange) -> list[GroupMessage]:
@@ -74,48 +64,6 @@ def change_messages(change: RosterChange) -> list[GroupMessage]:
     full = {**head, "type": DELTA_TYPE, "text": frame("delta", meeting, change.attendees)}
     compact = {**head, "type": SUMMARY_TYPE, "text": frame("delta", meeting, [])}
     return [(meeting_group(meeting["meeting_id"]), full), (GROUP_ALL, full), (GROUP_LIST, compact)]
-
-
-class _RedisGroups:
-    """Publishes to channels_redis pub/sub groups with a plain Redis client, many per round trip.
-
-    ``group_send`` on the pub/sub layer is one PUBLISH, awaited, per group message: three per
-    changed meeting per batch, each a round trip through an event loop. The consumers only see
-    what arrives on the group's Redis channel (the layer's name for it, the layer's serialised
-    message), so publishing the same bytes to the same channel in one pipeline is the same
-    message to them, at a fraction of the CPU.
-    """
-
-    def __init__(self, layer: RedisPubSubChannelLayer, hosts: list[dict[str, Any]]) -> None:
-        self.layer = layer
-        self.prefix = layer._kwargs.get("prefix", "asgi")  # the layer's own configuration
-        self.shards = [_sync_redis(host) for host in hosts]
-
-    @classmethod
-    def of(cls, layer: object) -> _RedisGroups | None:
-        """For the pub/sub layer on plain Redis addresses; None otherwise (group_send is used)."""
-        if not isinstance(layer, RedisPubSubChannelLayer):
-            return None
-        hosts = decode_hosts(layer._kwargs.get("hosts"))
-        if any("master_name" in host for host in hosts):
-            return None  # Sentinel: leave it to the layer
-        return cls(layer, hosts)
-
-    def publish(self, messages: list[GroupMessage]) -> None:
-        pipes = [shard.pipeline(transaction=False) for shard in self.shards]
-        for group, message in messages:
-            channel = f"{self.prefix}__group__{group}"
-            pipes[_consistent_hash(channel, len(pipes))].publish(channel, self.layer.serialize(message))
-        for pipe in pipes:
-            if pipe:
-                pipe.execute()
-
-
-def _sync_redis(host: dict[str, Any]) -> redis.Redis:
-    host = dict(host)
-    if "address" in host:
-        return redis.Redis.from_url(host.pop("address"), **host)
-    return redis.Redis(**host)
 
 
 class _Publisher:
@@ -151,7 +99,7 @@ class _Publisher:
 
     def _run(self) -> None:
         layer = get_channel_layer()
-        groups = _RedisGroups.of(layer)
+        groups = redis_groups(layer=layer)
         self._loop = None if groups is not None else asyncio.new_event_loop()  # for group_send
         while True:
             turns = [self._queue.get()]
@@ -168,7 +116,7 @@ class _Publisher:
                     self._finished += len(turns)
                     self._done.notify_all()
 
-    def _send(self, layer: Any, groups: _RedisGroups | None, messages: list[GroupMessage]) -> None:
+    def _send(self, layer: Any, groups: RedisGroups | None, messages: list[GroupMessage]) -> None:
         if groups is not None:
             try:
                 groups.publish(messages)

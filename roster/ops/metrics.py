@@ -8,8 +8,9 @@ restart), so each committed ingest batch adds its tallies and its latency bucket
 ingest: with Redis down it logs (at most once a minute) and skips for a few seconds.
 
 Queue backlog comes from the QueueSource rows (the drains write it). Connected sockets are a
-process-local count: sockets live in the Daphne process that serves /metrics, so each Daphne
-process reports its own (scrape every one, as Prometheus does with its instance label).
+process-local count (roster.live.sockets): sockets live in the Daphne process that serves
+/metrics, so each Daphne process reports its own (scrape every one, as Prometheus does with its
+instance label).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from roster.domain.fold import RANK, type_name
 from roster.ingest.hooks import Committed
+from roster.live.sockets import sockets_connected
 from roster.models import QueueSource
 
 logger = logging.getLogger(__name__)
@@ -169,28 +171,6 @@ def ingest_metrics_record(
 def ingest_committed(committed: Committed) -> None:
     """The after-commit hook of ingest (registered by roster.apps): count the batch."""
     ingest_metrics_record(tallies=committed.tallies, seconds=committed.seconds)
-
-
-# ---------------------------------------------------------------------------------------------
-# Websockets (process-local)
-
-_sockets: Counter[str] = Counter()
-_sockets_lock = threading.Lock()
-
-
-def socket_opened(*, endpoint: str) -> None:
-    with _sockets_lock:
-        _sockets[endpoint] += 1
-
-
-def socket_closed(*, endpoint: str) -> None:
-    with _sockets_lock:
-        _sockets[endpoint] = max(0, _sockets[endpoint] - 1)
-
-
-def sockets_connected() -> dict[str, int]:
-    with _sockets_lock:
-        return dict(_sockets)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import asyncio
 import json
 import random
 import sys
+import uuid
 
 import pytest
 from channels.db import database_sync_to_async
@@ -18,7 +19,7 @@ from django.test import Client
 
 from config.asgi import application
 from roster.ingest import IncomingMessage, messages_ingest
-from roster.live.broadcast import meeting_group, publisher
+from roster.live.broadcast import RosterChange, change_messages, meeting_group, publisher
 from roster.models import Meeting
 from roster.read.access import feed_token_create
 from roster.read.selectors import roster_read
@@ -287,7 +288,7 @@ async def test_sockets_of_one_process_share_one_group_subscription():
 async def test_a_socket_busy_subscribing_does_not_hold_up_the_others_of_its_group(monkeypatch):
     # A subscribe's snapshot read holds that socket's lock; frames for it wait in its own list,
     # so the group's reader keeps delivering to every other socket of the group meanwhile.
-    from consumers.protocol import RosterSocket
+    from consumers.roster_socket import RosterSocket
 
     details = _stream_changing_at(6, 12, 18)
     meeting_id = details[0]["meetingId"]
@@ -320,6 +321,57 @@ async def test_a_socket_busy_subscribing_does_not_hold_up_the_others_of_its_grou
     assert after[0] == after[1] and after[0]["meeting"]["seq"] == delta["meeting"]["seq"] + 1
     for communicator in (steady, busy):
         await communicator.disconnect()
+
+
+async def test_a_frame_that_waited_during_a_gap_repair_follows_the_repair(monkeypatch):
+    # A gap repair's database read holds the socket's turn; a frame of another group that arrives
+    # meanwhile waits in the socket's list and is sent right after the repair, without waiting
+    # for the client's next request.
+    from consumers.roster_socket import RosterSocket
+
+    first = meeting_stream(seed=77, attendees=2, end=False)
+    second = _stream_changing_at(6, 12)
+    tag = uuid.uuid4().hex  # the token sees these two meetings only, whatever else Redis carries
+    for stream, name in ((first, f"{tag}-a"), (second, f"{tag}-b")):
+        for detail in stream:
+            detail["externalMeetingId"] = name
+    first_id, second_id = first[0]["meetingId"], second[0]["meetingId"]
+    await ingest(first[:6])
+    await ingest(second[:6])
+    communicator, _ = await feed(await token(f"{tag}-*"))
+    await receive(communicator)
+    await communicator.send_json_to({"type": "subscribe", "meetings": [first_id]})
+    held = (await receive(communicator))["meeting"]["seq"]
+    await communicator.send_json_to({"type": "subscribe", "meetings": "*", "attendees": False})
+    listing = [await receive(communicator) for _ in range(2)]
+    assert {m["meeting"]["meeting_id"] for m in listing} == {first_id, second_id}
+
+    release = asyncio.Event()
+    repairing: list[RosterSocket] = []
+    original = RosterSocket._catch_up
+
+    async def slow_catch_up(self, *args, **kwargs):
+        repairing.append(self)
+        await release.wait()
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RosterSocket, "_catch_up", slow_catch_up)
+    meeting = {**(await db_roster(first_id))["meeting"], "seq": held + 10}  # frames were lost
+    group, message = change_messages(RosterChange(meeting=meeting, attendees=[]))[0]
+    await get_channel_layer().group_send(group, message)
+    await ingest(second[6:12])
+    for _ in range(100):  # the repair waits in its read, the other frame in the socket's list
+        if repairing and repairing[0].pending:
+            break
+        await asyncio.sleep(0.05)
+    assert repairing and len(repairing[0].pending) == 1
+    release.set()
+    repaired = await receive(communicator)
+    assert repaired["type"] == "changes" and repaired["meeting"]["meeting_id"] == first_id
+    waited = await receive(communicator, timeout=3)
+    assert waited["type"] == "delta" and waited["meeting"]["meeting_id"] == second_id
+    assert waited["attendees"] == []  # the meeting list's compact delta
+    await communicator.disconnect()
 
 
 async def test_origins_feed_accepts_none_refuses_foreign_dashboard_is_strict():

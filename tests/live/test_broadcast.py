@@ -1,7 +1,7 @@
 """The broadcaster's publishing: what it writes to Redis is what the channel layer delivers.
 
 Consumers receive group messages through channels_redis; the broadcaster publishes them with a
-plain Redis pipeline (roster.live.broadcast._RedisGroups). These tests subscribe through the real
+plain Redis pipeline (roster.live.layer.RedisGroups). These tests subscribe through the real
 layer on the real Redis and check that every message arrives, whole and in order; and that a
 layer the pipeline cannot address still gets every message through its own group_send.
 """
@@ -14,7 +14,8 @@ import uuid
 import pytest
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from roster.live.broadcast import _Publisher, _RedisGroups
+from roster.live.broadcast import _Publisher
+from roster.live.layer import redis_groups
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,9 +44,9 @@ async def test_pipelined_publish_reaches_layer_subscribers_whole_and_in_order():
     groups = [f"test.broadcast.{uuid.uuid4().hex[:8]}" for _ in range(3)]
     channels = await _subscribed(layer, groups)
     messages = _messages(groups, 30)
-    redis_groups = _RedisGroups.of(layer)
-    assert redis_groups is not None  # the project's layer is channels_redis pub/sub on Redis
-    await asyncio.to_thread(redis_groups.publish, messages)
+    pipeline = redis_groups(layer=layer)
+    assert pipeline is not None  # the project's layer is channels_redis pub/sub on Redis
+    await asyncio.to_thread(pipeline.publish, messages)
     for group in groups:
         got = await _received(layer, channels[group], 10)
         assert got == [message for g, message in messages if g == group]
@@ -68,7 +69,7 @@ async def test_publisher_sends_every_turn_queued_and_flush_waits_for_them():
 
 async def test_a_layer_the_pipeline_cannot_address_gets_its_own_group_send():
     layer = InMemoryChannelLayer()
-    assert _RedisGroups.of(layer) is None
+    assert redis_groups(layer=layer) is None
     group = "test.broadcast.memory"
     channels = await _subscribed(layer, [group])
     messages = _messages([group], 3)
