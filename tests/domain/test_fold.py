@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from roster.dev.chime import BASE_TS, MEETING_ID, chime_event, unknown_event, vc_event
 from roster.domain.events import KIND_PIPELINE, KIND_UNKNOWN
 from roster.domain.fold import (
     AttendeeState,
@@ -32,7 +33,6 @@ from roster.domain.fold import (
     steps_moved,
     stream_apply,
 )
-from tests.chime_factory import BASE_TS, MEETING_ID, chime_event, unknown_event, vc_event
 
 A, B, C, D, E, F = "att-a", "att-b", "att-c", "att-d", "att-e", "att-f"
 A_CONTENT = f"{A}#content"
@@ -653,7 +653,7 @@ def test_pipelines_are_tracked_per_pipeline_id_latest_wins():
 
 def test_pipeline_type_in_a_meeting_state_change_is_not_a_pipeline_status():
     """Only detail-type "Chime Media Pipeline State Change" reports pipelines (ROSTER.md)."""
-    from tests.chime_factory import accepted, as_json, detail, envelope
+    from roster.dev.chime import accepted, as_json, detail, envelope
 
     event = accepted(
         as_json(

@@ -21,6 +21,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from roster.dev.chime import BASE_TS, MEETING_ID, chime_event, unknown_event
 from roster.domain.events import KIND_MEETING, KIND_PIPELINE, KIND_UNKNOWN, ChimeEvent
 from roster.domain.fold import (
     AttendeeState,
@@ -47,7 +48,6 @@ from roster.domain.fold import (
     roster_fold,
     steps_moved,
 )
-from tests.chime_factory import BASE_TS, MEETING_ID, chime_event, unknown_event
 
 # The peak ledger's window, its tail's limit and what a spill leaves in the tail, in the model:
 # tiny, so every stream trims, spills, merges into the head and sweeps.

@@ -10,13 +10,23 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from roster.dev.chime import (
+    BASE_TS,
+    as_bare,
+    as_envelope,
+    as_json,
+    as_sns,
+    bodies,
+    detail,
+    envelope,
+    meeting_stream,
+    shuffled_with_duplicates,
+)
 from roster.domain import fold as machine
 from roster.domain.events import event_parse
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
 from roster.read.selectors import roster_get
-from tests.chime_factory import BASE_TS, as_json, detail, envelope
-from tests.streams import as_bare, as_envelope, as_sns, bodies, meeting_stream, shuffled_with_duplicates
 
 pytestmark = pytest.mark.django_db
 
