@@ -15,7 +15,7 @@ into the detail verbatim (Chime's camelCase names: ``externalUserId``, ``network
 
 One generator of realistic traffic: :func:`meeting_stream` (one meeting, the knobs below),
 :func:`meetings_interleave` (several at once on one clock), :func:`webinar_family` (a primary
-meeting and its replicas), :func:`joins_then_video` (endless live traffic); and what queues make
+meeting and its replicas), :func:`live_traffic` (endless joins and video); and what queues make
 of it: :func:`deliveries` (envelopes, SNS mirror copies, duplicates, poison, local reordering),
 :func:`arrival_order` (delivery delays), :func:`bodies`, :func:`shuffled_with_duplicates`.
 """
@@ -426,41 +426,43 @@ def webinar_family(
     ]
 
 
-def joins_then_video(
+def live_traffic(
     *,
     meetings: Sequence[tuple[str, str]],
     prefix: str,
     seed: int,
+    video: bool = True,
     clock: Callable[[], int] = lambda: int(time.time() * 1000),
 ) -> Iterator[tuple[str, str]]:
-    """Endless live traffic over running meetings, given as (meetingId, externalMeetingId), for
-    latency measurements: (key, EventBridge body), in turn an AttendeeJoined of a new attendee in
-    a random meeting (key ``j:<attendeeId>``) and an AttendeeVideoStarted of the earliest joiner
-    once a second has passed since the join (``v:<attendeeId>``; a join when nobody is due),
-    stamped with ``clock`` (ms)."""
+    """Endless traffic over running meetings, given as (meetingId, externalMeetingId), for live
+    measurements, as (key, EventBridge body) stamped with ``clock`` (ms): AttendeeJoined of new
+    attendees in random meetings (key ``j:<attendeeId>``); with ``video``, every other one is an
+    AttendeeVideoStarted of the earliest joiner whose join is a second old (``v:<attendeeId>``),
+    when one is."""
     rng = random.Random(seed)
     joined: deque[tuple[int, str, str, str]] = deque()
     numbers = itertools.count()
     for turn in itertools.count():
         now = clock()
-        video = turn % 2 == 0 and bool(joined) and now - joined[0][0] >= 1000
-        if video:
+        started = turn % 2 == 0 and bool(joined) and now - joined[0][0] >= 1000
+        if started:
             _, meeting_id, external, attendee = joined.popleft()
         else:
             meeting_id, external = meetings[rng.randrange(len(meetings))]
             attendee = f"{prefix}-{next(numbers):06d}"
-            joined.append((now, meeting_id, external, attendee))
+            if video:
+                joined.append((now, meeting_id, external, attendee))
         doc = detail(
-            "AttendeeVideoStarted" if video else "AttendeeJoined",
+            "AttendeeVideoStarted" if started else "AttendeeJoined",
             meeting_id,
             attendee,
             now,
             externalMeetingId=external,
             externalUserId=f"{attendee}@example.com",
             mediaRegion=REGION,
-            **({} if video else {"networkType": "Voip"}),
+            **({} if started else {"networkType": "Voip"}),
         )
-        yield f"{'v' if video else 'j'}:{attendee}", as_envelope(doc)
+        yield f"{'v' if started else 'j'}:{attendee}", as_envelope(doc)
 
 
 # --- what queues deliver --------------------------------------------------------------------
