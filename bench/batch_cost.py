@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from bench import common
 from bench.common import pid_cpu_seconds
-from roster.dev.chime import REGION, as_envelope, detail, live_traffic
+from roster.dev.chime import live_traffic
 
 
 def batch_cost(
@@ -56,18 +56,7 @@ def main() -> None:
     from roster.ingest import IncomingMessage, messages_ingest
 
     tag = uuid.uuid4().hex[:6]
-    meetings = [(str(uuid.uuid4()), f"cost-{tag}-{i}") for i in range(args.meetings)]
-    started = int(time.time() * 1000)
-    messages_ingest(
-        messages=[
-            IncomingMessage(
-                body=as_envelope(
-                    detail("MeetingStarted", m, ts=started, externalMeetingId=e, mediaRegion=REGION)
-                )
-            )
-            for m, e in meetings
-        ]
-    )
+    meetings = common.meetings_start(count=args.meetings, tag=f"cost-{tag}")
     events = live_traffic(meetings=meetings, prefix=tag, seed=1)
     for _ in range(0, args.warm_events, 10):
         messages_ingest(messages=[IncomingMessage(body=next(events)[1]) for _ in range(10)])

@@ -12,6 +12,7 @@ import platform
 import sys
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from roster.dev import local_sqs
-from roster.dev.chime import arrival_order, as_envelope, meeting_stream, webinar_family
+from roster.dev.chime import REGION, arrival_order, as_envelope, detail, meeting_stream, webinar_family
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_roster")
@@ -110,6 +111,22 @@ def roster_check(meetings: list[list[dict[str, Any]]], *, expected_events: int |
     if problems:
         return f"MISMATCH ({len(problems)}): " + "; ".join(problems[:5])
     return f"ok ({stored} events, {len(meetings)} meetings, every roster equals the pure fold)"
+
+
+def meetings_start(*, count: int, tag: str) -> list[tuple[str, str]]:
+    """``count`` meetings started a minute ago (ingested): their (meetingId, externalMeetingId)."""
+    from roster.ingest import IncomingMessage, messages_ingest
+
+    meetings = [(str(uuid.uuid4()), f"{tag}-{i:03d}") for i in range(count)]
+    ts = int(time.time() * 1000) - 60_000
+    bodies = [
+        as_envelope(detail("MeetingStarted", mid, ts=ts, externalMeetingId=ext, mediaRegion=REGION))
+        for mid, ext in meetings
+    ]
+    for start in range(0, len(bodies), 100):
+        messages_ingest(messages=[IncomingMessage(body=body) for body in bodies[start : start + 100]])
+    broadcast_flush()
+    return meetings
 
 
 def webinar_burst(

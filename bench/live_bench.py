@@ -57,13 +57,12 @@ import statistics
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from bench import common
 from bench import live_common as lc
 from bench.common import log
-from roster.dev.chime import REGION, as_envelope, detail, live_traffic
+from roster.dev.chime import live_traffic
 from roster.dev.processes import Child, Supervisor, sqs_endpoint_start
 
 CLIENTS_PER_MEETING = 10
@@ -78,10 +77,6 @@ CHROMIUM_ARGS = [
 ]
 STAFF_USER, STAFF_PASSWORD = "bench-host", "bench correct horse battery"
 BURST_PHASES = ("raw", "sqs", "backlog", "direct")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -237,21 +232,6 @@ class Bench:
     def create_queue(self, name: str) -> str:
         return self.sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
 
-    def meetings_create(self, count: int, tag: str) -> list[tuple[str, str]]:
-        from roster.ingest import IncomingMessage, messages_ingest
-        from roster.live.broadcast import publisher
-
-        meetings = [(str(uuid.uuid4()), f"{tag}-{i:03d}") for i in range(count)]
-        ts = now_ms() - 60_000
-        bodies = [
-            as_envelope(detail("MeetingStarted", mid, ts=ts, externalMeetingId=ext, mediaRegion=REGION))
-            for mid, ext in meetings
-        ]
-        for start in range(0, len(bodies), 100):
-            messages_ingest(messages=[IncomingMessage(body=b) for b in bodies[start : start + 100]])
-        publisher.flush()
-        return meetings
-
     def tokens_for(self, meetings: list[tuple[str, str]]) -> dict[str, str]:
         from roster.read.access import feed_token_create
 
@@ -295,7 +275,7 @@ class Bench:
         a = self.args
         log("\n== 1. latency: 100 meetings x 10 feed clients (1,000), events spread over the meetings ==")
         daphne = self.start_daphne("latency")
-        meetings = self.meetings_create(100, "lat")
+        meetings = common.meetings_start(count=100, tag="lat")
         tokens = self.tokens_for(meetings)
         queue = self.create_queue("bench-live-latency")
         drain = self.start_drain("latency", [queue])
@@ -539,7 +519,7 @@ class Bench:
         a = self.args
         log("\n== 2. fan-out: 1,000 feed clients on ONE meeting, one Daphne process ==")
         daphne = self.start_daphne("fanout")
-        meetings = self.meetings_create(1, "fan")
+        meetings = common.meetings_start(count=1, tag="fan")
         ((mid, _),) = meetings
         token = self.tokens_for(meetings)[mid]
         loadgen = self.loadgen_start([{"token": token, "meetings": [mid]}] * a.fanout_clients, "fanout")

@@ -13,11 +13,12 @@ documentation (shared/ROSTER.md, roster/domain/events.py)::
 Event types may be given with or without the ``chime:`` prefix; extra keyword arguments are copied
 into the detail verbatim (Chime's camelCase names: ``externalUserId``, ``networkType``, ...).
 
-One generator of realistic traffic: :func:`meeting_stream` (one meeting, the knobs below),
-:func:`meetings_interleave` (several at once on one clock), :func:`webinar_family` (a primary
-meeting and its replicas), :func:`live_traffic` (endless joins and video); and what queues make
-of it: :func:`deliveries` (envelopes, SNS mirror copies, duplicates, poison, local reordering),
-:func:`arrival_order` (delivery delays), :func:`bodies`, :func:`shuffled_with_duplicates`.
+One generator of realistic traffic: :func:`meeting_stream` (one meeting: with the loose ends tests
+want or tidy, of an exact size, a join burst, on a clock of given gaps), :func:`meetings_interleave`
+(several at once on one clock), :func:`webinar_family` (a primary meeting and its replicas),
+:func:`live_traffic` (endless joins and video); and what queues make of it: :func:`deliveries`
+(envelopes, SNS mirror copies, duplicates, poison, local reordering), :func:`arrival_order`
+(delivery delays), :func:`bodies`, :func:`shuffled_with_duplicates`.
 """
 
 from __future__ import annotations

@@ -42,6 +42,8 @@ class ProcessError(Exception):
 
 @dataclass(eq=False)
 class Child:
+    """A started process: its log, how long a stop waits for it, its tier (0: infrastructure)."""
+
     name: str
     process: subprocess.Popen
     log_path: Path
