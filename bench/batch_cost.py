@@ -16,20 +16,23 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from collections.abc import Iterator
 
 from bench import common
-from bench.live_bench import LatencyEvents, meeting_started, now_ms
-from bench.live_common import pid_cpu_seconds
+from bench.common import pid_cpu_seconds
+from roster.dev.chime import live_traffic
 
 
-def batch_cost(*, size: int, batches: int, events: LatencyEvents, backend_pid: int) -> dict[str, float]:
+def batch_cost(
+    *, size: int, batches: int, events: Iterator[tuple[str, str]], backend_pid: int
+) -> dict[str, float]:
     from roster.ingest import IncomingMessage, messages_ingest
     from roster.live.broadcast import publisher
 
     wall0, process0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
     backend0 = pid_cpu_seconds(backend_pid)
     for _ in range(batches):
-        messages_ingest(messages=[IncomingMessage(body=events.next()[1]) for _ in range(size)])
+        messages_ingest(messages=[IncomingMessage(body=next(events)[1]) for _ in range(size)])
     publisher.flush(timeout=60)  # the publishing of these batches is in the figure
     thread = time.thread_time() - thread0
     return {
@@ -53,11 +56,10 @@ def main() -> None:
     from roster.ingest import IncomingMessage, messages_ingest
 
     tag = uuid.uuid4().hex[:6]
-    meetings = [(str(uuid.uuid4()), f"cost-{tag}-{i}") for i in range(args.meetings)]
-    messages_ingest(messages=[IncomingMessage(body=meeting_started(m, e, now_ms())) for m, e in meetings])
-    events = LatencyEvents(meetings, prefix=tag, seed=1)
+    meetings = common.meetings_start(count=args.meetings, tag=f"cost-{tag}")
+    events = live_traffic(meetings=meetings, prefix=tag, seed=1)
     for _ in range(0, args.warm_events, 10):
-        messages_ingest(messages=[IncomingMessage(body=events.next()[1]) for _ in range(10)])
+        messages_ingest(messages=[IncomingMessage(body=next(events)[1]) for _ in range(10)])
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend_pid = cursor.fetchone()[0]

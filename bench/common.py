@@ -1,4 +1,5 @@
-"""Shared plumbing for the benchmarks: the bench database, Django setup, timing, the moto server.
+"""Shared plumbing for the benchmarks: the bench database, Django setup, the bench's meetings and
+the check of their rosters, timing, CPU meters.
 
 Everything talks to 127.0.0.1 only: the database URL and the SQS endpoint are checked.
 """
@@ -8,19 +9,19 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from roster.dev import local_sqs
+from roster.dev.chime import REGION, arrival_order, as_envelope, detail, meeting_stream, webinar_family
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_roster")
@@ -32,6 +33,146 @@ AWS_TEST_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+SEED = 20261124
+START_MS = int(datetime(2026, 11, 24, 9, 0, tzinfo=UTC).timestamp() * 1000)
+GAPS_MS = (200, 500, 1000, 2000, 3000, 6000)  # people act seconds apart: about 10 % arrive late
+
+
+def meetings_generate(
+    *, meetings: int, attendees: int, events_per_meeting: int, seed: int = SEED
+) -> list[dict[str, Any]]:
+    """Every event of ``meetings`` tidy meetings (roster.dev.chime) of exactly
+    ``events_per_meeting`` events, started 3 s apart, in the order one queue (one EventBridge
+    rule) delivers them: each arrives a delivery delay after it happened, so about 10 % of a
+    meeting's events arrive after a later one, which the ingest must re-fold."""
+    streams = [
+        meeting_stream(
+            seed=seed + index,
+            attendees=attendees,
+            events=events_per_meeting,
+            tidy=True,
+            start_ms=START_MS + index * 3_000,
+            gaps_ms=GAPS_MS,
+            external_meeting_id=f"bench-meeting-{index:04d}",
+        )
+        for index in range(meetings)
+    ]
+    return arrival_order([doc for stream in streams for doc in stream], seed=seed)
+
+
+def meetings_split(details: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Per meeting (in the order their first events arrive), its events in the order they came:
+    what a queue of its own delivers."""
+    by_meeting: dict[str, list[dict[str, Any]]] = {}
+    for doc in details:
+        by_meeting.setdefault(doc["meetingId"], []).append(doc)
+    return list(by_meeting.values())
+
+
+def roster_check(meetings: list[list[dict[str, Any]]], *, expected_events: int | None = None) -> str:
+    """Compare the database with the pure fold of each meeting's events (and, when given, the
+    event log's size). Returns 'ok ...' or the differences."""
+    from roster.domain.events import event_parse
+    from roster.domain.fold import AttendeeState, roster_fold
+    from roster.models import Attendee, Event, Meeting
+
+    problems = []
+    stored = Event.objects.count()
+    if expected_events is not None and stored != expected_events:
+        problems.append(f"events stored {stored} != {expected_events}")
+    ids = [details[0]["meetingId"] for details in meetings]
+    rows: dict[str, dict[str, Attendee]] = {}
+    for row in Attendee.objects.filter(meeting_id__in=ids):
+        rows.setdefault(row.meeting_id, {})[row.attendee_id] = row
+    found = Meeting.objects.in_bulk(ids)
+    for index, (meeting_id, details) in enumerate(zip(ids, meetings, strict=True)):
+        roster = roster_fold(meeting_id, [event_parse(as_envelope(doc)) for doc in details])
+        meeting = found.get(meeting_id)
+        if meeting is None:
+            problems.append(f"meeting {index} missing")
+            continue
+        if (meeting.status, meeting.peak_joined, meeting.started_at, meeting.ended_at) != (
+            roster.meeting.status,
+            roster.peak_joined,
+            roster.meeting.started_at,
+            roster.meeting.ended_at,
+        ):
+            problems.append(f"meeting {index} fields differ from the fold")
+        got = rows.get(meeting_id, {})
+        if set(got) != set(roster.attendees):
+            problems.append(f"meeting {index}: attendee set differs")
+            continue
+        for attendee_id, state in roster.attendees.items():
+            public = {name: getattr(got[attendee_id], name) for name in AttendeeState.PUBLIC_FIELDS}
+            if public != state.public():
+                problems.append(f"meeting {index} attendee {attendee_id}: row differs from the fold")
+    if problems:
+        return f"MISMATCH ({len(problems)}): " + "; ".join(problems[:5])
+    return f"ok ({stored} events, {len(meetings)} meetings, every roster equals the pure fold)"
+
+
+def meetings_start(*, count: int, tag: str) -> list[tuple[str, str]]:
+    """``count`` meetings started a minute ago (ingested): their (meetingId, externalMeetingId)."""
+    from roster.ingest import IncomingMessage, messages_ingest
+
+    meetings = [(str(uuid.uuid4()), f"{tag}-{i:03d}") for i in range(count)]
+    ts = int(time.time() * 1000) - 60_000
+    bodies = [
+        as_envelope(detail("MeetingStarted", mid, ts=ts, externalMeetingId=ext, mediaRegion=REGION))
+        for mid, ext in meetings
+    ]
+    for start in range(0, len(bodies), 100):
+        messages_ingest(messages=[IncomingMessage(body=body) for body in bodies[start : start + 100]])
+    broadcast_flush()
+    return meetings
+
+
+def webinar_burst(
+    *, seed: int, viewers: int, replicas: int, start: bool = True
+) -> tuple[list[list[dict[str, Any]]], list[str]]:
+    """A webinar's join burst (roster.dev.chime.webinar_family, starting now): its meetings, started
+    (ingested, untimed) unless ``start`` is false, and the bodies of the joins in the order SQS
+    would deliver them (delivery delays: out of order within and across the meetings)."""
+    from roster.ingest import IncomingMessage, messages_ingest
+
+    family = webinar_family(seed=seed, viewers=viewers, replicas=replicas, start_ms=int(time.time() * 1000))
+    if start:
+        messages_ingest(messages=[IncomingMessage(body=as_envelope(meeting[0])) for meeting in family])
+        broadcast_flush()
+    joins = arrival_order([doc for meeting in family for doc in meeting[1:]], seed=seed)
+    return family, [as_envelope(doc) for doc in joins]
+
+
+def bodies_ingest(
+    bodies: list[str], *, batch: int, threads: int, stop: threading.Event | None = None
+) -> None:
+    """Ingest ``bodies`` from memory in batches of ``batch``, taken in turn by ``threads`` threads
+    (as drain threads take receives), until all are in or ``stop`` is set."""
+    from django.db import connection
+
+    from roster.ingest import IncomingMessage, messages_ingest
+
+    chunks = iter([bodies[i : i + batch] for i in range(0, len(bodies), batch)])
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            while stop is None or not stop.is_set():
+                with lock:
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    return
+                messages_ingest(messages=[IncomingMessage(body=body) for body in chunk])
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
 
 
 def log(message: str) -> None:
@@ -196,71 +337,21 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def moto_command(*, port: int) -> list[str]:
+    """The local SQS endpoint's command line. ``BENCH_STOCK_MOTO=1``: moto's own server, without
+    roster.dev.local_sqs's cheaper clock (the endpoint of the figures before 2026-11-24)."""
+    if os.environ.get("BENCH_STOCK_MOTO"):
+        return [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)]
+    return local_sqs.server_command(port=port)
 
 
-class MotoServer:
-    """The local SQS endpoint (moto, ``roster.dev.local_sqs``) on a free loopback port, started and
-    stopped by us (by its own pid)."""
-
-    def __init__(self, log_path: Path | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path or Path(f"/tmp/bench-moto-{self.port}.log")
-        self.process: subprocess.Popen | None = None
-
-    def command(self) -> list[str]:
-        """``BENCH_STOCK_MOTO=1``: moto's own server, without roster.dev.local_sqs's cheaper clock
-        (the endpoint of the figures before 2026-11-24, for comparison)."""
-        if os.environ.get("BENCH_STOCK_MOTO"):
-            stock = Path(sys.executable).with_name("moto_server")
-            return [str(stock), "-H", "127.0.0.1", "-p", str(self.port)]
-        return local_sqs.server_command(port=self.port)
-
-    def __enter__(self) -> MotoServer:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in __exit__
-        self.process = subprocess.Popen(
-            self.command(),
-            cwd=local_sqs.ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto_server exited at start; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.__exit__(None, None, None)
-        raise RuntimeError(f"moto_server did not answer on {self.url}; see {self.log_path}")
-
-    def __exit__(self, *exc_info) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time (user+sys) the server process used so far, from /proc."""
-        if self.process is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+def pid_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user+sys) a process used so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_cpu_ticks() -> tuple[int, int]:
@@ -302,8 +393,8 @@ class CpuMeter:
     box, which the figures should be read against.
     """
 
-    def __init__(self, moto: MotoServer | None = None) -> None:
-        self.moto = moto
+    def __init__(self, moto_pid: int | None = None) -> None:
+        self.moto_pid = moto_pid
         self.database = urlsplit(BENCH_DATABASE_URL).path.lstrip("/")
 
     def _sample(self) -> None:
@@ -325,13 +416,13 @@ class CpuMeter:
         self._thread = threading.Thread(target=self._sampler, daemon=True)
         self._thread.start()
         self._proc = time.process_time()
-        self._moto = self.moto.cpu_seconds() if self.moto else None
+        self._moto = pid_cpu_seconds(self.moto_pid) if self.moto_pid else None
         self._busy, self._total = machine_cpu_ticks()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.process_s = time.process_time() - self._proc
-        moto = self.moto.cpu_seconds() if self.moto else None
+        moto = pid_cpu_seconds(self.moto_pid) if self.moto_pid else None
         self.moto_s = moto - self._moto if moto is not None and self._moto is not None else None
         busy, total = machine_cpu_ticks()
         self._stop.set()

@@ -31,15 +31,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from bench import common
-from bench.events import MeetingStream, meetings_generate
-
-SEED = 20261124
+from roster.dev.chime import as_envelope
+from roster.dev.processes import Supervisor, sqs_endpoint_start
 
 
 class TimedClient:
@@ -110,17 +111,17 @@ class Segment:
     bodies: tuple[str, ...]
 
 
-def segments_create(client, streams: list[MeetingStream], depth: int) -> list[list[Segment]]:
+def segments_create(client, meetings: list[list[dict]], depth: int) -> list[list[Segment]]:
     """Per meeting, its segment queues in delivery order (created empty)."""
     layout = []
-    for stream in streams:
-        bodies = [e.body for e in stream.events]
+    for index, details in enumerate(meetings):
+        bodies = [as_envelope(doc) for doc in details]
         segments = []
         for k, i in enumerate(range(0, len(bodies), depth)):
             url = client.create_queue(
-                QueueName=f"bench-m{stream.index:04d}-s{k:02d}", Attributes={"VisibilityTimeout": "120"}
+                QueueName=f"bench-m{index:04d}-s{k:02d}", Attributes={"VisibilityTimeout": "120"}
             )["QueueUrl"]
-            segments.append(Segment(stream.index, url, tuple(bodies[i : i + depth])))
+            segments.append(Segment(index, url, tuple(bodies[i : i + depth])))
         layout.append(segments)
     return layout
 
@@ -163,7 +164,7 @@ def phase_run(
     layout: list[list[Segment]],
     depth: int,
     clients: list[TimedClient],
-    moto: common.MotoServer,
+    moto_pid: int,
     wait_seconds: int = 1,
     max_empty: int = 3,
 ) -> PhaseResult:
@@ -227,7 +228,7 @@ def phase_run(
     threads = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(concurrency)]
     for thread in threads:
         thread.start()
-    with common.CpuMeter(moto) as cpu:
+    with common.CpuMeter(moto_pid) as cpu:
         barrier.wait()
         start = time.perf_counter()
         for thread in threads:
@@ -364,28 +365,29 @@ def main(argv: list[str] | None = None) -> dict:
     plan = args.levels or ([(4, 2, 10)] if args.quick else [(4, 4, 25), (2, 2, 10), (1, 2, 10)])
     most_meetings = max(rounds * meetings for _, rounds, meetings in plan)
 
-    with common.MotoServer() as moto:
-        common.environment_prepare(sqs_endpoint=moto.url)
+    with Supervisor(log_dir=Path(tempfile.mkdtemp(prefix="bench-drain-"))) as processes:
+        moto_url = sqs_endpoint_start(processes, command=common.moto_command, timeout=30)
+        moto_pid = processes.pids()["moto"]
+        common.environment_prepare(sqs_endpoint=moto_url)
         common.django_setup(recreate=True)
         from django.conf import settings
 
-        from bench.ingest_bench import roster_check
         from roster.sources.sqs import sqs_client
 
-        if moto.url != settings.AWS_ENDPOINT_URL_SQS:
-            raise SystemExit(f"bench: SQS endpoint is {settings.AWS_ENDPOINT_URL_SQS}, not {moto.url}")
-        streams = meetings_generate(
-            meetings=most_meetings,
-            attendees=args.attendees,
-            events_per_meeting=args.events_per_meeting,
-            seed=SEED,
+        if moto_url != settings.AWS_ENDPOINT_URL_SQS:
+            raise SystemExit(f"bench: SQS endpoint is {settings.AWS_ENDPOINT_URL_SQS}, not {moto_url}")
+        meetings = common.meetings_split(
+            common.meetings_generate(
+                meetings=most_meetings, attendees=args.attendees, events_per_meeting=args.events_per_meeting
+            )
         )
         # Clients are made here, one after the other (making boto3 clients is not thread-safe).
         clients = [TimedClient(sqs_client(wait_seconds=1)) for _ in range(max(4, *(c for c, _, _ in plan)))]
         admin = clients[0]._client
-        layout_all = segments_create(admin, streams, args.depth)
+        layout_all = segments_create(admin, meetings, args.depth)
         common.log(
-            f"drain bench: moto_server at {moto.url}; {args.events_per_meeting} events per meeting in "
+            f"drain bench: moto_server at {moto_url} (log in {processes.log_dir}); "
+            f"{args.events_per_meeting} events per meeting in "
             f"queues of {args.depth} (depth bound), {len(layout_all[0])} queues per meeting; "
             "receive MaxNumberOfMessages=10 WaitTimeSeconds=1 + DeleteMessageBatch; "
             "raw and project alternate round by round"
@@ -414,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict:
                         layout=layout,
                         depth=args.depth,
                         clients=clients,
-                        moto=moto,
+                        moto_pid=moto_pid,
                     )
                     round_check(result, admin=admin, layout=layout, expected=expected)
                     by_mode[mode].append(result)
@@ -429,7 +431,7 @@ def main(argv: list[str] | None = None) -> dict:
             # once, and every roster equals the pure fold of its events.
             total_expected = rounds * per_round * args.events_per_meeting
             counts = common.roster_counts()
-            fold = roster_check(streams[: rounds * per_round], expected_events=total_expected)
+            fold = common.roster_check(meetings[: rounds * per_round], expected_events=total_expected)
             ok = (
                 project.check == "ok"
                 and counts["events"] == total_expected

@@ -30,9 +30,8 @@ import time
 from dataclasses import asdict, dataclass
 
 from bench import common
-from bench.events import MeetingStream, interleaved, meetings_generate
-
-SEED = 20261124
+from bench.common import meetings_generate, meetings_split, roster_check
+from roster.dev.chime import as_envelope
 
 
 @dataclass
@@ -58,16 +57,19 @@ class RunResult:
     cpu_us_per_event: float = 0.0  # (bench process + its PostgreSQL backends) CPU per event
 
 
-def batches_per_meeting(streams: list[MeetingStream], size: int) -> list[list]:
-    """One meeting per batch (as a per-meeting queue's receive gives), meetings round-robin."""
+def batches_per_meeting(
+    meetings: list[list[dict]], size: int, *, part: int = 0, parts: int = 1
+) -> list[list]:
+    """One meeting per batch (as a per-meeting queue's receive gives), meetings round-robin; only
+    the meetings of ``part`` (index % parts == part)."""
     from roster.ingest import IncomingMessage
 
     per_meeting = []
-    for stream in streams:
-        queue = f"bench-meeting-{stream.index:04d}"
+    for index, details in list(enumerate(meetings))[part::parts]:
+        queue = f"bench-meeting-{index:04d}"
         messages = [
-            IncomingMessage(body=e.body, queue=queue, message_id=f"m{stream.index}-{n}")
-            for n, e in enumerate(stream.events)
+            IncomingMessage(body=as_envelope(doc), queue=queue, message_id=f"m{index}-{n}")
+            for n, doc in enumerate(details)
         ]
         per_meeting.append([messages[i : i + size] for i in range(0, len(messages), size)])
     out = []
@@ -78,12 +80,13 @@ def batches_per_meeting(streams: list[MeetingStream], size: int) -> list[list]:
     return out
 
 
-def batches_interleaved(streams: list[MeetingStream], size: int) -> list[list]:
+def batches_interleaved(details: list[dict], size: int) -> list[list]:
+    """Every meeting's events as one queue delivers them (one EventBridge rule), cut into batches."""
     from roster.ingest import IncomingMessage
 
     messages = [
-        IncomingMessage(body=e.body, queue="bench-eventbridge", message_id=f"i{n}")
-        for n, e in enumerate(interleaved(streams))
+        IncomingMessage(body=as_envelope(doc), queue="bench-eventbridge", message_id=f"i{n}")
+        for n, doc in enumerate(details)
     ]
     return [messages[i : i + size] for i in range(0, len(messages), size)]
 
@@ -111,54 +114,13 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def roster_check(streams: list[MeetingStream], *, expected_events: int) -> str:
-    """Compare the database with the pure fold of every meeting's events. Returns 'ok' or why not."""
-    from roster.domain import fold as machine
-    from roster.domain.events import event_parse
-    from roster.models import Attendee, Event, Meeting
-
-    problems = []
-    stored = Event.objects.count()
-    if stored != expected_events:
-        problems.append(f"events stored {stored} != {expected_events}")
-    meetings = {m.meeting_id: m for m in Meeting.objects.all()}
-    rows: dict[str, dict[str, Attendee]] = {}
-    for row in Attendee.objects.all():
-        rows.setdefault(row.meeting_id, {})[row.attendee_id] = row
-    for stream in streams:
-        roster = machine.roster_fold(stream.meeting_id, [event_parse(e.body) for e in stream.events])
-        meeting = meetings.get(stream.meeting_id)
-        if meeting is None:
-            problems.append(f"meeting {stream.index} missing")
-            continue
-        if (meeting.status, meeting.peak_joined, meeting.started_at, meeting.ended_at) != (
-            roster.meeting.status,
-            roster.peak_joined,
-            roster.meeting.started_at,
-            roster.meeting.ended_at,
-        ):
-            problems.append(f"meeting {stream.index} fields differ from the fold")
-        got = rows.get(stream.meeting_id, {})
-        if set(got) != set(roster.attendees):
-            problems.append(f"meeting {stream.index}: attendee set differs")
-            continue
-        for attendee_id, state in roster.attendees.items():
-            row = got[attendee_id]
-            public = {name: getattr(row, name) for name in machine.AttendeeState.PUBLIC_FIELDS}
-            if public != state.public():
-                problems.append(f"meeting {stream.index} attendee {attendee_id}: row differs from the fold")
-    if problems:
-        return f"MISMATCH ({len(problems)}): " + "; ".join(problems[:5])
-    return f"ok ({stored} events, {len(meetings)} meetings, every roster equals the pure fold)"
-
-
 def run_single(
     name: str,
     layout: str,
     batches: list[list],
     *,
     fresh: bool,
-    streams: list[MeetingStream],
+    meetings: list[list[dict]],
     profile_path: str | None = None,
 ) -> RunResult:
     if fresh:
@@ -193,7 +155,7 @@ def run_single(
         other_cpu_s=cpu.others_s(),
     )
     if fresh:
-        result.check = roster_check(streams, expected_events=events)
+        result.check = roster_check(meetings, expected_events=events)
     else:
         counts = common.roster_counts()
         ok = total.applied == 0 and total.duplicates == events and counts["events"] == events
@@ -210,9 +172,8 @@ def run_single(
 def _child(part: int, parts: int, size: int, args: dict, barrier, out) -> None:
     common.environment_prepare()
     common.django_setup()
-    streams = meetings_generate(**args)
-    mine = [s for s in streams if s.index % parts == part]
-    batches = batches_per_meeting(mine, size)
+    meetings = meetings_split(meetings_generate(**args))
+    batches = batches_per_meeting(meetings, size, part=part, parts=parts)
     barrier.wait()
     start = time.monotonic()
     cpu_start = time.process_time()
@@ -233,7 +194,7 @@ def _child(part: int, parts: int, size: int, args: dict, barrier, out) -> None:
     )
 
 
-def run_processes(name: str, size: int, parts: int, args: dict, streams: list[MeetingStream]) -> RunResult:
+def run_processes(name: str, size: int, parts: int, args: dict, meetings: list[list[dict]]) -> RunResult:
     from django.db import connection
 
     common.roster_tables_truncate()
@@ -274,7 +235,7 @@ def run_processes(name: str, size: int, parts: int, args: dict, streams: list[Me
         machine_busy=cpu.machine_busy,
         other_cpu_s=cpu.others_s(sum(r["cpu"] for r in reports)),
     )
-    result.check = roster_check(streams, expected_events=events)
+    result.check = roster_check(meetings, expected_events=events)
     return result
 
 
@@ -325,7 +286,6 @@ def main(argv: list[str] | None = None) -> dict:
         "meetings": meetings,
         "attendees": args.attendees,
         "events_per_meeting": args.events_per_meeting,
-        "seed": SEED,
     }
     names = args.only or (
         ["per-meeting/10", "interleaved/100", "duplicates/100", "2proc/10"] if args.quick else list(RUN_NAMES)
@@ -333,8 +293,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     common.environment_prepare()
     common.django_setup(recreate=not args.no_recreate)
-    streams = meetings_generate(**gen_args)
-    total_events = sum(len(s.events) for s in streams)
+    delivered = meetings_generate(**gen_args)
+    by_meeting = meetings_split(delivered)
+    total_events = len(delivered)
     common.log(
         f"ingest bench: {meetings} meetings x {args.attendees} attendees, {total_events} events, "
         f"database {common.BENCH_DATABASE_URL}"
@@ -347,24 +308,29 @@ def main(argv: list[str] | None = None) -> dict:
         size = int(size_text)
         profile_path = f"/tmp/bench-ingest-{kind}-{size}.prof" if args.profile == name else None
         if kind == "2proc":
-            result = run_processes(name, size, 2, gen_args, streams)
+            result = run_processes(name, size, 2, gen_args, by_meeting)
         elif kind == "duplicates":
             # Make sure the log holds exactly these events first (untimed), then ingest them again.
             if last_fresh_layout is None:
                 common.roster_tables_truncate()
-                batches_ingest(batches_interleaved(streams, 100))
+                batches_ingest(batches_interleaved(delivered, 100))
             result = run_single(
                 name,
                 "interleaved",
-                batches_interleaved(streams, size),
+                batches_interleaved(delivered, size),
                 fresh=False,
-                streams=streams,
+                meetings=by_meeting,
                 profile_path=profile_path,
             )
         else:
-            maker = batches_per_meeting if kind == "per-meeting" else batches_interleaved
+            batches = batches_per_meeting(by_meeting, size) if kind == "per-meeting" else None
             result = run_single(
-                name, kind, maker(streams, size), fresh=True, streams=streams, profile_path=profile_path
+                name,
+                kind,
+                batches or batches_interleaved(delivered, size),
+                fresh=True,
+                meetings=by_meeting,
+                profile_path=profile_path,
             )
             last_fresh_layout = (kind, size)
         results.append(cpu_fill(result))

@@ -2,13 +2,14 @@
 
 ``.venv/bin/python -m bench.live_bench [--quick] [--only latency fanout burst] [--profile]``
 
-Everything runs on this machine, on loopback: PostgreSQL (database ``bench_live``, dropped and
-recreated, then ``manage.py migrate``), Redis, a moto server (local SQS), one Daphne process
-serving ``config.asgi:application``, ``manage.py drain_sqs --wait-seconds 1 --concurrency 2``
-as a subprocess, and ONE load-generator process (asyncio + websockets) holding the feed clients.
-The load generator, the servers and the producer share the machine's cores: the figures are
-those of the whole system on this machine, not of the server alone. Each scenario prints the
-CPU each part used, and what other processes (not ours) used meanwhile.
+Everything runs on this machine, on loopback: PostgreSQL (database ``bench_live``, or the one of
+``BENCH_LIVE_DATABASE_URL``, dropped and recreated, then ``manage.py migrate``), Redis, a moto
+server (local SQS), one Daphne process serving ``config.asgi:application``, ``manage.py
+drain_sqs --wait-seconds 1 --concurrency 2`` as a subprocess, and ONE load-generator process
+(asyncio + websockets) holding the feed clients. The load generator, the servers and the
+producer share the machine's cores: the figures are those of the whole system on this machine,
+not of the server alone. Each scenario prints the CPU each part used, and what other processes
+(not ours) used meanwhile.
 
 1. latency: 100 active meetings, 10 feed clients each (1,000 clients, each subscribed to its
    meeting with a token scoped to it). A producer sends AttendeeJoined (new attendee ids) and
@@ -26,40 +27,44 @@ CPU each part used, and what other processes (not ours) used meanwhile.
 2. fanout: 1,000 clients on ONE meeting; the bench ingests one AttendeeJoined per delta in-process
    (``messages_ingest``; the broadcaster publishes after commit) at stepped rates; deliveries =
    frames received summed over clients. Publish time = when ``messages_ingest`` returned.
-3. burst: one meeting with the dashboard open in headless Chromium (staff user), then 10,000
-   AttendeeJoined. Times from the first send until (a) Meeting.joined_count == 10,000 in the
-   database and (b) the page's #count-joined shows 10,000. Phases: ``raw`` (the same queues and
-   sender, received + deleted by threads without ingest: moto's own floor), ``sqs`` (drain_sqs
-   --concurrency 2 over the queues), ``direct`` (the joins ingested from memory by 2 threads in
-   batches of --burst-batch, by default SQS_BATCH_MESSAGES, what the drain gathers from a
-   backlog: the project's own share). The sender keeps at most --burst-window messages in
-   the queues (moto's ReceiveMessage and SendMessage cost grows with a queue's depth, unlike SQS).
-   ``backlog``: the whole burst is sent to the queues first (AWS's share: in production Chime and
-   SQS do this, not this machine), then drain_sqs --concurrency 2 starts; times run from the
-   drain's first receive (the earliest ``received_at`` of the burst's events) until (a) and (b).
-   This is the drain's whole share of a burst that arrives at once, or a backlog after an outage.
+3. burst: a webinar's join burst, 10,000 AttendeeJoined over a primary meeting and its 40 replicas
+   (Chime caps a meeting at 250 attendees; each replica is a meeting with its own meetingId), up to
+   250 joined each, the joins in the order SQS would deliver them (delivery delays: out of order
+   within and across meetings; roster.dev.chime.webinar_family). The meetings start first (not
+   timed), with the dashboard's meeting list open in headless Chromium (staff user). Times from
+   the first send until (a) the meetings' joined_count sums to 10,000 in the database and (b) the
+   page's rows for them show 10,000 joined in all; at the end each meeting must have joined its
+   viewers, its row show them, and its roster equal the whole fold of its events. Phases: ``raw``
+   (the same queues and sender, received + deleted by threads without ingest: moto's own floor),
+   ``sqs`` (drain_sqs --concurrency 2 over the queues), ``direct`` (the joins ingested from
+   memory by 2 threads in batches of --burst-batch, by default SQS_BATCH_MESSAGES, what the
+   drain gathers from a backlog: the project's own share). The sender keeps at most
+   --burst-window messages in the queues (moto's ReceiveMessage and SendMessage cost grows with a
+   queue's depth, unlike SQS). ``backlog``: the whole burst is sent to the queues first (AWS's
+   share: in production Chime and SQS do this, not this machine), then drain_sqs --concurrency 2
+   starts; times run from the drain's first receive (the earliest ``received_at`` of the
+   burst's joins) until (a) and (b). This is the drain's whole share of a burst that arrives at
+   once, or a backlog after an outage.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import random
 import re
 import statistics
 import sys
 import threading
 import time
-import uuid
-from collections import deque
 from pathlib import Path
 
+from bench import common
 from bench import live_common as lc
 from bench.common import log
+from roster.dev.chime import live_traffic
+from roster.dev.processes import Child, Supervisor, sqs_endpoint_start
 
-ACCOUNT = "111122223333"
 CLIENTS_PER_MEETING = 10
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -71,83 +76,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 STAFF_USER, STAFF_PASSWORD = "bench-host", "bench correct horse battery"
-
-
-# --- events ----------------------------------------------------------------------------------
-
-
-def envelope(detail: dict) -> str:
-    """An EventBridge envelope, as Chime delivers through an EventBridge rule to SQS."""
-    return json.dumps(
-        {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "Chime Meeting State Change",
-            "source": "aws.chime",
-            "account": ACCOUNT,
-            "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": "us-east-1",
-            "resources": [],
-            "detail": detail,
-        },
-        separators=(",", ":"),
-    )
-
-
-def meeting_started(meeting_id: str, external: str, ts: int) -> str:
-    return envelope(
-        {
-            "meetingId": meeting_id,
-            "externalMeetingId": external,
-            "mediaRegion": "us-east-1",
-            "eventType": "chime:MeetingStarted",
-            "timestamp": ts,
-        }
-    )
-
-
-def attendee_event(meeting_id: str, external: str, attendee_id: str, event_type: str, ts: int) -> str:
-    detail = {
-        "meetingId": meeting_id,
-        "externalMeetingId": external,
-        "mediaRegion": "us-east-1",
-        "attendeeId": attendee_id,
-        "externalUserId": f"{attendee_id}@example.com",
-        "eventType": event_type,
-        "timestamp": ts,
-    }
-    if event_type == "chime:AttendeeJoined":
-        detail["networkType"] = "Voip"
-    return envelope(detail)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class LatencyEvents:
-    """AttendeeJoined for new attendees, VideoStarted for attendees joined >= 1 s before."""
-
-    def __init__(self, meetings: list[tuple[str, str]], prefix: str, seed: int) -> None:
-        self.meetings = meetings
-        self.prefix = prefix
-        self.rng = random.Random(seed)
-        self.joined: deque[tuple[float, str, str, str]] = deque()
-        self.n = 0
-        self.toggle = False
-
-    def next(self) -> tuple[str, str]:
-        """(correlation key, body)."""
-        self.toggle = not self.toggle
-        now = time.monotonic()
-        if self.toggle and self.joined and now - self.joined[0][0] >= 1.0:
-            _, mid, ext, aid = self.joined.popleft()
-            return f"v:{aid}", attendee_event(mid, ext, aid, "chime:AttendeeVideoStarted", now_ms())
-        mid, ext = self.meetings[self.rng.randrange(len(self.meetings))]
-        aid = f"{self.prefix}-{self.n:06d}"
-        self.n += 1
-        self.joined.append((now, mid, ext, aid))
-        return f"j:{aid}", attendee_event(mid, ext, aid, "chime:AttendeeJoined", now_ms())
+BURST_PHASES = ("raw", "sqs", "backlog", "direct")
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -195,14 +124,15 @@ class Bench:
             "date": "2026-11-24",
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        self.children: list[lc.Child | lc.LoadGen] = []
+        self.processes = Supervisor(log_dir=self.log_dir)
+        self.profiles: dict[Child, Path] = {}  # --profile: where each child writes its cProfile
 
     # ---- setup ----
 
     def setup(self) -> None:
         self.results["background_load_before"] = round(100 * lc.background_load(2.0), 1)
-        self.moto, self.sqs_url = lc.moto_start(log_dir=self.log_dir)
-        self.children.append(self.moto)
+        self.sqs_url = sqs_endpoint_start(self.processes, env=lc.child_env(), timeout=30)
+        self.moto_pid = self.processes.pids()["moto"]
         self.env = lc.child_env(sqs_endpoint=self.sqs_url)
         os.environ.update(self.env)
         # This process only: Playwright's sync API keeps an event loop in the main thread, and the
@@ -251,49 +181,41 @@ class Bench:
             "websockets": websockets.version.version,
             "postgresql": pg,
             "redis": info.get("redis_version"),
-            "channel_layer": "channels_redis.pubsub.RedisPubSubChannelLayer (prefix benchlive)",
+            "channel_layer": f"channels_redis.pubsub.RedisPubSubChannelLayer (prefix {lc.CHANNEL_PREFIX})",
             "sqs": "moto_server (local, loopback)",
             "background_load_percent_before": self.results["background_load_before"],
         }
 
     def teardown(self, keep_moto: bool = False) -> None:
-        for child in reversed(list(self.children)):
-            if keep_moto and child is self.moto:
-                continue
-            try:
-                child.stop()
-            except Exception as exc:  # noqa: BLE001 - stop the rest anyway
-                log(f"  (stopping {child}: {exc})")
-            self.children.remove(child)
+        if keep_moto:
+            self.processes.stop(*[child for child in reversed(self.processes.children) if child.tier])
+        else:
+            self.processes.stop_all()
 
-    def start_daphne(self, tag: str) -> lc.Child:
+    def start_daphne(self, tag: str) -> Child:
         profile = self.log_dir / f"daphne-{tag}.prof" if self.args.profile else None
-        daphne, port = lc.daphne_start(env=self.env, log_dir=self.log_dir, profile=profile)
-        daphne.profile = profile
-        self.children.append(daphne)
-        self.port = port
+        daphne, self.port = lc.daphne_start(self.processes, env=self.env, tag=tag, profile=profile)
+        self.profiles[daphne] = profile
         return daphne
 
-    def start_drain(self, tag: str, queue_urls: list[str]) -> lc.Child:
+    def start_drain(self, tag: str, queue_urls: list[str]) -> Child:
         profile = self.log_dir / f"drain-{tag}.prof" if self.args.profile else None
         drain = lc.drain_start(
+            self.processes,
             env=self.env,
-            log_dir=self.log_dir,
+            tag=tag,
             queue_urls=queue_urls,
             concurrency=self.args.drain_concurrency,
             profile=profile,
         )
-        drain.profile = profile
-        self.children.append(drain)
+        self.profiles[drain] = profile
         return drain
 
-    def stop_child(self, child) -> None:
-        child.stop()
-        if child in self.children:
-            self.children.remove(child)
-        profile = getattr(child, "profile", None)
-        if profile and Path(profile).exists():
-            self.profile_print(child.name, Path(profile))
+    def stop_child(self, child: Child) -> None:
+        self.processes.stop(child)
+        profile = self.profiles.pop(child, None)
+        if profile and profile.exists():
+            self.profile_print(child.name, profile)
 
     def profile_print(self, name: str, path: Path) -> None:
         import io
@@ -310,18 +232,6 @@ class Bench:
     def create_queue(self, name: str) -> str:
         return self.sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
 
-    def meetings_create(self, count: int, tag: str) -> list[tuple[str, str]]:
-        from roster.ingest import IncomingMessage, messages_ingest
-        from roster.live.broadcast import publisher
-
-        meetings = [(str(uuid.uuid4()), f"{tag}-{i:03d}") for i in range(count)]
-        ts = now_ms() - 60_000
-        bodies = [meeting_started(mid, ext, ts) for mid, ext in meetings]
-        for start in range(0, len(bodies), 100):
-            messages_ingest(messages=[IncomingMessage(body=b) for b in bodies[start : start + 100]])
-        publisher.flush()
-        return meetings
-
     def tokens_for(self, meetings: list[tuple[str, str]]) -> dict[str, str]:
         from roster.read.access import feed_token_create
 
@@ -336,8 +246,7 @@ class Bench:
             "out": str(self.log_dir / f"loadgen-{mode}-result.json"),
             "max_seconds": 1500,
         }
-        loadgen = lc.LoadGen(cfg, log_dir=self.log_dir, env=self.env)
-        self.children.append(loadgen)
+        loadgen = lc.LoadGen(cfg, processes=self.processes, env=self.env)
         t0 = time.monotonic()
         ready = loadgen.wait_ready(timeout=400)
         log(
@@ -366,7 +275,7 @@ class Bench:
         a = self.args
         log("\n== 1. latency: 100 meetings x 10 feed clients (1,000), events spread over the meetings ==")
         daphne = self.start_daphne("latency")
-        meetings = self.meetings_create(100, "lat")
+        meetings = common.meetings_start(count=100, tag="lat")
         tokens = self.tokens_for(meetings)
         queue = self.create_queue("bench-live-latency")
         drain = self.start_drain("latency", [queue])
@@ -376,7 +285,7 @@ class Bench:
             for _ in range(CLIENTS_PER_MEETING)
         ]
         loadgen = self.loadgen_start(clients, "latency")
-        pids = {"daphne": daphne.pid, "drain_sqs": drain.pid, "moto": self.moto.pid, "loadgen": loadgen.pid}
+        pids = {"daphne": daphne.pid, "drain_sqs": drain.pid, "moto": self.moto_pid, "loadgen": loadgen.pid}
         send_times: dict[str, tuple[str, float]] = {}
         phases: list[dict[str, object]] = []
 
@@ -397,7 +306,7 @@ class Bench:
         plan += [("sqs", rate, sqs_send) for rate in a.sqs_rates if rate > 0]
         for index, (mode, rate, send) in enumerate(plan):
             tag = f"{mode}@{rate:g}"
-            events = LatencyEvents(meetings, prefix=f"p{index}", seed=index)
+            events = live_traffic(meetings=meetings, prefix=f"p{index}", seed=index)
             log(
                 f"  -- phase {tag}: {rate:g} events/s for {a.latency_seconds:g}s"
                 + (
@@ -419,7 +328,6 @@ class Bench:
             )
             phases.append(phase)
         result = loadgen.finish()
-        self.children.remove(loadgen)
         seen: dict[str, list[float]] = result["seen"]
         for phase in phases:
             samples: list[float] = []
@@ -528,7 +436,7 @@ class Bench:
                     held_back += 1
                     time.sleep(0.005)
                     continue
-                batch = [events.next() for _ in range(min(10, due - sent))]
+                batch = [next(events) for _ in range(min(10, due - sent))]
                 t_send = time.monotonic()
                 next_send = t_send + a.send_interval_ms / 1000
                 send(batch)
@@ -611,8 +519,8 @@ class Bench:
         a = self.args
         log("\n== 2. fan-out: 1,000 feed clients on ONE meeting, one Daphne process ==")
         daphne = self.start_daphne("fanout")
-        meetings = self.meetings_create(1, "fan")
-        ((mid, ext),) = meetings
+        meetings = common.meetings_start(count=1, tag="fan")
+        ((mid, _),) = meetings
         token = self.tokens_for(meetings)[mid]
         loadgen = self.loadgen_start([{"token": token, "meetings": [mid]}] * a.fanout_clients, "fanout")
         pids = {"daphne": daphne.pid, "loadgen": loadgen.pid}
@@ -622,7 +530,7 @@ class Bench:
 
         publish: dict[int, tuple[int, float]] = {}  # seq -> (step, publish time)
         steps = []
-        n = 0
+        joins = live_traffic(meetings=meetings, prefix="f", seed=0, video=False)
         for step, rate in enumerate(a.fanout_rates):
             log(
                 f"  -- step {step}: {rate:g} deltas/s x {a.fanout_clients} clients = "
@@ -640,12 +548,7 @@ class Bench:
                     if due <= sent:
                         time.sleep(min(0.004, max(0.0, (sent + 1) / rate - (now - start))))
                         continue
-                    bodies = []
-                    for _ in range(a.fanout_attendees):
-                        bodies.append(
-                            attendee_event(mid, ext, f"f-{n:07d}", "chime:AttendeeJoined", now_ms())
-                        )
-                        n += 1
+                    bodies = [next(joins)[1] for _ in range(a.fanout_attendees)]
                     result = messages_ingest(messages=[IncomingMessage(body=b) for b in bodies])
                     publish[result.changed_meetings[mid]] = (step, time.monotonic())
                     sent += 1
@@ -689,7 +592,6 @@ class Bench:
                 )
                 break
         result = loadgen.finish()
-        self.children.remove(loadgen)
         self.stop_child(daphne)
         for item in steps:
             step = item["step"]
@@ -742,14 +644,14 @@ class Bench:
             "loadgen_errors": result["errors"],
         }
 
-    # ---- scenario 3: 10,000-attendee join burst ----
+    # ---- scenario 3: a webinar's 10,000-join burst ----
 
     def burst(self) -> dict[str, object]:
         a = self.args
-        n = a.burst_attendees
         log(
-            f"\n== 3. join burst: {n:,} AttendeeJoined into one meeting, "
-            "dashboard open in headless Chromium =="
+            f"\n== 3. join burst: {a.burst_attendees:,} AttendeeJoined over a webinar's "
+            f"{a.burst_replicas + 1} meetings (a primary and {a.burst_replicas} replicas), arriving out of "
+            "order; the dashboard open in headless Chromium =="
         )
         from django.contrib.auth.models import User
 
@@ -757,7 +659,8 @@ class Bench:
         daphne = self.start_daphne("burst")
         queues = [self.create_queue(f"bench-live-burst-{i:02d}") for i in range(a.burst_queues)]
         out: dict[str, object] = {
-            "attendees": n,
+            "attendees": a.burst_attendees,
+            "meetings": a.burst_replicas + 1,
             "queues": a.burst_queues,
             "window": a.burst_window,
             "phases": {},
@@ -774,7 +677,7 @@ class Bench:
                     if mode not in phases:
                         continue
                     drain = self.start_drain("burst", queues) if mode == "sqs" else None
-                    pids = {"daphne": daphne.pid, "moto": self.moto.pid}
+                    pids = {"daphne": daphne.pid, "moto": self.moto_pid}
                     if drain:
                         pids["drain_sqs"] = drain.pid
                     out["phases"][mode] = self.burst_phase(mode, browser, queues, pids)
@@ -786,10 +689,17 @@ class Bench:
         self.stop_child(daphne)
         return out
 
+    def burst_family(self, mode: str, *, start: bool = True) -> tuple[list[list[dict]], list[str]]:
+        """The phase's webinar and the bodies of its joins (bench.common.webinar_burst)."""
+        a = self.args
+        return common.webinar_burst(
+            seed=BURST_PHASES.index(mode), viewers=a.burst_attendees, replicas=a.burst_replicas, start=start
+        )
+
     def burst_raw(self, queues: list[str]) -> dict[str, object]:
         """moto's floor: the same sender, queues and window; threads receive + delete, no ingest."""
-        n = self.args.burst_attendees
-        mid, ext = str(uuid.uuid4()), "burst-raw"
+        _, bodies = self.burst_family("raw", start=False)
+        n = len(bodies)
         received = [0]
         lock = threading.Lock()
         stop = threading.Event()
@@ -811,10 +721,7 @@ class Bench:
         for thread in threads:
             thread.start()
         time.sleep(1.5)
-        bodies = [
-            attendee_event(mid, ext, f"b-raw-{i:05d}", "chime:AttendeeJoined", now_ms() + i) for i in range(n)
-        ]
-        with lc.CpuMeter({"moto": self.moto.pid}) as cpu:
+        with lc.CpuMeter({"moto": self.moto_pid}) as cpu:
             t0, t_sent = self.burst_send(queues, bodies, applied=lambda: received[0])
             deadline = time.monotonic() + 600
             while received[0] < n and time.monotonic() < deadline:
@@ -906,34 +813,35 @@ class Bench:
 
     def burst_phase(self, mode: str, browser, queues: list[str], pids: dict[str, int]) -> dict[str, object]:
         from django.db import connection
+        from django.db.models import Sum
 
-        from roster.ingest import IncomingMessage, messages_ingest
         from roster.models import Meeting
 
-        n = self.args.burst_attendees
-        ((mid, ext),) = self.meetings_create(1, f"burst-{mode}")
+        family, bodies = self.burst_family(mode)
+        n = len(bodies)
+        ids = [meeting[0]["meetingId"] for meeting in family]
+        sizes = {meeting[0]["meetingId"]: len(meeting) - 1 for meeting in family}
         base = f"http://127.0.0.1:{self.port}"
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"{base}/admin/login/?next=/meetings/{mid}/")
+        page.goto(f"{base}/admin/login/?next=/")  # the meeting list: every meeting's joined count
         page.fill("#id_username", STAFF_USER)
         page.fill("#id_password", STAFF_PASSWORD)
         page.click("input[type=submit]")
-        page.wait_for_url(f"**/meetings/{mid}/")
+        page.wait_for_selector(f'tr[data-meeting-id="{ids[-1]}"]', timeout=30000)
         page.wait_for_selector("#connection-status[data-state=live]", timeout=30000)
-        shown_before = page.inner_text("#count-joined").strip()
+        shown_before = sum(_dashboard_joined(page, ids).values())
 
         joined = [0]
         t_db = [None]
         stop = threading.Event()
+        family_rows = Meeting.objects.filter(meeting_id__in=ids)
 
         def db_poll() -> None:
             try:
                 while not stop.is_set():
-                    joined[0] = Meeting.objects.filter(meeting_id=mid).values_list("joined_count", flat=True)[
-                        0
-                    ]
+                    joined[0] = family_rows.aggregate(joined=Sum("joined_count"))["joined"] or 0
                     if joined[0] >= n and t_db[0] is None:
                         t_db[0] = time.monotonic()
                         return
@@ -941,10 +849,6 @@ class Bench:
             finally:
                 connection.close()
 
-        bodies = [
-            attendee_event(mid, ext, f"b-{mode}-{i:05d}", "chime:AttendeeJoined", now_ms() + i)
-            for i in range(n)
-        ]
         t_sent = [None]
         t0 = [None]
 
@@ -964,29 +868,8 @@ class Bench:
             if mode == "sqs":
                 t0[0], t_sent[0] = self.burst_send(queues, bodies, applied=lambda: joined[0], stop=stop)
             else:
-                size = self.args.burst_batch
-                chunks = [bodies[i : i + size] for i in range(0, n, size)]
-                index = [0]
-                lock = threading.Lock()
-
-                def worker() -> None:
-                    try:
-                        while not stop.is_set():
-                            with lock:
-                                if index[0] >= len(chunks):
-                                    return
-                                chunk = chunks[index[0]]
-                                index[0] += 1
-                            messages_ingest(messages=[IncomingMessage(body=b) for b in chunk])
-                    finally:
-                        connection.close()
-
                 t0[0] = time.monotonic()
-                workers = [threading.Thread(target=worker, daemon=True) for _ in range(2)]
-                for w in workers:
-                    w.start()
-                for w in workers:
-                    w.join(900)
+                common.bodies_ingest(bodies, batch=self.args.burst_batch, threads=2, stop=stop)
                 t_sent[0] = time.monotonic()
 
         poller = threading.Thread(target=db_poll, daemon=True)
@@ -998,9 +881,8 @@ class Bench:
 
             try:
                 page.wait_for_function(
-                    "n => ((document.getElementById('count-joined') || {}).textContent || '')"
-                    ".replace(/[^0-9]/g, '') === String(n)",
-                    arg=n,
+                    f"([ids, n]) => ({DASHBOARD_JOINED_JS})(ids) === n",
+                    arg=[ids, n],
                     timeout=self.args.burst_timeout * 1000,
                     polling=20,
                 )
@@ -1015,7 +897,8 @@ class Bench:
             producer.join(60 if t_page else 5)
             poller.join(10)
         stop.set()
-        shown = page.inner_text("#count-joined").strip()
+        shown_per_meeting = _dashboard_joined(page, ids)
+        shown = sum(shown_per_meeting.values())
         page.close()
         from django.db.models import Min
 
@@ -1025,17 +908,22 @@ class Bench:
         if drain is not None:
             self.stop_child(drain)
             drain_summary = _last_line(drain.log_path, r"received=\d+")
-            first = Event.objects.filter(meeting_id=mid).aggregate(first=Min("received_at"))["first"]
+            burst_events = Event.objects.filter(meeting_id__in=ids, event_type="chime:AttendeeJoined")
+            first = burst_events.aggregate(first=Min("received_at"))["first"]
             t0[0] = first.timestamp() - wall_minus_monotonic if first else None
+        stored = dict(family_rows.values_list("meeting_id", "joined_count"))
         result = {
             "mode": mode,
             "sent_or_ingested_s": round(t_sent[0] - t0[0], 2) if t_sent[0] and t0[0] else preload_s,
             "database_joined_s": round(t_db[0] - t0[0], 2) if t_db[0] else None,
             "dashboard_shows_s": round(t_page - t0[0], 2) if t_page else None,
             "joined_count_at_end": joined[0],
-            "dashboard_text_before": shown_before,
-            "dashboard_text_after": shown,
-            "attendee_rows": Attendee.objects.filter(meeting_id=mid).count(),
+            "dashboard_joined_before": shown_before,
+            "dashboard_joined_after": shown,
+            "every_meeting_joined_its_viewers": stored == sizes,
+            "dashboard_shows_every_meeting": shown_per_meeting == sizes,
+            "attendee_rows": Attendee.objects.filter(meeting_id__in=ids).count(),
+            "roster_check": common.roster_check(family),
             "page_errors": errors[:5],
             "cpu": cpu.report(),
         }
@@ -1048,12 +936,29 @@ class Bench:
         }.get(mode, f"messages_ingest from memory, 2 threads, batches of {self.args.burst_batch}, no SQS")
         log(
             f"  [{mode}] ({how}) sent/ingested in {result['sent_or_ingested_s']}s; "
-            f"database joined_count = {n:,} after {result['database_joined_s']}s; "
-            f"dashboard shows '{shown}' after {result['dashboard_shows_s']}s "
-            f"(before: '{shown_before}')" + (f"; page errors: {errors[:2]}" if errors else "")
+            f"database joined_count summed over the {len(ids)} meetings = {n:,} after "
+            f"{result['database_joined_s']}s; dashboard shows {shown:,} joined after "
+            f"{result['dashboard_shows_s']}s (before: {shown_before})"
+            + (f"; page errors: {errors[:2]}" if errors else "")
+        )
+        log(
+            f"      check: each meeting joined its viewers {result['every_meeting_joined_its_viewers']}, "
+            f"dashboard row by row {result['dashboard_shows_every_meeting']}; {result['roster_check']}"
         )
         log(f"      CPU (% of one core): {_cpu_line(result['cpu'])}")
         return result
+
+
+# The joined counts the meeting list (the dashboard's first page) shows for these meetings.
+DASHBOARD_JOINED_JS = """ids => ids.reduce((sum, id) => {
+  const cell = document.querySelector(`tr[data-meeting-id="${id}"] td.joined`);
+  return sum + (parseInt((cell ? cell.textContent : "").replace(/[^0-9]/g, ""), 10) || 0);
+}, 0)"""
+
+
+def _dashboard_joined(page, ids: list[str]) -> dict[str, int]:
+    """Per meeting, the joined count its row on the meeting list shows (0 for none)."""
+    return {meeting_id: page.evaluate(DASHBOARD_JOINED_JS, [meeting_id]) for meeting_id in ids}
 
 
 def _cpu_model() -> str:
@@ -1105,7 +1010,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fanout-rates", type=float, nargs="+", default=None)
     parser.add_argument("--fanout-seconds", type=float, default=None)
     parser.add_argument("--fanout-attendees", type=int, default=1)
-    parser.add_argument("--burst-attendees", type=int, default=None)
+    parser.add_argument("--burst-attendees", type=int, default=None, help="joins in all (default 10,000)")
+    parser.add_argument("--burst-replicas", type=int, default=40, help="replica meetings of the primary")
     parser.add_argument("--burst-queues", type=int, default=10)
     parser.add_argument("--burst-window", type=int, default=300)
     parser.add_argument("--burst-timeout", type=float, default=300)

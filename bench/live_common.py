@@ -1,9 +1,9 @@
-"""Plumbing for the live-push benchmarks (bench/live_bench.py): processes, CPU meters, launchers
-and the websocket load generator.
+"""Plumbing for the live-push benchmarks (bench/live_bench.py): CPU meters, launchers and the
+websocket load generator.
 
 Everything is on loopback: PostgreSQL (database ``bench_live``, dropped and recreated per run),
-Redis, a moto server, Daphne, ``drain_sqs``. Every process started here is stopped here, by its
-own pid (SIGTERM, then SIGKILL after a bounded wait).
+Redis, a moto server, Daphne, ``drain_sqs``. Every process is started and stopped by the bench's
+supervisor (roster.dev.processes: SIGTERM to its process group, then SIGKILL after a bounded wait).
 
 Entry points run as child processes (``python -m bench.live_common ...``):
 
@@ -24,24 +24,24 @@ import contextlib
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench import common
-from bench.common import LOOPBACK, free_port
-from roster.dev import local_sqs
+from bench.common import LOOPBACK, pid_cpu_seconds
+from roster.dev.processes import Child, Supervisor, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_live"
+# BENCH_LIVE_DATABASE_URL: another bench database (its name starts with "bench"), for runs side by
+# side; the channel-layer prefix follows its name, so they never hear each other.
+DATABASE_URL = os.environ.get("BENCH_LIVE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_live")
+DATABASE_NAME = urlsplit(DATABASE_URL).path.lstrip("/")
 REDIS_URL = "redis://127.0.0.1:6379/0"
-CHANNEL_PREFIX = "benchlive"
+CHANNEL_PREFIX = DATABASE_NAME.replace("_", "")  # "benchlive"
 AWS_TEST_ENV = {
     **common.AWS_TEST_ENV,
     "AWS_CONFIG_FILE": "/dev/null",
@@ -94,26 +94,7 @@ def database_recreate() -> None:
     common.database_recreate(DATABASE_URL)
 
 
-def wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"port {port} did not open in {timeout:.0f}s")
-        time.sleep(0.1)
-
-
 # --- CPU accounting (read-only /proc) --------------------------------------------------------
-
-
-def pid_cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def _processes() -> list[tuple[int, int, str, float]]:
@@ -198,7 +179,7 @@ class CpuMeter:
     def __init__(self, pids: dict[str, int], selectors: dict | None = None) -> None:
         self.pids = pids
         self.selectors = {
-            "postgres (bench_live backends)": postgres_backends_of("bench_live"),
+            f"postgres ({DATABASE_NAME} backends)": postgres_backends_of(DATABASE_NAME),
             "redis (shared)": named("redis-server"),
             **(selectors or {}),
         }
@@ -271,88 +252,24 @@ def background_load(seconds: float = 2.0) -> float:
 # --- child processes -------------------------------------------------------------------------
 
 
-class Child:
-    """A child process with its output in a log file; stopped by its own pid."""
-
-    def __init__(self, name: str, args: list[str], *, env: dict[str, str], log_dir: Path, **popen) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        stdout = popen.pop("stdout", None)
-        self.process = subprocess.Popen(
-            args,
-            env=env,
-            cwd=ROOT,
-            stdout=self._log if stdout is None else stdout,
-            stderr=subprocess.STDOUT if stdout is None else self._log,
-            start_new_session=True,
-            **popen,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-        return self.process.returncode
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def moto_start(*, log_dir: Path) -> tuple[Child, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    moto = Child(
-        "moto",
-        local_sqs.server_command(port=port),
-        env=child_env(),
-        log_dir=log_dir,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
-                return moto, url
-        except OSError:
-            if time.monotonic() > deadline or not moto.alive():
-                moto.stop()
-                raise RuntimeError(f"the local SQS endpoint did not start; see {moto.log_path}") from None
-            time.sleep(0.2)
-
-
-def daphne_start(*, env: dict[str, str], log_dir: Path, profile: Path | None = None) -> tuple[Child, int]:
+def daphne_start(
+    processes: Supervisor, *, env: dict[str, str], tag: str, profile: Path | None = None
+) -> tuple[Child, int]:
+    """Daphne serving ``config.asgi:application`` on a free loopback port, once it listens."""
     port = free_port()
     args = [PYTHON, "-m", "bench.live_common", "daphne", str(port)]
     if profile:
         args += ["--profile", str(profile)]
-    daphne = Child("daphne", args, env=env, log_dir=log_dir)
-    try:
-        wait_port(port)
-    except RuntimeError:
-        daphne.stop()
-        raise RuntimeError(f"daphne did not start; see {daphne.log_path}\n{daphne.tail()}") from None
+    daphne = processes.spawn(f"daphne-{tag}", args, env=env, stop_timeout=30)
+    processes.wait_port(port, what="waiting for daphne", timeout=60)
     return daphne, port
 
 
 def drain_start(
+    processes: Supervisor,
     *,
     env: dict[str, str],
-    log_dir: Path,
+    tag: str,
     queue_urls: list[str],
     concurrency: int = 2,
     profile: Path | None = None,
@@ -363,7 +280,7 @@ def drain_start(
     args += ["--concurrency", str(concurrency)]
     if profile:
         args += ["--profile", str(profile)]
-    return Child("drain", args, env=env, log_dir=log_dir)
+    return processes.spawn(f"drain-{tag}", args, env=env, stop_timeout=30)
 
 
 # --- launchers (run in the child) ------------------------------------------------------------
@@ -699,15 +616,15 @@ def loadgen_main(args: list[str]) -> None:
 class LoadGen:
     """The load generator as a child process, driven over its stdin/stdout."""
 
-    def __init__(self, cfg: dict, *, log_dir: Path, env: dict[str, str]) -> None:
-        self.cfg = cfg
-        path = log_dir / f"loadgen-{cfg['mode']}.json"
+    def __init__(self, cfg: dict, *, processes: Supervisor, env: dict[str, str]) -> None:
+        self.cfg, self.processes = cfg, processes
+        path = processes.log_dir / f"loadgen-{cfg['mode']}.json"
         path.write_text(json.dumps(cfg))
-        self.child = Child(
+        self.child = processes.spawn(
             f"loadgen-{cfg['mode']}",
             [PYTHON, "-m", "bench.live_common", "loadgen", str(path)],
             env=env,
-            log_dir=log_dir,
+            stop_timeout=30,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -731,7 +648,7 @@ class LoadGen:
                 line = self.child.process.stdout.readline()
                 if not line:
                     raise RuntimeError(
-                        f"load generator exited; see {self.child.log_path}\n{self.child.tail()}"
+                        f"load generator exited; see {self.child.log_path}\n{self.child.log_tail()}"
                     )
                 try:
                     message = json.loads(line)
@@ -755,11 +672,8 @@ class LoadGen:
         self.child.process.stdin.write("stop\n")
         self.child.process.stdin.flush()
         self._read("done", timeout)
-        self.child.stop(timeout=30)
+        self.processes.stop(self.child)
         return json.loads(Path(self.cfg["out"]).read_text())
-
-    def stop(self) -> None:
-        self.child.stop(timeout=10)
 
 
 def main(argv: list[str]) -> None:

@@ -1,25 +1,20 @@
-"""Shared fixtures: a real local SQS endpoint (moto server over HTTP), queues, and the environment
-a subprocess needs to reach the same test database and endpoint."""
+"""Shared fixtures: a real local SQS endpoint (moto server over HTTP), queues, child processes
+stopped with the test, and the environment a subprocess needs to reach the same test database
+and endpoint."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from roster.dev import local_sqs
-
-ROOT = Path(__file__).resolve().parent.parent
+from roster.dev.processes import ROOT, Child, Supervisor, sqs_endpoint_start
 
 # Threads (drain, database_sync_to_async) must not keep connections open past a test.
 settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -45,46 +40,26 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def sqs_endpoint() -> Iterator[str]:
-    """A moto server on loopback, speaking the real SQS HTTP API."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        local_sqs.server_command(port=port),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
+def sqs_endpoint(tmp_path_factory) -> Iterator[str]:
+    """A moto server on loopback (roster.dev.local_sqs), speaking the real SQS HTTP API."""
+    with Supervisor(log_dir=tmp_path_factory.mktemp("sqs-endpoint")) as supervisor:
+        url = sqs_endpoint_start(supervisor, timeout=30)
+        previous = settings.AWS_ENDPOINT_URL_SQS
+        settings.AWS_ENDPOINT_URL_SQS = url
+        os.environ["AWS_ENDPOINT_URL_SQS"] = url
         try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.1)
-    previous = settings.AWS_ENDPOINT_URL_SQS
-    settings.AWS_ENDPOINT_URL_SQS = url
-    os.environ["AWS_ENDPOINT_URL_SQS"] = url
-    try:
-        yield url
-    finally:
-        settings.AWS_ENDPOINT_URL_SQS = previous
-        os.environ.pop("AWS_ENDPOINT_URL_SQS", None)
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            yield url
+        finally:
+            settings.AWS_ENDPOINT_URL_SQS = previous
+            os.environ.pop("AWS_ENDPOINT_URL_SQS", None)
+
+
+@pytest.fixture
+def processes(tmp_path) -> Iterator[Supervisor]:
+    """The test's child processes (logs in its tmp_path), all stopped when it ends."""
+    with Supervisor(log_dir=tmp_path) as supervisor:
+        yield supervisor
 
 
 @pytest.fixture
@@ -160,27 +135,8 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.
     )
 
 
-def celery_worker_start(env: dict[str, str], *, loglevel: str = "INFO") -> subprocess.Popen:
+def celery_worker_start(processes: Supervisor, env: dict[str, str], *, loglevel: str = "INFO") -> Child:
     """A real `celery worker` process (solo pool) draining SQS with 1 s long polls."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            loglevel,
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-        ],
-        env=dict(env, SQS_WAIT_SECONDS="1"),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", loglevel]
+    argv += ["--pool", "solo", "--without-mingle", "--without-gossip", "--without-heartbeat"]
+    return processes.spawn("worker", argv, env=dict(env, SQS_WAIT_SECONDS="1"), stop_timeout=60)

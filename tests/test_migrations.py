@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from roster.dev.chime import BASE_TS, as_json, detail, envelope
 from roster.models import Meeting
-from tests.chime_factory import BASE_TS, as_json, detail, envelope
 from tests.ingest.test_service import ingest
 
 BEFORE = [("roster", "0006_meeting_peak_tail")]

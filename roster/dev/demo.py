@@ -4,39 +4,40 @@ The demo migrates the database, resets a demo login, picks Redis (REDIS_URL when
 a private ``redis-server``), starts a local SQS endpoint (moto server) with two queues, Daphne, a
 Celery worker (which drains both queues) and beat, and the simulator feeding the queues.
 
-Every child runs in its own session, so a terminal's Ctrl-C reaches only the demo, which then
-stops them newest first (SIGTERM to the child's process group, a wait, SIGKILL after a timeout)
-and removes its private temporary directory. On Linux a child also gets SIGTERM if the demo
-itself is killed outright, so nothing is orphaned.
+Every child runs in its own session (roster.dev.processes), so a terminal's Ctrl-C reaches only
+the demo, which then stops them newest first (SIGTERM to the child's process group, a wait,
+SIGKILL after a timeout) and removes its private temporary directory. On Linux a child also gets
+SIGTERM if the demo itself is killed outright, so nothing is orphaned.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime
 import importlib.util
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from roster.dev import local_sqs
+from roster.dev.chime import ACCOUNT
+from roster.dev.processes import (
+    ROOT,
+    Supervisor,
+    free_port,
+    http_ok,
+    port_is_free,
+    sqs_endpoint_start,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 DEMO_USERNAME = "demo"
 DEMO_QUEUE_PREFIX = "chime-roster-demo-"
 DEMO_REGION = "us-east-1"
@@ -92,181 +93,7 @@ class _Step:
     done = "done"
 
 
-# Processes -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-    stop_timeout: float
-    tier: int
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def _child_setup() -> None:  # pragma: no cover (runs in the forked child)
-    """Linux: the child gets SIGTERM if the demo dies without cleaning up (PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
-class Supervisor:
-    """Starts children in their own sessions, logs each to a file, and stops them all."""
-
-    def __init__(self, *, work_dir: Path, log_dir: Path, progress: Progress) -> None:
-        self.work_dir, self.log_dir, self.progress = work_dir, log_dir, progress
-        self.children: list[Child] = []
-        self.hurry = False
-
-    def spawn(
-        self,
-        name: str,
-        argv: list[str],
-        *,
-        env: Mapping[str, str],
-        stop_timeout: float = 10.0,
-        tier: int = 1,
-    ) -> Child:
-        """Start a child; ``tier`` 0 is infrastructure (Redis, SQS), stopped after the rest."""
-        log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_child_setup if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-            )
-        child = Child(name=name, process=process, log_path=log_path, stop_timeout=stop_timeout, tier=tier)
-        self.children.append(child)
-        return child
-
-    def pids(self) -> dict[str, int]:
-        return {child.name: child.pid for child in self.children}
-
-    def first_exited(self) -> Child | None:
-        return next((child for child in self.children if not child.alive()), None)
-
-    def stop_all(self) -> None:
-        """Applications first (together), then Redis and SQS: SIGTERM to each process group, a
-        wait, SIGKILL after the child's timeout. A second Ctrl-C skips the waiting."""
-
-        def hurry(signum: int, frame: Any) -> None:
-            self.hurry = True
-
-        previous = {sig: signal.signal(sig, hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            for tier in sorted({child.tier for child in self.children}, reverse=True):
-                self._stop([child for child in reversed(self.children) if child.tier == tier])
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _stop(self, children: list[Child]) -> None:
-        started = time.monotonic()
-        running = [child for child in children if child.alive()]
-        for child in running:
-            _signal_group(child, signal.SIGTERM)
-        for child in children:
-            how = "stopped" if child in running else "had exited"
-            deadline = started + child.stop_timeout
-            while child.alive() and time.monotonic() < deadline and not self.hurry:
-                time.sleep(0.05)
-            if child.alive():
-                how = "killed"
-                _signal_group(child, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.process.wait(10)
-            _signal_group(child, signal.SIGKILL)  # whatever its leader left behind in its group
-            self.progress.say(f"{child.name} {how} ({time.monotonic() - started:.1f}s)")
-
-
-def _signal_group(child: Child, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.pid, sig)  # the child leads its own session, so its group id is its pid
-
-
-def wait_until(
-    check: Callable[[], Any],
-    *,
-    what: str,
-    supervisor: Supervisor,
-    progress: Progress,
-    timeout: float,
-    interval: float = 0.25,
-    hint: Callable[[], str] | None = None,
-) -> Any:
-    """Poll ``check`` until it is truthy; fail with a child's log when a child exits meanwhile.
-    ``hint`` says why it may be slow (a drain error, say) in the notes and the final message."""
-    started = time.monotonic()
-    next_note = started + 10
-    while True:
-        try:
-            result = check()
-        except Exception:  # not ready yet (a socket, the database, ...)
-            result = None
-        if result:
-            return result
-        exited = supervisor.first_exited()
-        if exited is not None:
-            raise DemoError(child_exited_message(exited, while_=what))
-        now = time.monotonic()
-        if now - started > timeout or now >= next_note:
-            why = ""
-            with contextlib.suppress(Exception):
-                why = hint() if hint is not None else ""
-            why = f"; {why}" if why else ""
-            if now - started > timeout:
-                raise DemoError(f"gave up {what} after {timeout:.0f}s{why} (logs in {supervisor.log_dir})")
-            progress.say(f"still {what} ({now - started:.0f}s){why}")
-            next_note += 10
-        time.sleep(interval)
-
-
-def child_exited_message(child: Child, *, while_: str = "") -> str:
-    during = f" while {while_}" if while_ else ""
-    return (
-        f"{child.name} exited with code {child.process.returncode}{during}; "
-        f"last lines of {child.log_path}:\n{child.log_tail()}"
-    )
-
-
-# Ports, HTTP, Redis ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a server could listen on 127.0.0.1:port (as Daphne does: SO_REUSEADDR)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen()
-        except OSError:
-            return False
-    return True
+# Ports, Redis -------------------------------------------------------------------------------
 
 
 def web_port_choose(*, requested: int | None, default: int = DEFAULT_WEB_PORT) -> tuple[int, str]:
@@ -279,17 +106,6 @@ def web_port_choose(*, requested: int | None, default: int = DEFAULT_WEB_PORT) -
         return default, ""
     port = free_port()
     return port, f"port {default} is busy: the dashboard uses port {port} instead"
-
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with _NO_PROXY.open(url, timeout=2) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
 
 
 def url_redacted(url: str) -> str:
@@ -318,7 +134,6 @@ def redis_choose(
     *,
     url: str,
     supervisor: Supervisor,
-    progress: Progress,
     which: Callable[[str], str | None] = shutil.which,
     timeout: float = 15.0,
 ) -> tuple[str, str]:
@@ -342,41 +157,20 @@ def redis_choose(
             "",
             "--appendonly",
             "no",
-            "--dir",
-            str(supervisor.work_dir),
+            "--dir",  # it writes nothing: no persistence
+            str(supervisor.log_dir),
         ],
         env=os.environ,
         tier=0,
     )
     private = f"redis://127.0.0.1:{port}/0"
-    wait_until(
-        lambda: redis_reachable(private, timeout=0.5),
-        what="waiting for redis-server",
-        supervisor=supervisor,
-        progress=progress,
-        timeout=timeout,
+    supervisor.wait(
+        lambda: redis_reachable(private, timeout=0.5), what="waiting for redis-server", timeout=timeout
     )
     return private, f"nothing answers at {url_redacted(url)}: started a private redis-server on port {port}"
 
 
 # SQS ------------------------------------------------------------------------------------------
-
-
-def sqs_endpoint_start(*, supervisor: Supervisor, progress: Progress, timeout: float = 60.0) -> str:
-    """A moto server on a free loopback port, speaking the SQS HTTP API (roster.dev.local_sqs)."""
-    if importlib.util.find_spec("moto") is None:
-        raise DemoError("moto is missing: run `make install` (moto[server] is in requirements-dev.txt)")
-    port = free_port()
-    supervisor.spawn("moto", local_sqs.server_command(port=port), env=os.environ, tier=0)
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_until(
-        lambda: http_ok(f"{endpoint}/moto-api/"),
-        what="waiting for the moto server",
-        supervisor=supervisor,
-        progress=progress,
-        timeout=timeout,
-    )
-    return endpoint
 
 
 def _demo_sqs(endpoint: str) -> Any:
@@ -584,15 +378,15 @@ def simulator_argv(*, queue_urls: list[str], options: DemoOptions, seed: int) ->
 def demo_run(*, options: DemoOptions, out: TextIO) -> None:
     """Run the demo until Ctrl-C (KeyboardInterrupt); stop all it started, whatever happens.
 
-    Raises DemoError when it cannot start or a child stops on its own.
+    Raises DemoError when it cannot start, ProcessError when a child stops on its own.
     """
     progress = Progress(out)
     work_dir = Path(tempfile.mkdtemp(prefix="chime-roster-demo-"))
     log_dir = options.log_dir or work_dir
     log_dir.mkdir(parents=True, exist_ok=True)
-    supervisor = Supervisor(work_dir=work_dir, log_dir=log_dir, progress=progress)
+    supervisor = Supervisor(log_dir=log_dir, say=progress.say)
     try:
-        _run(options=options, progress=progress, supervisor=supervisor)
+        _run(options=options, progress=progress, supervisor=supervisor, work_dir=work_dir)
     except KeyboardInterrupt:
         progress.say("stopping everything the demo started ...")
     finally:
@@ -601,13 +395,11 @@ def demo_run(*, options: DemoOptions, out: TextIO) -> None:
         progress.say("stopped" if not options.log_dir else f"stopped; logs kept in {log_dir}")
 
 
-def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) -> None:
+def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, work_dir: Path) -> None:
     from django.conf import settings
     from django.core.management import call_command
     from django.db import DatabaseError
     from django.utils import timezone
-
-    from roster.dev.simulator import ACCOUNT
 
     began = time.monotonic()
     db = settings.DATABASES["default"]
@@ -629,9 +421,11 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
             raise DemoError(f"the {database_describe(db)} is not usable ({exc}); is it migrated?") from exc
         step.done = f"user {DEMO_USERNAME!r} with a new password"
     with progress.step("Redis") as step:
-        redis_url, step.done = redis_choose(url=settings.REDIS_URL, supervisor=supervisor, progress=progress)
+        redis_url, step.done = redis_choose(url=settings.REDIS_URL, supervisor=supervisor)
     with progress.step("local SQS endpoint (moto server) and two queues") as step:
-        endpoint = sqs_endpoint_start(supervisor=supervisor, progress=progress)
+        if importlib.util.find_spec("moto") is None:
+            raise DemoError("moto is missing: run `make install` (moto[server] is in requirements-dev.txt)")
+        endpoint = sqs_endpoint_start(supervisor, env=os.environ)
         queue_urls = demo_queues_create(endpoint=endpoint)
         demo_queue_sources_reset(queue_urls=queue_urls)
         step.done = f"{endpoint}, queues " + ", ".join(url.rsplit("/", 1)[-1] for url in queue_urls)
@@ -688,7 +482,7 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
                 "config",
                 "beat",
                 "--schedule",
-                str(supervisor.work_dir / "schedule"),
+                str(work_dir / "schedule"),
                 "--loglevel",
                 "INFO",
             ],
@@ -703,7 +497,7 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
     waits = (
         (f"waiting for Daphne at {url}", lambda: http_ok(f"{url}admin/login/")),
         ("waiting for the worker to poll both queues", lambda: demo_queues_polled(queue_urls=queue_urls)),
-        ("waiting for beat", lambda: any(supervisor.work_dir.glob("schedule*"))),
+        ("waiting for beat", lambda: any(work_dir.glob("schedule*"))),
         ("waiting for the first simulated meeting", lambda: demo_counts()["meetings"] > before),
     )
     since = timezone.now()
@@ -713,14 +507,7 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
 
     for what, check in waits:
         with progress.step(what):
-            wait_until(
-                check,
-                what=what,
-                supervisor=supervisor,
-                progress=progress,
-                timeout=options.ready_timeout,
-                hint=drain_errors,
-            )
+            supervisor.wait(check, what=what, timeout=options.ready_timeout, hint=drain_errors)
     progress.say(f"ready in {time.monotonic() - began:.1f}s")
     progress.say(f"  dashboard  {url}")
     progress.say(f"  login      {DEMO_USERNAME} / {password}")
@@ -729,9 +516,7 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor) ->
     progress.say("Ctrl-C stops everything.")
     next_status = time.monotonic() + options.status_every
     while True:
-        exited = supervisor.first_exited()
-        if exited is not None:
-            raise DemoError(child_exited_message(exited))
+        supervisor.raise_if_exited()
         if time.monotonic() >= next_status:
             try:
                 progress.say(status_line(demo_counts()))

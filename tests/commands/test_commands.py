@@ -8,9 +8,9 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from roster.dev.chime import bodies, meeting_stream
 from roster.models import Quarantine
 from tests.ingest.test_service import expected, stored
-from tests.streams import bodies, meeting_stream
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,6 @@ local SQS endpoint, the example feed client, and headless Chromium (Playwright, 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,12 +13,13 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
+from roster.dev.chime import as_bare, as_envelope, meeting_stream
+from roster.dev.processes import ROOT, free_port
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.live.broadcast import publisher
 from roster.models import QueueSource
 from roster.read.access import feed_token_create
-from tests.conftest import ROOT, celery_worker_start, free_port, send_bodies
-from tests.streams import as_bare, as_envelope, meeting_stream
+from tests.conftest import celery_worker_start, send_bodies
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -27,51 +27,18 @@ CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        assert time.monotonic() < deadline, f"port {port} did not open"
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return process.stdout.read() if process.stdout else ""
-
-
 @pytest.fixture
-def daphne(subprocess_env):
+def daphne(subprocess_env, processes) -> str:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        env=subprocess_env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_port(port)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop(process)
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+    processes.spawn("daphne", argv, env=subprocess_env, stop_timeout=30)
+    processes.wait_port(port, what="waiting for daphne", timeout=30)
+    return f"127.0.0.1:{port}"
 
 
 @pytest.fixture
-def celery_worker(subprocess_env):
-    process = celery_worker_start(subprocess_env, loglevel="WARNING")
-    yield process
-    stop(process)
+def celery_worker(subprocess_env, processes):
+    return celery_worker_start(processes, subprocess_env, loglevel="WARNING")
 
 
 def test_example_client_follows_the_feed_through_daphne(daphne):

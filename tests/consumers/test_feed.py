@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from config.asgi import application
+from roster.dev.chime import as_bare, bodies, meeting_stream
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.live.broadcast import RosterChange, change_messages, meeting_group, publisher
 from roster.models import Meeting
@@ -25,7 +26,6 @@ from roster.read.access import feed_token_create
 from roster.read.selectors import roster_read
 from tests.conftest import ROOT
 from tests.ingest.test_service import expected
-from tests.streams import as_bare, bodies, meeting_stream
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 

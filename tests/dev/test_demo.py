@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import authenticate
 
+from roster.dev.chime import as_envelope, meeting_stream
 from roster.dev.demo import (
     REDIS_MISSING,
     DemoError,
     Progress,
-    Supervisor,
     child_env,
     demo_counts,
     demo_drain_errors,
@@ -36,13 +36,11 @@ from roster.dev.demo import (
     redis_choose,
     redis_reachable,
     url_redacted,
-    wait_until,
     web_port_choose,
 )
+from roster.dev.processes import ROOT, ProcessError, Supervisor, free_port, port_open
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import Meeting, QueueSource
-from tests.conftest import ROOT, free_port
-from tests.streams import as_envelope, meeting_stream
 
 
 class Lines:
@@ -67,17 +65,16 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+@pytest.fixture
+def said() -> Lines:
+    """What the supervisor said, as the demo prints it."""
+    return Lines()
 
 
 @pytest.fixture
-def supervisor(tmp_path):
-    progress = Progress(Lines())
-    supervisor = Supervisor(work_dir=tmp_path, log_dir=tmp_path, progress=progress)
-    yield supervisor
-    supervisor.stop_all()
+def supervisor(tmp_path, said):
+    with Supervisor(log_dir=tmp_path, say=Progress(said).say) as supervisor:
+        yield supervisor
 
 
 # Redis: which one the demo uses ----------------------------------------------------------------
@@ -86,7 +83,7 @@ def supervisor(tmp_path):
 def test_reachable_redis_url_is_used_and_nothing_started(supervisor):
     url = "redis://127.0.0.1:6379/0"  # the Redis the suite runs against
     assert redis_reachable(url)
-    chosen, said = redis_choose(url=url, supervisor=supervisor, progress=supervisor.progress)
+    chosen, said = redis_choose(url=url, supervisor=supervisor)
     assert chosen == url
     assert said == f"using {url}"
     assert supervisor.children == []
@@ -95,7 +92,7 @@ def test_reachable_redis_url_is_used_and_nothing_started(supervisor):
 def test_unreachable_redis_starts_a_private_server_that_stop_all_removes(supervisor):
     closed = f"redis://127.0.0.1:{free_port()}/0"
     assert not redis_reachable(closed)
-    chosen, said = redis_choose(url=closed, supervisor=supervisor, progress=supervisor.progress)
+    chosen, said = redis_choose(url=closed, supervisor=supervisor)
     assert chosen != closed
     assert redis_reachable(chosen)
     assert "private redis-server" in said
@@ -115,7 +112,7 @@ def test_unreachable_redis_starts_a_private_server_that_stop_all_removes(supervi
 def test_no_redis_and_no_binary_says_exactly_what_to_install(supervisor):
     closed = f"redis://:secret@127.0.0.1:{free_port()}/0"
     with pytest.raises(DemoError) as raised:
-        redis_choose(url=closed, supervisor=supervisor, progress=supervisor.progress, which=lambda name: None)
+        redis_choose(url=closed, supervisor=supervisor, which=lambda name: None)
     message = str(raised.value)
     assert message == REDIS_MISSING.format(url=url_redacted(closed))
     assert "`sudo apt install redis-server`" in message and "`brew install redis`" in message
@@ -176,7 +173,7 @@ time.sleep(120)
 """
 
 
-def test_stop_all_kills_a_child_that_ignores_sigterm_and_its_whole_group(supervisor):
+def test_stop_all_kills_a_child_that_ignores_sigterm_and_its_whole_group(supervisor, said):
     child = supervisor.spawn("stubborn", [sys.executable, "-c", STUBBORN], env=os.environ, stop_timeout=0.5)
     deadline = time.monotonic() + 20
     while not child.log_path.read_text().strip():
@@ -193,32 +190,24 @@ def test_stop_all_kills_a_child_that_ignores_sigterm_and_its_whole_group(supervi
     while pid_alive(grandchild):
         assert time.monotonic() < deadline, "grandchild survived"
         time.sleep(0.05)
-    assert "stubborn killed" in supervisor.progress.out.text
+    assert "stubborn killed" in said.text
 
 
 def test_a_child_that_exits_while_waited_for_fails_the_start_with_its_log(supervisor):
     supervisor.spawn(
         "broken", [sys.executable, "-c", "print('no such setting'); raise SystemExit(3)"], env=os.environ
     )
-    with pytest.raises(DemoError) as raised:
-        wait_until(
-            lambda: False,
-            what="waiting for broken",
-            supervisor=supervisor,
-            progress=supervisor.progress,
-            timeout=30,
-        )
+    with pytest.raises(ProcessError) as raised:
+        supervisor.wait(lambda: False, what="waiting for broken", timeout=30)
     assert "broken exited with code 3 while waiting for broken" in str(raised.value)
     assert "no such setting" in str(raised.value)
 
 
 def test_a_slow_wait_says_why_and_gives_up_with_the_reason(supervisor):
-    with pytest.raises(DemoError) as raised:
-        wait_until(
+    with pytest.raises(ProcessError) as raised:
+        supervisor.wait(
             lambda: False,
             what="waiting for meetings",
-            supervisor=supervisor,
-            progress=supervisor.progress,
             timeout=0.3,
             hint=lambda: "drain error on q: no such table",
         )

@@ -1,16 +1,16 @@
-"""The simulator: deterministic, realistic (every kind of event the product handles), and what it
-sends through two overlapping queues drains to the roster the whole fold gives."""
+"""The simulator (roster.dev.chime's generator, sent by `manage.py simulate`): deterministic,
+realistic (every kind of event the product handles), and what it sends through two overlapping
+queues drains to the roster the whole fold gives."""
 
 from __future__ import annotations
 
 import io
 import itertools
-import json
 
 import pytest
 from django.core.management import call_command
 
-from roster.dev.simulator import deliveries, simulated_events
+from roster.dev.chime import as_envelope, deliveries, meetings_interleave
 from roster.domain import fold as machine
 from roster.domain.events import ChimeEvent, Rejection, event_parse
 from roster.models import Event, Quarantine
@@ -37,8 +37,8 @@ def parsed(body: str) -> ChimeEvent:
 
 def test_same_seed_same_traffic_and_every_kind_of_event():
     def run(seed: int) -> list[str]:
-        events = simulated_events(seed=seed, meetings=3, attendees=6, start_ms=1_000)
-        return [d.body for d in deliveries(events, seed=seed, envelope="mixed", duplicates=0.2, poison=0.05)]
+        events = meetings_interleave(seed=seed, meetings=3, attendees=6, start_ms=1_000)
+        return [d.body for d in deliveries(events, seed=seed, kind="mixed", duplicates=0.2, poison=0.05)]
 
     assert run(7) == run(7) and run(7) != run(8)
     events = [parsed(b) for b in run(7) if isinstance(event_parse(b), ChimeEvent)]
@@ -47,12 +47,11 @@ def test_same_seed_same_traffic_and_every_kind_of_event():
 
 
 def test_each_meeting_ends_cleanly_when_folded():
-    events = list(simulated_events(seed=3, meetings=4, attendees=5, start_ms=0, step_ms=10))
-    assert [e.detail["timestamp"] for e in events] == [i * 10 for i in range(len(events))]
+    details = list(meetings_interleave(seed=3, meetings=4, attendees=5, start_ms=0, step_ms=10))
+    assert [d["timestamp"] for d in details] == [i * 10 for i in range(len(details))]
     by_meeting: dict[str, list] = {}
-    for event in events:
-        body = json.dumps({"source": "aws.chime", "detail-type": event.detail_type, "detail": event.detail})
-        by_meeting.setdefault(event.detail["meetingId"], []).append(parsed(body))
+    for detail in details:
+        by_meeting.setdefault(detail["meetingId"], []).append(parsed(as_envelope(detail)))
     assert len(by_meeting) == 4
     for meeting_id, meeting_events in by_meeting.items():
         roster = machine.roster_fold(meeting_id, meeting_events)
@@ -64,8 +63,8 @@ def test_each_meeting_ends_cleanly_when_folded():
 
 
 def test_forever_keeps_meetings_running():
-    events = simulated_events(seed=1, meetings=2, attendees=2, start_ms=0, forever=True)
-    meetings = {e.detail["meetingId"] for _, e in zip(range(2000), events, strict=False)}
+    details = meetings_interleave(seed=1, meetings=2, attendees=2, start_ms=0, forever=True)
+    meetings = {d["meetingId"] for _, d in zip(range(2000), details, strict=False)}
     assert len(meetings) > 10
 
 
@@ -97,11 +96,10 @@ def test_simulate_command_through_two_overlapping_queues(sqs, make_queue):
         == bodies - 150 - Quarantine.objects.count()
     )
     assert Quarantine.objects.exists()
-    generated = simulated_events(seed=11, meetings=2, attendees=4, start_ms=0, step_ms=0.2, forever=True)
-    sent = list(itertools.islice(generated, 150))
+    generated = meetings_interleave(seed=11, meetings=2, attendees=4, start_ms=0, step_ms=0.2, forever=True)
     by_meeting: dict[str, list[dict]] = {}
-    for event in sent:
-        by_meeting.setdefault(event.detail["meetingId"], []).append(event.detail)
+    for detail in itertools.islice(generated, 150):
+        by_meeting.setdefault(detail["meetingId"], []).append(detail)
     assert len(by_meeting) > 2  # new meetings started as others ended
     for meeting_id, details in by_meeting.items():
         assert stored(meeting_id) == expected(details)

@@ -7,6 +7,18 @@ import json
 
 import pytest
 
+from roster.dev.chime import (
+    ACCOUNT,
+    BASE_TS,
+    MEETING_ID,
+    REGION,
+    accepted,
+    as_json,
+    detail,
+    envelope,
+    sns,
+    vc_detail,
+)
 from roster.domain.events import (
     KIND_MEETING,
     KIND_PIPELINE,
@@ -18,18 +30,6 @@ from roster.domain.events import (
     ChimeEvent,
     Rejection,
     event_parse,
-)
-from tests.chime_factory import (
-    ACCOUNT,
-    BASE_TS,
-    MEETING_ID,
-    REGION,
-    accepted,
-    as_json,
-    detail,
-    envelope,
-    sns,
-    vc_detail,
 )
 
 ATTENDEE = "11112222-3333-4444-5555-666677778888"

@@ -1,6 +1,6 @@
 """roster.domain.fold: one example per row of shared/ROSTER.md's transition tables, order and peak.
 
-Events go through the real parser (tests.chime_factory), so natural keys are the ones ingest uses.
+Events go through the real parser (roster.dev.chime builds them), so natural keys are the ones ingest uses.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import itertools
 
 import pytest
 
+from roster.dev.chime import BASE_TS, MEETING_ID, chime_event, unknown_event
 from roster.domain.events import KIND_PIPELINE, KIND_UNKNOWN
 from roster.domain.fold import (
     AttendeeState,
@@ -18,7 +19,6 @@ from roster.domain.fold import (
     rank_of,
     roster_fold,
 )
-from tests.chime_factory import BASE_TS, MEETING_ID, chime_event, unknown_event
 
 A, B, C, D, E, F = "att-a", "att-b", "att-c", "att-d", "att-e", "att-f"
 A_CONTENT = f"{A}#content"
@@ -639,7 +639,7 @@ def test_pipelines_are_tracked_per_pipeline_id_latest_wins():
 
 def test_pipeline_type_in_a_meeting_state_change_is_not_a_pipeline_status():
     """Only detail-type "Chime Media Pipeline State Change" reports pipelines (ROSTER.md)."""
-    from tests.chime_factory import accepted, as_json, detail, envelope
+    from roster.dev.chime import accepted, as_json, detail, envelope
 
     event = accepted(
         as_json(

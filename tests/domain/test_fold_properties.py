@@ -21,6 +21,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from roster.dev.chime import BASE_TS, MEETING_ID, chime_event, unknown_event
 from roster.domain.events import KIND_MEETING, KIND_PIPELINE, KIND_UNKNOWN, ChimeEvent
 from roster.domain.fold import (
     AttendeeState,
@@ -33,7 +34,6 @@ from roster.domain.fold import (
 )
 from roster.domain.peak import PeakState, peak_advance, peak_sweep, steps_moved
 from roster.domain.plan import MeetingFolded, MeetingRecord, meetings_fold
-from tests.chime_factory import BASE_TS, MEETING_ID, chime_event, unknown_event
 
 PROPERTY_SETTINGS = settings(
     max_examples=300,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
+from roster.dev.chime import BASE_TS as T
 from roster.domain.peak import PeakState, peak_advance, peak_sweep, presence_deltas, steps_moved
-from tests.chime_factory import BASE_TS as T
 
 
 def test_presence_deltas_and_peak_sweep():

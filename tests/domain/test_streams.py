@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+from roster.dev.chime import vc_event
 from roster.domain.streams import StreamState, stream_apply, stream_key, streams_fold
-from tests.chime_factory import vc_event
 
 
 def stream(*events) -> StreamState:

@@ -8,6 +8,18 @@ import random
 
 import pytest
 
+from roster.dev.chime import (
+    BASE_TS,
+    as_bare,
+    as_envelope,
+    as_json,
+    as_sns,
+    bodies,
+    detail,
+    envelope,
+    meeting_stream,
+    shuffled_with_duplicates,
+)
 from roster.domain import fold as machine
 from roster.domain.events import event_parse
 from roster.ingest import IncomingMessage, hooks, messages_ingest
@@ -15,8 +27,6 @@ from roster.live.broadcast import changes_committed
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
 from roster.ops.metrics import ingest_committed
 from roster.read.selectors import roster_get
-from tests.chime_factory import BASE_TS, as_json, detail, envelope
-from tests.streams import as_bare, as_envelope, as_sns, bodies, meeting_stream, shuffled_with_duplicates
 
 pytestmark = pytest.mark.django_db
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection, transaction
 
+from roster.dev.chime import BASE_TS, as_json, detail, envelope
 from roster.domain.fold import AttendeeState
 from roster.domain.plan import MeetingRecord
 from roster.domain.streams import StreamState
 from roster.ingest.store import PostgresStore, store_for_connection
 from roster.models import Event, Quarantine
-from tests.chime_factory import BASE_TS, as_json, detail, envelope
 from tests.ingest.test_service import ingest
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import time
 
@@ -15,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth.models import Permission, User
 
 from config.celery import app as celery_app
+from roster.dev.chime import as_bare, as_envelope, as_json, envelope, meeting_stream, vc_detail
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import (
     AccessRule,
@@ -29,9 +29,7 @@ from roster.models import (
 from roster.read.access import access_for_token, token_hash
 from roster.sources.sqs import _QueueHealth, queue_drain_once, queue_health_refresh
 from roster.tasks import queue_health_refresh as queue_health_refresh_task
-from tests.chime_factory import as_json, envelope, vc_detail
-from tests.conftest import ROOT, celery_worker_start, send_bodies
-from tests.streams import as_bare, as_envelope, meeting_stream
+from tests.conftest import celery_worker_start, send_bodies
 
 ADMIN = "/admin/roster"
 HOSTILE = "<script>alert(1)</script>"
@@ -343,7 +341,9 @@ def test_queue_health_task_and_beat_schedule(sqs, make_queue):
 
 
 @pytest.mark.postgres
-def test_beat_schedules_the_refresh_and_a_worker_runs_it(subprocess_env, sqs, make_queue, tmp_path):
+def test_beat_schedules_the_refresh_and_a_worker_runs_it(
+    subprocess_env, sqs, make_queue, tmp_path, processes
+):
     queue = make_queue()
     send_bodies(sqs, queue, ["a", "b", "c", "d"])
     QueueSource.objects.create(url=queue)
@@ -353,30 +353,20 @@ def test_beat_schedules_the_refresh_and_a_worker_runs_it(subprocess_env, sqs, ma
         QUEUE_HEALTH_SECONDS="1",
         SQS_DRAIN_IN_WORKER="false",  # the queue must keep its four messages
     )
-    worker = celery_worker_start(env, loglevel="WARNING")
-    beat = subprocess.Popen(
+    celery_worker_start(processes, env, loglevel="WARNING")  # both stopped when the test ends
+    processes.spawn(
+        "beat",
         [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING"]
         + ["--schedule", str(tmp_path / "beat-schedule")],
         env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while QueueSource.objects.get().backlog is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        first = QueueSource.objects.get()
-        assert (first.backlog, first.in_flight) == (4, 0)
-        time.sleep(2.5)  # and again, every QUEUE_HEALTH_SECONDS
-        assert QueueSource.objects.get().health_checked_at > first.health_checked_at
-    finally:
-        for process in (beat, worker):
-            process.terminate()
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    deadline = time.monotonic() + 60
+    while QueueSource.objects.get().backlog is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    first = QueueSource.objects.get()
+    assert (first.backlog, first.in_flight) == (4, 0)
+    time.sleep(2.5)  # and again, every QUEUE_HEALTH_SECONDS
+    assert QueueSource.objects.get().health_checked_at > first.health_checked_at
 
 
 @pytest.mark.django_db

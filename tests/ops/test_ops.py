@@ -12,11 +12,12 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from roster.dev.chime import as_bare, as_envelope, as_sns, meeting_stream
+from roster.dev.processes import free_port
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import QueueSource
 from roster.ops import health, metrics
-from tests.conftest import free_port, manage, send_bodies
-from tests.streams import as_bare, as_envelope, as_sns, meeting_stream
+from tests.conftest import manage, send_bodies
 
 MOTO_ACCOUNT = "123456789012"
 

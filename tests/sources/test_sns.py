@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from roster.dev.chime import ACCOUNT, as_envelope, as_sns, meeting_stream
 from roster.models import Attendee, Event, Meeting, Quarantine
 from roster.sources import sns
-from tests.streams import ACCOUNT, as_envelope, as_sns, meeting_stream
 
 pytestmark = pytest.mark.django_db
 
@@ -142,7 +142,7 @@ def notification(
 
 
 def detail_notification(detail: dict[str, Any], *, key: rsa.RSAPrivateKey, version: str = "1") -> dict:
-    """tests.streams.as_sns, made current and signed."""
+    """roster.dev.chime.as_sns, made current and signed."""
     doc = json.loads(as_sns(detail))
     assert doc["TopicArn"] == TOPIC
     doc.update(Timestamp=now_iso(), SigningCertURL=CERT_URL)

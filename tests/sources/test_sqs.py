@@ -15,11 +15,11 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from roster.dev.chime import as_envelope, as_sns, bodies, meeting_stream, shuffled_with_duplicates
 from roster.models import Event, Quarantine
 from roster.sources.sqs import queue_drain_once
 from tests.conftest import ROOT, manage, queue_depth, send_bodies
 from tests.ingest.test_service import expected, stored
-from tests.streams import as_envelope, as_sns, bodies, meeting_stream, shuffled_with_duplicates
 
 pytestmark = pytest.mark.sqs
 

@@ -3,7 +3,6 @@ consumer slots are capped across workers through Redis, and SIGTERM stops a work
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
@@ -12,11 +11,11 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
 from config.celery import app
+from roster.dev.chime import as_envelope, bodies, meeting_stream
 from roster.models import Attendee, Event, QueueSource
 from roster.sources.slots import DrainSupervisor, slot_key
 from tests.conftest import celery_worker_start, manage, queue_depth, send_bodies
 from tests.ingest.test_service import expected, stored
-from tests.streams import as_envelope, bodies, meeting_stream
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs]
 
@@ -93,20 +92,16 @@ def test_consumer_slots_are_capped_across_workers(sqs, make_queue, fast_polls):
 
 
 @pytest.mark.slow
-def test_sigterm_finishes_the_batch_in_hand_and_loses_nothing(subprocess_env, sqs, make_queue):
+def test_sigterm_finishes_the_batch_in_hand_and_loses_nothing(subprocess_env, sqs, make_queue, processes):
     queue = make_queue(visibility_timeout=60)  # nothing may come back by timeout: the stop must be clean
     QueueSource.objects.create(url=queue, consumers=1)
     details = meeting_stream(seed=51, attendees=8)
     send_bodies(sqs, queue, bodies(details, seed=51))
-    worker = celery_worker_start(subprocess_env, loglevel="INFO")
-    try:
-        wait_for(lambda: Event.objects.exists(), timeout=60)
-        worker.send_signal(signal.SIGTERM)
-        output, _ = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-    assert worker.returncode == 0, output
+    worker = celery_worker_start(processes, subprocess_env, loglevel="INFO")
+    wait_for(lambda: Event.objects.exists(), timeout=60)
+    processes.stop(worker)  # SIGTERM, up to 60 s to finish, else SIGKILL
+    output = worker.log_path.read_text()
+    assert worker.process.returncode == 0, output
     assert "finishing the batches in hand" in output
     handled = Event.objects.count()
     visible, in_flight = queue_depth(sqs, queue)

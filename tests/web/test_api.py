@@ -10,10 +10,10 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 
+from roster.dev.chime import as_bare, meeting_stream
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import AccessRule, FeedToken
 from roster.read.access import feed_token_create, feed_token_revoke, token_hash
-from tests.streams import as_bare, meeting_stream
 
 pytestmark = pytest.mark.django_db
 

@@ -11,9 +11,9 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from django.utils import timezone
 
+from roster.dev.chime import as_bare
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import QueueSource
-from tests.streams import as_bare
 
 pytestmark = pytest.mark.django_db
 

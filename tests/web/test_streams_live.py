@@ -10,10 +10,10 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
+from roster.dev.chime import as_bare
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import QueueSource
 from tests.consumers.test_end_to_end import CHROMIUM, daphne  # noqa: F401 (the Daphne fixture)
-from tests.streams import as_bare
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.browser]
 

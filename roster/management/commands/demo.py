@@ -8,6 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from roster.dev.demo import DemoError, DemoOptions, demo_run
+from roster.dev.processes import ProcessError
 
 
 class Command(BaseCommand):
@@ -53,5 +54,5 @@ class Command(BaseCommand):
             signal.signal(sig, signal.default_int_handler)
         try:
             demo_run(options=demo_options, out=self.stdout)
-        except DemoError as exc:
+        except (DemoError, ProcessError) as exc:
             raise CommandError(str(exc)) from None

@@ -1,4 +1,4 @@
-"""Send realistic Chime traffic to SQS queues (roster.dev.simulator), paced at a rate."""
+"""Send realistic Chime traffic to SQS queues (roster.dev.chime), paced at a rate."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from roster.dev.simulator import deliveries, simulated_events
+from roster.dev.chime import deliveries, meetings_interleave
 from roster.sources.sqs import sqs_client
 
 
@@ -41,7 +41,7 @@ class Command(BaseCommand):
         if rate <= 0:
             raise CommandError("--rate must be positive")
         start_ms = options["start_ms"] if options["start_ms"] is not None else int(time.time() * 1000)
-        events = simulated_events(
+        events = meetings_interleave(
             seed=options["seed"],
             meetings=options["meetings"],
             attendees=options["attendees"],
@@ -55,7 +55,7 @@ class Command(BaseCommand):
         bodies = deliveries(
             counted,
             seed=options["seed"],
-            envelope=options["envelope"],
+            kind=options["envelope"],
             mirror_share=options["mirror_share"] if options["sns_queue_url"] else 0.0,
             duplicates=options["duplicates"],
             poison=options["poison"],
