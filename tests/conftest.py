@@ -1,6 +1,6 @@
-"""Shared fixtures: a real local SQS endpoint (moto server over HTTP), queues, child processes
-stopped with the test, and the environment a subprocess needs to reach the same test database
-and endpoint."""
+"""Shared fixtures and helpers: a real local SQS endpoint (moto server over HTTP), queues, child
+processes stopped with the test (Daphne, Celery workers), the environment a subprocess needs to
+reach the same test database and endpoint, and the whole-fold oracle a stored roster is held to."""
 
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from roster.dev.processes import ROOT, Child, Supervisor, sqs_endpoint_start
+from roster.dev.chime import as_bare
+from roster.dev.processes import ROOT, Child, Supervisor, free_port, sqs_endpoint_start
+from roster.domain.events import event_parse
+from roster.domain.fold import roster_fold
+from roster.ingest import IncomingMessage, IngestResult, messages_ingest
+from roster.read.selectors import roster_get
 
 # Threads (drain, database_sync_to_async) must not keep connections open past a test.
 settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -140,3 +146,65 @@ def celery_worker_start(processes: Supervisor, env: dict[str, str], *, loglevel:
     argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", loglevel]
     argv += ["--pool", "solo", "--without-mingle", "--without-gossip", "--without-heartbeat"]
     return processes.spawn("worker", argv, env=dict(env, SQS_WAIT_SECONDS="1"), stop_timeout=60)
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's: browser tests never download one
+
+
+@pytest.fixture
+def daphne(subprocess_env, processes) -> str:
+    """A real Daphne serving config.asgi on a free port, on this test's database; its address."""
+    port = free_port()
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+    processes.spawn("daphne", argv, env=subprocess_env, stop_timeout=30)
+    processes.wait_port(port, what="waiting for daphne", timeout=30)
+    return f"127.0.0.1:{port}"
+
+
+# --- the roster a stream must leave, whatever its arrival ---------------------------------------
+
+MEETING_COMPARED = (
+    "external_meeting_id",
+    "media_region",
+    "status",
+    "started_at",
+    "ended_at",
+    "peak_joined",
+    "transcription",
+    "transcription_message",
+    "pipelines",
+)
+
+
+def ingest(raw: list[str], *, queue: str = "test") -> IngestResult:
+    return messages_ingest(
+        messages=[IncomingMessage(body=b, queue=queue, message_id=str(i)) for i, b in enumerate(raw)]
+    )
+
+
+def expected(details: list[dict]) -> dict:
+    """The whole fold of every event: what the database must hold, whatever the arrival."""
+    events = [event_parse(as_bare(d)) for d in details]
+    folded = roster_fold(details[0]["meetingId"], events)
+    meeting = {name: getattr(folded.meeting, name) for name in MEETING_COMPARED if name != "peak_joined"}
+    meeting["peak_joined"] = folded.peak_joined
+    states = folded.attendees.values()
+    meeting["joined_count"] = sum(1 for a in states if a.presence == "joined")
+    meeting["dropped_count"] = sum(1 for a in states if a.presence == "dropped")
+    meeting["video_count"] = sum(1 for a in states if a.video)
+    meeting["sharing_count"] = sum(1 for a in states if a.screen_share or a.content_share or a.content_video)
+    return {"meeting": meeting, "attendees": {a: s.public() for a, s in folded.attendees.items()}}
+
+
+def stored(meeting_id: str) -> dict:
+    roster = roster_get(meeting_id=meeting_id)
+    assert roster is not None
+    meeting = {name: roster["meeting"][name] for name in MEETING_COMPARED}
+    for name in ("joined_count", "dropped_count", "video_count", "sharing_count"):
+        meeting[name] = roster["meeting"][name]
+    attendees = {}
+    for attendee in roster["attendees"]:
+        attendee = dict(attendee)
+        attendee.pop("seq")
+        attendees[attendee["attendee_id"]] = attendee
+    return {"meeting": meeting, "attendees": attendees}

@@ -9,7 +9,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from roster.dev.chime import BASE_TS, as_json, detail, envelope
 from roster.models import Meeting
-from tests.ingest.test_service import ingest
+from tests.conftest import ingest
 
 BEFORE = [("roster", "0006_meeting_peak_tail")]
 

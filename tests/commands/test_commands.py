@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from roster.dev.chime import bodies, meeting_stream
 from roster.models import Quarantine
-from tests.ingest.test_service import expected, stored
+from tests.conftest import expected, stored
 
 pytestmark = pytest.mark.django_db
 

@@ -8,32 +8,21 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 
 from roster.dev.chime import as_bare, as_envelope, meeting_stream
-from roster.dev.processes import ROOT, free_port
+from roster.dev.processes import ROOT
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.live.broadcast import publisher
 from roster.models import QueueSource
 from roster.read.access import feed_token_create
-from tests.conftest import celery_worker_start, send_bodies
+from tests.conftest import CHROMIUM, celery_worker_start, send_bodies
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture
-def daphne(subprocess_env, processes) -> str:
-    port = free_port()
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
-    processes.spawn("daphne", argv, env=subprocess_env, stop_timeout=30)
-    processes.wait_port(port, what="waiting for daphne", timeout=30)
-    return f"127.0.0.1:{port}"
 
 
 @pytest.fixture

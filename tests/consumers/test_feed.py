@@ -24,8 +24,7 @@ from roster.live.broadcast import RosterChange, change_messages, meeting_group, 
 from roster.models import Meeting
 from roster.read.access import feed_token_create
 from roster.read.selectors import roster_read
-from tests.conftest import ROOT
-from tests.ingest.test_service import expected
+from tests.conftest import ROOT, expected
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 

@@ -15,8 +15,7 @@ from roster.domain import fold as machine
 from roster.domain.events import ChimeEvent, Rejection, event_parse
 from roster.models import Event, Quarantine
 from roster.sources.sqs import queue_drain_once
-from tests.conftest import queue_depth
-from tests.ingest.test_service import expected, stored
+from tests.conftest import expected, queue_depth, stored
 
 EXPECTED_TYPES = {
     "MeetingStarted", "MeetingEnded", "AttendeeAdded", "AttendeeAuthorized", "AttendeeJoined", "AttendeeLeft",

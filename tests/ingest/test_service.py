@@ -20,33 +20,13 @@ from roster.dev.chime import (
     meeting_stream,
     shuffled_with_duplicates,
 )
-from roster.domain import fold as machine
-from roster.domain.events import event_parse
 from roster.ingest import IncomingMessage, hooks, messages_ingest
 from roster.live.broadcast import changes_committed
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
 from roster.ops.metrics import ingest_committed
-from roster.read.selectors import roster_get
+from tests.conftest import expected, ingest, stored
 
 pytestmark = pytest.mark.django_db
-
-MEETING_COMPARED = (
-    "external_meeting_id",
-    "media_region",
-    "status",
-    "started_at",
-    "ended_at",
-    "peak_joined",
-    "transcription",
-    "transcription_message",
-    "pipelines",
-)
-
-
-def ingest(raw: list[str], *, queue: str = "test") -> object:
-    return messages_ingest(
-        messages=[IncomingMessage(body=b, queue=queue, message_id=str(i)) for i, b in enumerate(raw)]
-    )
 
 
 def ingest_in_random_batches(raw: list[str], *, seed: int, sizes: list[int]) -> None:
@@ -57,34 +37,6 @@ def ingest_in_random_batches(raw: list[str], *, seed: int, sizes: list[int]) -> 
         size = rng.choice(sizes)
         ingest(raw[position : position + size])
         position += size
-
-
-def expected(details: list[dict]) -> dict:
-    """The whole fold of every event: what the database must hold, whatever the arrival."""
-    events = [event_parse(as_bare(d)) for d in details]
-    folded = machine.roster_fold(details[0]["meetingId"], events)
-    meeting = {name: getattr(folded.meeting, name) for name in MEETING_COMPARED if name != "peak_joined"}
-    meeting["peak_joined"] = folded.peak_joined
-    states = folded.attendees.values()
-    meeting["joined_count"] = sum(1 for a in states if a.presence == "joined")
-    meeting["dropped_count"] = sum(1 for a in states if a.presence == "dropped")
-    meeting["video_count"] = sum(1 for a in states if a.video)
-    meeting["sharing_count"] = sum(1 for a in states if a.screen_share or a.content_share or a.content_video)
-    return {"meeting": meeting, "attendees": {a: s.public() for a, s in folded.attendees.items()}}
-
-
-def stored(meeting_id: str) -> dict:
-    roster = roster_get(meeting_id=meeting_id)
-    assert roster is not None
-    meeting = {name: roster["meeting"][name] for name in MEETING_COMPARED}
-    for name in ("joined_count", "dropped_count", "video_count", "sharing_count"):
-        meeting[name] = roster["meeting"][name]
-    attendees = {}
-    for attendee in roster["attendees"]:
-        attendee = dict(attendee)
-        attendee.pop("seq")
-        attendees[attendee["attendee_id"]] = attendee
-    return {"meeting": meeting, "attendees": attendees}
 
 
 def test_ordered_stream_builds_the_roster():

@@ -14,7 +14,7 @@ from roster.domain.plan import MeetingRecord
 from roster.domain.streams import StreamState
 from roster.ingest.store import PostgresStore, store_for_connection
 from roster.models import Event, Quarantine
-from tests.ingest.test_service import ingest
+from tests.conftest import ingest
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,7 @@ from django.conf import settings
 from roster.dev.chime import as_envelope, as_sns, bodies, meeting_stream, shuffled_with_duplicates
 from roster.models import Event, Quarantine
 from roster.sources.sqs import queue_drain_once
-from tests.conftest import ROOT, manage, queue_depth, send_bodies
-from tests.ingest.test_service import expected, stored
+from tests.conftest import ROOT, expected, manage, queue_depth, send_bodies, stored
 
 pytestmark = pytest.mark.sqs
 

@@ -14,8 +14,7 @@ from config.celery import app
 from roster.dev.chime import as_envelope, bodies, meeting_stream
 from roster.models import Attendee, Event, QueueSource
 from roster.sources.slots import DrainSupervisor, slot_key
-from tests.conftest import celery_worker_start, manage, queue_depth, send_bodies
-from tests.ingest.test_service import expected, stored
+from tests.conftest import celery_worker_start, expected, manage, queue_depth, send_bodies, stored
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs]
 

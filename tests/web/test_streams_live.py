@@ -13,7 +13,7 @@ from django.utils import timezone
 from roster.dev.chime import as_bare
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import QueueSource
-from tests.consumers.test_end_to_end import CHROMIUM, daphne  # noqa: F401 (the Daphne fixture)
+from tests.conftest import CHROMIUM
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.browser]
 
@@ -57,7 +57,7 @@ def ingest(*details: dict) -> None:
     messages_ingest(messages=[IncomingMessage(body=as_bare(d)) for d in details])
 
 
-def test_streams_and_queue_lag_change_without_reload(daphne):  # noqa: F811
+def test_streams_and_queue_lag_change_without_reload(daphne):
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.exists(), "Debian's chromium is needed (apt-get install chromium)"
