@@ -133,20 +133,14 @@ class _Work:
 
     meeting: MeetingRecord
     events: list[FoldableEvent]
+    meeting_level: bool  # a meeting-level event: the meeting fields are re-derived
+    ended: bool  # a MeetingEnded: every row is re-derived
     by_parent: dict[str, list[FoldableEvent]] = field(default_factory=lambda: defaultdict(list))
     rows: dict[str, AttendeeState] = field(default_factory=dict)
     refold: set[str] = field(default_factory=set)
     new_states: dict[str, AttendeeState] = field(default_factory=dict)
     peak: PeakState | None = None  # after the batch; None until known (a sweep is due)
     before: tuple[Any, ...] = ()
-
-    @property
-    def meeting_level(self) -> bool:
-        return any(is_meeting_level(event) for event in self.events)
-
-    @property
-    def ended(self) -> bool:
-        return any(is_meeting_end(event) for event in self.events)
 
 
 def meetings_fold(
@@ -156,7 +150,15 @@ def meetings_fold(
     by_meeting: dict[str, list[FoldableEvent]] = defaultdict(list)
     for event in events:
         by_meeting[event.meeting_id].append(event)
-    work = [_Work(meeting=meetings[meeting_id], events=batch) for meeting_id, batch in by_meeting.items()]
+    work = [
+        _Work(
+            meeting=meetings[meeting_id],
+            events=batch,
+            meeting_level=any(is_meeting_level(event) for event in batch),
+            ended=any(is_meeting_end(event) for event in batch),
+        )
+        for meeting_id, batch in by_meeting.items()
+    ]
     for item in work:
         item.before = item.meeting.public()
         for event in item.events:
