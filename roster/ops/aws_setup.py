@@ -98,68 +98,50 @@ def _source_arn_check(source_arn: str | None) -> None:
 # --- pure builders ---------------------------------------------------------------------------
 
 
-def _chime_conditions(account: str, source_arn: str | None, partition: str) -> dict[str, Any]:
-    """Against the confused deputy: only Chime acting for this account (or this resource)."""
-    return {
-        "ArnLike": {"aws:SourceArn": source_arn or f"arn:{partition}:chime:*:{account}:*"},
-        "StringEquals": {"aws:SourceAccount": account},
-    }
-
-
 def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
     return {"Version": POLICY_VERSION, "Statement": list(statements)}
 
 
-def queue_policy_chime(queue_arn: str, account: str, source_arn: str | None = None) -> dict[str, Any]:
-    """The SQS queue policy that lets Chime SDK meetings send notifications to the queue."""
-    arn = arn_parse(queue_arn, service="sqs")
+def _chime_statement(
+    sid: str, action: str | list[str], resource: str, account: str, source_arn: str | None, partition: str
+) -> dict[str, Any]:
+    """Chime may do ``action`` on ``resource``, with conditions against the confused deputy: only
+    Chime acting for this account (or this resource)."""
     account_check(account)
     _source_arn_check(source_arn)
-    return _policy(
-        {
-            "Sid": SID_QUEUE_CHIME,
-            "Effect": "Allow",
-            "Principal": {"Service": CHIME_PRINCIPAL},
-            "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
-            "Resource": queue_arn,
-            "Condition": _chime_conditions(account, source_arn, arn.partition),
-        }
-    )
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Service": CHIME_PRINCIPAL},
+        "Action": action,
+        "Resource": resource,
+        "Condition": {
+            "ArnLike": {"aws:SourceArn": source_arn or f"arn:{partition}:chime:*:{account}:*"},
+            "StringEquals": {"aws:SourceAccount": account},
+        },
+    }
+
+
+def queue_policy_chime(queue_arn: str, account: str, source_arn: str | None = None) -> dict[str, Any]:
+    """The SQS queue policy that lets Chime SDK meetings send notifications to the queue."""
+    partition = arn_parse(queue_arn, service="sqs").partition
+    actions = ["sqs:SendMessage", "sqs:GetQueueUrl"]
+    return _policy(_chime_statement(SID_QUEUE_CHIME, actions, queue_arn, account, source_arn, partition))
 
 
 def topic_policy_chime(topic_arn: str, account: str, source_arn: str | None = None) -> dict[str, Any]:
     """The SNS topic policy that lets Chime SDK meetings publish notifications to the topic."""
-    arn = arn_parse(topic_arn, service="sns")
-    account_check(account)
-    _source_arn_check(source_arn)
-    return _policy(
-        {
-            "Sid": SID_TOPIC_CHIME,
-            "Effect": "Allow",
-            "Principal": {"Service": CHIME_PRINCIPAL},
-            "Action": "SNS:Publish",
-            "Resource": topic_arn,
-            "Condition": _chime_conditions(account, source_arn, arn.partition),
-        }
-    )
+    partition = arn_parse(topic_arn, service="sns").partition
+    action = "SNS:Publish"
+    return _policy(_chime_statement(SID_TOPIC_CHIME, action, topic_arn, account, source_arn, partition))
 
 
 def kms_statements_chime(
     account: str, source_arn: str | None = None, *, partition: str = "aws"
 ) -> list[dict[str, Any]]:
     """Key policy statements for the KMS key of a queue (or topic) with SSE-KMS."""
-    account_check(account)
-    _source_arn_check(source_arn)
-    return [
-        {
-            "Sid": SID_KMS_CHIME,
-            "Effect": "Allow",
-            "Principal": {"Service": CHIME_PRINCIPAL},
-            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-            "Resource": "*",
-            "Condition": _chime_conditions(account, source_arn, partition),
-        }
-    ]
+    actions = ["kms:GenerateDataKey", "kms:Decrypt"]
+    return [_chime_statement(SID_KMS_CHIME, actions, "*", account, source_arn, partition)]
 
 
 def rule_sid(rule_arn: str) -> str:
@@ -503,28 +485,18 @@ class QueueCheck:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def policy_ok(self) -> bool:
-        return self.reachable and not self.policy_problems
-
-    @property
     def ok(self) -> bool:
-        return self.policy_ok
+        """Reachable, and no policy problem (an expected sender or a targeting rule refused)."""
+        return self.reachable and not self.policy_problems
 
 
 def _rules_targeting(region: str, queue_arn: str) -> list[tuple[str, str, str]]:
     events = aws_client("events", region)
-    names: list[str] = []
-    kwargs: dict[str, Any] = {"TargetArn": queue_arn}
-    while True:
-        page = events.list_rule_names_by_target(**kwargs)
-        names.extend(page.get("RuleNames", []))
-        if not page.get("NextToken"):
-            break
-        kwargs["NextToken"] = page["NextToken"]
     found = []
-    for name in names:
-        rule = events.describe_rule(Name=name)
-        found.append((name, rule["Arn"], rule.get("State", "")))
+    for page in events.get_paginator("list_rule_names_by_target").paginate(TargetArn=queue_arn):
+        for name in page.get("RuleNames", []):
+            rule = events.describe_rule(Name=name)
+            found.append((name, rule["Arn"], rule.get("State", "")))
     return found
 
 
