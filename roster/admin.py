@@ -342,8 +342,7 @@ class FeedTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:
-        count = 0
-        for token in queryset.filter(revoked_at__isnull=True):
+        tokens = list(queryset.filter(revoked_at__isnull=True))
+        for token in tokens:
             feed_token_revoke(token=token)
-            count += 1
-        self.message_user(request, f"Revoked {count} token(s).")
+        self.message_user(request, f"Revoked {len(tokens)} token(s).")
