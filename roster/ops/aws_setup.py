@@ -390,17 +390,12 @@ def aws_client(service: str, region: str) -> Any:
     )
 
 
-def queue_url_of(client: Any, queue_arn: str) -> str:
-    arn = arn_parse(queue_arn, service="sqs")
-    return client.get_queue_url(QueueName=arn.resource, QueueOwnerAWSAccountId=arn.account)["QueueUrl"]
-
-
 def queue_policy_apply(queue_arn: str, additions: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
     """Merge ``additions`` into the queue's policy (SetQueueAttributes); returns the policy set."""
     arn = arn_parse(queue_arn, service="sqs")
     client = aws_client("sqs", arn.region)
     try:
-        url = queue_url_of(client, queue_arn)
+        url = client.get_queue_url(QueueName=arn.resource, QueueOwnerAWSAccountId=arn.account)["QueueUrl"]
         current = client.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
         merged = policy_merge(current.get("Attributes", {}).get("Policy"), additions)
         client.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(merged)})
