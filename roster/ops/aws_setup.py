@@ -66,10 +66,6 @@ class Arn:
     account: str
     resource: str
 
-    @property
-    def text(self) -> str:
-        return f"arn:{self.partition}:{self.service}:{self.region}:{self.account}:{self.resource}"
-
 
 def arn_parse(arn: str, *, service: str | None = None) -> Arn:
     """Split an ARN; ValueError when it is not one (or not of ``service``)."""
