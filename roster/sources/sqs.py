@@ -86,23 +86,21 @@ def messages_oldest_age(*, messages: Sequence[dict], now_ms: int | None = None) 
     return max(0.0, (now - min(sent)) / 1000)
 
 
-def queue_delete(*, client: Any, queue_url: str, messages: Sequence[dict]) -> int:
-    """Delete handled messages; returns how many SQS refused (they come back and dedupe)."""
+def queue_delete(*, client: Any, queue_url: str, messages: Sequence[dict]) -> None:
+    """Delete handled messages; one SQS refuses is logged (it comes back and dedupes)."""
     if not messages:
-        return 0
+        return
     response = client.delete_message_batch(
         QueueUrl=queue_url,
         Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
     )
-    failed = response.get("Failed", [])
-    for failure in failed:
+    for failure in response.get("Failed", []):
         logger.warning(
             "delete failed on %s: %s %s (the message will be redelivered and deduplicated)",
             queue_url,
             failure.get("Code"),
             failure.get("Message"),
         )
-    return len(failed)
 
 
 class BackgroundDeleter:
