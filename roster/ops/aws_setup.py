@@ -22,6 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+
 from roster.domain.events import (
     CHIME_SOURCE,
     MEETING_DETAIL_TYPE,
@@ -50,6 +55,8 @@ CHECK_DETAIL_TYPE = "chime-roster test message"
 # Who may publish to a queue, by the name `check` reports: service principal.
 PUBLISHERS = {"chime": CHIME_PRINCIPAL, "eventbridge": EVENTS_PRINCIPAL, "sns": SNS_PRINCIPAL}
 PUBLISHER_LABELS = {"chime": "Chime", "eventbridge": "EventBridge", "sns": "SNS"}
+
+AWS_ERRORS = (BotoCoreError, ClientError)  # a failed call; aws_error_text says what failed
 
 _ACCOUNT = re.compile(r"^\d{12}$")
 _SOURCE_KEYS = ("aws:sourcearn", "aws:sourceaccount")
@@ -366,18 +373,8 @@ def aws_error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _aws_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (BotoCoreError, ClientError)
-
-
 def aws_client(service: str, region: str) -> Any:
     """A boto3 client; SQS honours settings.AWS_ENDPOINT_URL_SQS, the others boto3's own env vars."""
-    import boto3
-    from botocore.config import Config
-    from django.conf import settings
-
     return boto3.client(
         service,
         region_name=region,
@@ -395,7 +392,7 @@ def queue_policy_apply(queue_arn: str, additions: dict[str, Any] | list[dict[str
         current = client.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
         merged = policy_merge(current.get("Attributes", {}).get("Policy"), additions)
         client.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(merged)})
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"queue {queue_arn}: {aws_error_text(exc)}") from exc
     return merged
 
@@ -410,7 +407,7 @@ def topic_policy_apply(topic_arn: str, additions: dict[str, Any] | list[dict[str
         client.set_topic_attributes(
             TopicArn=topic_arn, AttributeName="Policy", AttributeValue=json.dumps(merged)
         )
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"topic {topic_arn}: {aws_error_text(exc)}") from exc
     return merged
 
@@ -439,12 +436,12 @@ def eventbridge_rule_create(queue_arn: str, *, name: str = DEFAULT_RULE_NAME) ->
             State="ENABLED",
             Description="Chime SDK events for chime-roster",
         )["RuleArn"]
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"rule {name}: {aws_error_text(exc)}") from exc
     policy = queue_policy_apply(queue_arn, queue_policy_eventbridge(queue_arn, rule_arn))
     try:
         response = events.put_targets(Rule=name, Targets=[target])
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"rule {name} target: {aws_error_text(exc)}") from exc
     if response.get("FailedEntryCount"):
         failed = response.get("FailedEntries", [{}])[0]
@@ -499,7 +496,7 @@ def queue_check(url: str, *, expect: tuple[str, ...] | list[str] = ()) -> QueueC
     region = queue_region(url)
     try:
         response = aws_client("sqs", region).get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         result.error = aws_error_text(exc)
         return result
     result.reachable = True
@@ -532,7 +529,7 @@ def queue_check(url: str, *, expect: tuple[str, ...] | list[str] = ()) -> QueueC
     if result.arn:
         try:
             rules = _rules_targeting(arn_parse(result.arn).region or region, result.arn)
-        except (*_aws_errors(), ValueError) as exc:
+        except (*AWS_ERRORS, ValueError) as exc:
             result.rules_error = aws_error_text(exc)
             rules = []
         for name, rule_arn, state in rules:
@@ -560,5 +557,5 @@ def check_message_send(url: str) -> str:
             MessageAttributes={"chime-roster-test": {"DataType": "String", "StringValue": "1"}},
             **extra,
         )["MessageId"]
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"test message to {url}: {aws_error_text(exc)}") from exc
