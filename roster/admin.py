@@ -33,14 +33,18 @@ from roster.read.serializers import ATTENDEE_FIELDS, MEETING_FIELDS
 from roster.sources.sqs import queue_health_refresh, queue_source_update
 
 
-class ReadOnlyPermissions:
-    """Visible, never added, changed or deleted by hand (for model admins and inlines alike)."""
+class NoAddOrChange:
+    """Rows only the services write: never added or changed by hand."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyPermissions(NoAddOrChange):
+    """Visible, never added, changed or deleted by hand (for model admins and inlines alike)."""
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
@@ -155,7 +159,7 @@ class VoiceConnectorStreamAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Quarantine)
-class QuarantineAdmin(admin.ModelAdmin):
+class QuarantineAdmin(NoAddOrChange, admin.ModelAdmin):
     """Rejected messages: read, reprocess through the ingest service, or delete."""
 
     list_display = (
@@ -186,12 +190,6 @@ class QuarantineAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
     actions = ["reprocess"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_reprocess_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("roster.change_quarantine")
@@ -342,8 +340,7 @@ class FeedTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:
-        count = 0
-        for token in queryset.filter(revoked_at__isnull=True):
+        tokens = list(queryset.filter(revoked_at__isnull=True))
+        for token in tokens:
             feed_token_revoke(token=token)
-            count += 1
-        self.message_user(request, f"Revoked {count} token(s).")
+        self.message_user(request, f"Revoked {len(tokens)} token(s).")

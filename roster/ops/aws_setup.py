@@ -22,6 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+
 from roster.domain.events import (
     CHIME_SOURCE,
     MEETING_DETAIL_TYPE,
@@ -51,6 +56,8 @@ CHECK_DETAIL_TYPE = "chime-roster test message"
 PUBLISHERS = {"chime": CHIME_PRINCIPAL, "eventbridge": EVENTS_PRINCIPAL, "sns": SNS_PRINCIPAL}
 PUBLISHER_LABELS = {"chime": "Chime", "eventbridge": "EventBridge", "sns": "SNS"}
 
+AWS_ERRORS = (BotoCoreError, ClientError)  # a failed call; aws_error_text says what failed
+
 _ACCOUNT = re.compile(r"^\d{12}$")
 _SOURCE_KEYS = ("aws:sourcearn", "aws:sourceaccount")
 
@@ -65,10 +72,6 @@ class Arn:
     region: str
     account: str
     resource: str
-
-    @property
-    def text(self) -> str:
-        return f"arn:{self.partition}:{self.service}:{self.region}:{self.account}:{self.resource}"
 
 
 def arn_parse(arn: str, *, service: str | None = None) -> Arn:
@@ -98,68 +101,50 @@ def _source_arn_check(source_arn: str | None) -> None:
 # --- pure builders ---------------------------------------------------------------------------
 
 
-def _chime_conditions(account: str, source_arn: str | None, partition: str) -> dict[str, Any]:
-    """Against the confused deputy: only Chime acting for this account (or this resource)."""
-    return {
-        "ArnLike": {"aws:SourceArn": source_arn or f"arn:{partition}:chime:*:{account}:*"},
-        "StringEquals": {"aws:SourceAccount": account},
-    }
-
-
 def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
     return {"Version": POLICY_VERSION, "Statement": list(statements)}
 
 
-def queue_policy_chime(queue_arn: str, account: str, source_arn: str | None = None) -> dict[str, Any]:
-    """The SQS queue policy that lets Chime SDK meetings send notifications to the queue."""
-    arn = arn_parse(queue_arn, service="sqs")
+def _chime_statement(
+    sid: str, action: str | list[str], resource: str, account: str, source_arn: str | None, partition: str
+) -> dict[str, Any]:
+    """Chime may do ``action`` on ``resource``, with conditions against the confused deputy: only
+    Chime acting for this account (or this resource)."""
     account_check(account)
     _source_arn_check(source_arn)
-    return _policy(
-        {
-            "Sid": SID_QUEUE_CHIME,
-            "Effect": "Allow",
-            "Principal": {"Service": CHIME_PRINCIPAL},
-            "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
-            "Resource": queue_arn,
-            "Condition": _chime_conditions(account, source_arn, arn.partition),
-        }
-    )
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Service": CHIME_PRINCIPAL},
+        "Action": action,
+        "Resource": resource,
+        "Condition": {
+            "ArnLike": {"aws:SourceArn": source_arn or f"arn:{partition}:chime:*:{account}:*"},
+            "StringEquals": {"aws:SourceAccount": account},
+        },
+    }
+
+
+def queue_policy_chime(queue_arn: str, account: str, source_arn: str | None = None) -> dict[str, Any]:
+    """The SQS queue policy that lets Chime SDK meetings send notifications to the queue."""
+    partition = arn_parse(queue_arn, service="sqs").partition
+    actions = ["sqs:SendMessage", "sqs:GetQueueUrl"]
+    return _policy(_chime_statement(SID_QUEUE_CHIME, actions, queue_arn, account, source_arn, partition))
 
 
 def topic_policy_chime(topic_arn: str, account: str, source_arn: str | None = None) -> dict[str, Any]:
     """The SNS topic policy that lets Chime SDK meetings publish notifications to the topic."""
-    arn = arn_parse(topic_arn, service="sns")
-    account_check(account)
-    _source_arn_check(source_arn)
-    return _policy(
-        {
-            "Sid": SID_TOPIC_CHIME,
-            "Effect": "Allow",
-            "Principal": {"Service": CHIME_PRINCIPAL},
-            "Action": "SNS:Publish",
-            "Resource": topic_arn,
-            "Condition": _chime_conditions(account, source_arn, arn.partition),
-        }
-    )
+    partition = arn_parse(topic_arn, service="sns").partition
+    action = "SNS:Publish"
+    return _policy(_chime_statement(SID_TOPIC_CHIME, action, topic_arn, account, source_arn, partition))
 
 
 def kms_statements_chime(
     account: str, source_arn: str | None = None, *, partition: str = "aws"
 ) -> list[dict[str, Any]]:
     """Key policy statements for the KMS key of a queue (or topic) with SSE-KMS."""
-    account_check(account)
-    _source_arn_check(source_arn)
-    return [
-        {
-            "Sid": SID_KMS_CHIME,
-            "Effect": "Allow",
-            "Principal": {"Service": CHIME_PRINCIPAL},
-            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-            "Resource": "*",
-            "Condition": _chime_conditions(account, source_arn, partition),
-        }
-    ]
+    actions = ["kms:GenerateDataKey", "kms:Decrypt"]
+    return [_chime_statement(SID_KMS_CHIME, actions, "*", account, source_arn, partition)]
 
 
 def rule_sid(rule_arn: str) -> str:
@@ -388,18 +373,8 @@ def aws_error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _aws_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (BotoCoreError, ClientError)
-
-
 def aws_client(service: str, region: str) -> Any:
     """A boto3 client; SQS honours settings.AWS_ENDPOINT_URL_SQS, the others boto3's own env vars."""
-    import boto3
-    from botocore.config import Config
-    from django.conf import settings
-
     return boto3.client(
         service,
         region_name=region,
@@ -408,21 +383,16 @@ def aws_client(service: str, region: str) -> Any:
     )
 
 
-def queue_url_of(client: Any, queue_arn: str) -> str:
-    arn = arn_parse(queue_arn, service="sqs")
-    return client.get_queue_url(QueueName=arn.resource, QueueOwnerAWSAccountId=arn.account)["QueueUrl"]
-
-
 def queue_policy_apply(queue_arn: str, additions: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
     """Merge ``additions`` into the queue's policy (SetQueueAttributes); returns the policy set."""
     arn = arn_parse(queue_arn, service="sqs")
     client = aws_client("sqs", arn.region)
     try:
-        url = queue_url_of(client, queue_arn)
+        url = client.get_queue_url(QueueName=arn.resource, QueueOwnerAWSAccountId=arn.account)["QueueUrl"]
         current = client.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
         merged = policy_merge(current.get("Attributes", {}).get("Policy"), additions)
         client.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(merged)})
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"queue {queue_arn}: {aws_error_text(exc)}") from exc
     return merged
 
@@ -437,7 +407,7 @@ def topic_policy_apply(topic_arn: str, additions: dict[str, Any] | list[dict[str
         client.set_topic_attributes(
             TopicArn=topic_arn, AttributeName="Policy", AttributeValue=json.dumps(merged)
         )
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"topic {topic_arn}: {aws_error_text(exc)}") from exc
     return merged
 
@@ -466,12 +436,12 @@ def eventbridge_rule_create(queue_arn: str, *, name: str = DEFAULT_RULE_NAME) ->
             State="ENABLED",
             Description="Chime SDK events for chime-roster",
         )["RuleArn"]
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"rule {name}: {aws_error_text(exc)}") from exc
     policy = queue_policy_apply(queue_arn, queue_policy_eventbridge(queue_arn, rule_arn))
     try:
         response = events.put_targets(Rule=name, Targets=[target])
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"rule {name} target: {aws_error_text(exc)}") from exc
     if response.get("FailedEntryCount"):
         failed = response.get("FailedEntries", [{}])[0]
@@ -503,28 +473,18 @@ class QueueCheck:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def policy_ok(self) -> bool:
-        return self.reachable and not self.policy_problems
-
-    @property
     def ok(self) -> bool:
-        return self.policy_ok
+        """Reachable, and no policy problem (an expected sender or a targeting rule refused)."""
+        return self.reachable and not self.policy_problems
 
 
 def _rules_targeting(region: str, queue_arn: str) -> list[tuple[str, str, str]]:
     events = aws_client("events", region)
-    names: list[str] = []
-    kwargs: dict[str, Any] = {"TargetArn": queue_arn}
-    while True:
-        page = events.list_rule_names_by_target(**kwargs)
-        names.extend(page.get("RuleNames", []))
-        if not page.get("NextToken"):
-            break
-        kwargs["NextToken"] = page["NextToken"]
     found = []
-    for name in names:
-        rule = events.describe_rule(Name=name)
-        found.append((name, rule["Arn"], rule.get("State", "")))
+    for page in events.get_paginator("list_rule_names_by_target").paginate(TargetArn=queue_arn):
+        for name in page.get("RuleNames", []):
+            rule = events.describe_rule(Name=name)
+            found.append((name, rule["Arn"], rule.get("State", "")))
     return found
 
 
@@ -536,7 +496,7 @@ def queue_check(url: str, *, expect: tuple[str, ...] | list[str] = ()) -> QueueC
     region = queue_region(url)
     try:
         response = aws_client("sqs", region).get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         result.error = aws_error_text(exc)
         return result
     result.reachable = True
@@ -569,7 +529,7 @@ def queue_check(url: str, *, expect: tuple[str, ...] | list[str] = ()) -> QueueC
     if result.arn:
         try:
             rules = _rules_targeting(arn_parse(result.arn).region or region, result.arn)
-        except (*_aws_errors(), ValueError) as exc:
+        except (*AWS_ERRORS, ValueError) as exc:
             result.rules_error = aws_error_text(exc)
             rules = []
         for name, rule_arn, state in rules:
@@ -597,5 +557,5 @@ def check_message_send(url: str) -> str:
             MessageAttributes={"chime-roster-test": {"DataType": "String", "StringValue": "1"}},
             **extra,
         )["MessageId"]
-    except _aws_errors() as exc:
+    except AWS_ERRORS as exc:
         raise SetupError(f"test message to {url}: {aws_error_text(exc)}") from exc

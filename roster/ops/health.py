@@ -112,10 +112,7 @@ def health_report() -> dict[str, Any]:
             database = _failure(exc)
         else:
             queues = [queue_check(url=url) for url in urls]
-    checks = {"database": database, "redis": redis_check(), "queues": queues}
-    healthy = (
-        database["status"] == OK
-        and checks["redis"]["status"] == OK
-        and all(q["status"] == OK for q in queues)
-    )
+    redis_health = redis_check()
+    healthy = all(check["status"] == OK for check in (database, redis_health, *queues))
+    checks = {"database": database, "redis": redis_health, "queues": queues}
     return {"status": OK if healthy else FAIL, "checks": checks}

@@ -35,10 +35,12 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from roster.domain.events import VOICE_CONNECTOR_STATUS_TIME_FIELD
 from roster.domain.fold import RANK, type_name
 from roster.ingest.hooks import Committed
 from roster.live.sockets import sockets_connected
 from roster.models import QueueSource
+from roster.ops.health import queue_name
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +55,9 @@ SEP = "\t"
 # the number of series without bound. Everything else is "other".
 KNOWN_TYPES = frozenset(
     {
-        *RANK,
-        "MeetingStarted",
-        "MeetingEnded",
-        "STARTED",
-        "UPDATED",
-        "ENDED",
-        "FAILED",
-        # rejection codes (roster.domain.events) and ingest_failed (roster.sources.sqs)
+        *RANK,  # every meeting and attendee type the fold ranks, MeetingStarted/Ended included
+        *VOICE_CONNECTOR_STATUS_TIME_FIELD,  # the Voice Connector statuses the parser accepts
+        # rejection codes (roster.domain.events) and ingest_failed (roster.ingest.service)
         "too_large",
         "not_utf8",
         "not_json",
@@ -91,7 +88,7 @@ def queue_label(queue: str) -> str:
     if not queue:
         return "none"
     if queue.startswith(("https://", "http://")):
-        name = queue.rstrip("/").rsplit("/", 1)[-1]
+        name = queue_name(queue)
     elif queue.startswith("sns:"):
         name = "sns:" + queue.rsplit(":", 1)[-1]
     elif queue.startswith("file:"):
@@ -239,10 +236,9 @@ class RosterCollector:
         latency = {_decode(k): _decode(v) for k, v in raw_latency.items()}
         cumulative = 0
         buckets = []
-        for bound in (*LATENCY_BUCKETS, "+Inf"):
-            key = repr(bound) if bound != "+Inf" else bound
+        for key in (*map(repr, LATENCY_BUCKETS), "+Inf"):  # the fields _bucket writes
             cumulative += int(latency.get(key, 0))
-            buckets.append((key if bound == "+Inf" else str(bound), cumulative))
+            buckets.append((key, cumulative))
         yield HistogramMetricFamily(
             "chime_roster_ingest_batch_seconds",
             "Time to ingest one batch (parse, one transaction, commit)",
@@ -269,24 +265,18 @@ class RosterCollector:
         enabled = GaugeMetricFamily(
             "chime_roster_queue_enabled", "1 when the queue is drained", labels=["queue"]
         )
+        measured = {"backlog": backlog, "in_flight": in_flight, "oldest_age_seconds": oldest}
         try:
-            rows = list(
-                QueueSource.objects.order_by("url").values(
-                    "url", "enabled", "backlog", "in_flight", "oldest_age_seconds"
-                )
-            )
+            rows = list(QueueSource.objects.order_by("url").values("url", "enabled", *measured))
         except Exception as exc:  # the rest of the scrape still answers
             logger.warning("metrics: queue figures unavailable (%s)", type(exc).__name__)
             rows = []
         for row in rows:
             label = [queue_label(row["url"])]
             enabled.add_metric(label, 1 if row["enabled"] else 0)
-            if row["backlog"] is not None:
-                backlog.add_metric(label, row["backlog"])
-            if row["in_flight"] is not None:
-                in_flight.add_metric(label, row["in_flight"])
-            if row["oldest_age_seconds"] is not None:
-                oldest.add_metric(label, row["oldest_age_seconds"])
+            for column, gauge in measured.items():
+                if row[column] is not None:  # null: not measured yet, or the last check failed
+                    gauge.add_metric(label, row[column])
         yield from (enabled, backlog, in_flight, oldest)
 
 

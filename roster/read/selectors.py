@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Count, F, Q, QuerySet, When
+from django.db.models import Case, Count, F, QuerySet, When
 from django.utils import timezone
 
 from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
@@ -40,12 +40,8 @@ def meeting_get(*, meeting_id: str) -> Meeting | None:
     """By meetingId, else by externalMeetingId (the most recently started one)."""
     meeting = _meetings().filter(meeting_id=meeting_id).first()
     if meeting is None:
-        meeting = (
-            _meetings()
-            .filter(Q(external_meeting_id=meeting_id))
-            .order_by("-started_at", "-created_at")
-            .first()
-        )
+        by_external_id = _meetings().filter(external_meeting_id=meeting_id)
+        meeting = by_external_id.order_by("-started_at", "-created_at").first()
     return meeting
 
 
@@ -65,21 +61,17 @@ def meetings_visible(*, access: Access) -> list[Meeting]:
     meetings = _meetings().order_by(order, F("started_at").desc(nulls_last=True), "meeting_id")
     if access.everything:
         return list(meetings)
-    return [
-        m
-        for m in meetings
-        if access.allows(meeting_id=m.meeting_id, external_meeting_id=m.external_meeting_id)
-    ]
+    return [m for m in meetings if _allows(access, m)]
 
 
 def meeting_visible(*, access: Access, meeting_id: str) -> Meeting | None:
     """The meeting, or None when it does not exist *or* the caller may not see it (same answer)."""
     meeting = _meetings().filter(meeting_id=meeting_id).first()
-    if meeting is None or not access.allows(
-        meeting_id=meeting.meeting_id, external_meeting_id=meeting.external_meeting_id
-    ):
-        return None
-    return meeting
+    return meeting if meeting is not None and _allows(access, meeting) else None
+
+
+def _allows(access: Access, meeting: Meeting) -> bool:
+    return access.allows(meeting_id=meeting.meeting_id, external_meeting_id=meeting.external_meeting_id)
 
 
 def roster_read(*, meeting: Meeting, since: int | None = None) -> dict[str, Any]:
@@ -151,9 +143,7 @@ def queue_lag_get() -> dict[str, Any]:
     so the lag is unknown and growing. ``warn`` when either holds.
     """
     rows = list(
-        QueueSource.objects.filter(enabled=True).values(
-            "backlog", "in_flight", "oldest_age_seconds", "last_poll_at", "health_checked_at"
-        )
+        QueueSource.objects.filter(enabled=True).values("backlog", "oldest_age_seconds", "last_poll_at")
     )
     now = timezone.now()
     stall_after = max(60.0, 3.0 * settings.SQS_WAIT_SECONDS)
@@ -165,15 +155,14 @@ def queue_lag_get() -> dict[str, Any]:
         if r["backlog"]
         and (r["last_poll_at"] is None or (now - r["last_poll_at"]).total_seconds() > stall_after)
     ]
-    lag = max(lags) if lags else None
+    lag = max(lags, default=None)
     backlog = sum(backlogs) if backlogs else None
-    unpolled = [t for t in stalled_since if t is not None]
-    stalled_seconds = round((now - min(unpolled)).total_seconds()) if unpolled else None
-    lagging = lag is not None and lag > settings.QUEUE_LAG_WARN_SECONDS
+    polled = [t for t in stalled_since if t is not None]  # stalled queues that were ever polled
+    stalled_seconds = round((now - min(polled)).total_seconds()) if polled else None
     parts = []
     if stalled_since:
         parts.append(f"queue not drained for {stalled_seconds} s" if stalled_seconds else "queue not drained")
-    if lagging:
+    if lag is not None and lag > settings.QUEUE_LAG_WARN_SECONDS:
         parts.append(f"queue lag {round(lag)} s")
     if parts and backlog:
         parts.append(f"{backlog} waiting")
@@ -184,12 +173,13 @@ def queue_lag_get() -> dict[str, Any]:
         "stalled": bool(stalled_since),
         "stalled_seconds": stalled_seconds,
         "warn": bool(parts),
-        "message": " · ".join(parts).capitalize() if parts else "",
+        "message": " · ".join(parts).capitalize(),
     }
 
 
 def queue_urls_enabled() -> list[str]:
-    """The enabled queues' URLs, in URL order (what /healthz checks)."""
+    """The enabled queues' URLs, in URL order: what /healthz checks, and what drain_sqs drains when
+    none is named or configured."""
     return list(QueueSource.objects.filter(enabled=True).order_by("url").values_list("url", flat=True))
 
 

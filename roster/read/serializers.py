@@ -7,6 +7,7 @@ from typing import Any
 
 from roster.domain.fold import AttendeeState
 from roster.domain.plan import MEETING_PUBLIC_FIELDS, MeetingRecord
+from roster.domain.streams import STREAM_FIELDS
 from roster.models import Attendee, Meeting, VoiceConnectorStream
 
 # What a client sees of a meeting (shared/ROSTER.md), ``recording`` added by meeting_as_dict.
@@ -26,22 +27,6 @@ def attendee_as_dict(attendee: Attendee | AttendeeState) -> dict[str, Any]:
     return {name: getattr(attendee, name) for name in ATTENDEE_FIELDS}
 
 
-STREAM_FIELDS = (
-    "voice_connector_id",
-    "transaction_id",
-    "status",
-    "status_at",
-    "call_id",
-    "direction",
-    "from_number",
-    "to_number",
-    "stream_arn",
-    "start_time",
-    "end_time",
-    "failure_time",
-    "failure_reason",
-)
-
-
 def stream_as_dict(stream: VoiceConnectorStream) -> dict[str, Any]:
+    """What a client sees of a stream: the whole folded state (roster.domain.streams)."""
     return {name: getattr(stream, name) for name in STREAM_FIELDS}

@@ -58,8 +58,6 @@ class SlotLock:
 
 @dataclass
 class _HeldSlot:
-    queue_url: str
-    slot: int
     lock: SlotLock
     stop: threading.Event
     thread: threading.Thread
@@ -100,7 +98,7 @@ class DrainSupervisor:
         for held in list(self.held.values()):
             held.stop.set()
         for key in list(self.held):
-            self._release(key, timeout=timeout if timeout is not None else self.wait_seconds + 30)
+            self._release(key, timeout=timeout)
 
     def _run(self) -> None:
         try:
@@ -147,7 +145,7 @@ class DrainSupervisor:
         thread = threading.Thread(
             target=self._drain, args=(loop,), name=f"drain-{slot}-{url[-40:]}", daemon=True
         )
-        self.held[(url, slot)] = _HeldSlot(queue_url=url, slot=slot, lock=lock, stop=stop, thread=thread)
+        self.held[(url, slot)] = _HeldSlot(lock=lock, stop=stop, thread=thread)
         logger.info("drain slot %d of %s taken by %s", slot, url, self.owner)
         thread.start()
 
@@ -161,6 +159,7 @@ class DrainSupervisor:
             connections.close_all()  # this thread's connections only
 
     def _release(self, key: tuple[str, int], *, timeout: float | None) -> None:
+        url, slot = key
         held = self.held.pop(key)
         # Keep the slot until its thread has finished the batch in hand.
         held.thread.join(timeout if timeout is not None else self.wait_seconds + 30)
@@ -168,4 +167,4 @@ class DrainSupervisor:
             held.lock.release()
         except redis.RedisError:
             logger.warning("could not release drain slot %s; it expires by itself", held.lock.key)
-        logger.info("drain slot %d of %s released", held.slot, held.queue_url)
+        logger.info("drain slot %d of %s released", slot, url)

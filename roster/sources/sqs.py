@@ -86,23 +86,21 @@ def messages_oldest_age(*, messages: Sequence[dict], now_ms: int | None = None) 
     return max(0.0, (now - min(sent)) / 1000)
 
 
-def queue_delete(*, client: Any, queue_url: str, messages: Sequence[dict]) -> int:
-    """Delete handled messages; returns how many SQS refused (they come back and dedupe)."""
+def queue_delete(*, client: Any, queue_url: str, messages: Sequence[dict]) -> None:
+    """Delete handled messages; one SQS refuses is logged (it comes back and dedupes)."""
     if not messages:
-        return 0
+        return
     response = client.delete_message_batch(
         QueueUrl=queue_url,
         Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
     )
-    failed = response.get("Failed", [])
-    for failure in failed:
+    for failure in response.get("Failed", []):
         logger.warning(
             "delete failed on %s: %s %s (the message will be redelivered and deduplicated)",
             queue_url,
             failure.get("Code"),
             failure.get("Message"),
         )
-    return len(failed)
 
 
 class BackgroundDeleter:
@@ -161,22 +159,19 @@ def queue_drain_once(
     received = queue_receive(
         client=client, queue_url=queue_url, wait_seconds=wait_seconds, max_messages=per_receive
     )
-    if not received:
-        if health is not None:
-            health.saw_oldest(0.0)
-        return IngestResult()
     # A full receive of messages that waited means a backlog: gather it (without waiting) into
     # one transaction, up to SQS_BATCH_MESSAGES. Fewer, larger transactions are what make ingest
     # fast; a drain that keeps up skips the receive that would come back empty.
-    oldest_age = messages_oldest_age(messages=received)
-    if oldest_age >= settings.SQS_GATHER_AFTER_SECONDS:
+    if received and messages_oldest_age(messages=received) >= settings.SQS_GATHER_AFTER_SECONDS:
         while len(received) % per_receive == 0 and len(received) < settings.SQS_BATCH_MESSAGES:
             more = queue_receive(client=client, queue_url=queue_url, wait_seconds=0, max_messages=per_receive)
             received.extend(more)
             if not more:
                 break
-    if health is not None:
-        health.saw_oldest(messages_oldest_age(messages=received))  # gathered ones included
+    if health is not None:  # gathered ones included; 0 for an empty poll
+        health.oldest_age = messages_oldest_age(messages=received)
+    if not received:
+        return IngestResult()
     close_old_connections()
     try:
         result = messages_ingest_isolating(
@@ -259,10 +254,7 @@ class _QueueHealth:
         self.pending = 0
         self.last_write = 0.0
         self.last_poll = None
-        self.oldest_age: float | None = None
-
-    def saw_oldest(self, age_seconds: float) -> None:
-        self.oldest_age = age_seconds
+        self.oldest_age: float | None = None  # of the last receive (queue_drain_once sets it)
 
     def polled(self, received: int) -> None:
         self.pending += received
@@ -273,29 +265,25 @@ class _QueueHealth:
     def flush(self) -> None:
         if self.last_poll is None:
             return
-        try:
-            figures: dict[str, Any] = {"last_poll_at": self.last_poll}
-            if self.oldest_age is not None:
-                figures["oldest_age_seconds"] = self.oldest_age
-            QueueSource.objects.filter(url=self.queue_url).update(
-                messages_received=F("messages_received") + self.pending, **figures
-            )
-        except TRANSIENT_DB_ERRORS:
-            return
-        finally:
-            close_old_connections()
-        self.pending = 0
-        self.last_write = self.last_poll.timestamp()
+        figures: dict[str, Any] = {"last_poll_at": self.last_poll}
+        if self.oldest_age is not None:
+            figures["oldest_age_seconds"] = self.oldest_age
+        if self._update(messages_received=F("messages_received") + self.pending, **figures):
+            self.pending = 0
+            self.last_write = self.last_poll.timestamp()
 
     def error(self, exc: Exception) -> None:
+        self._update(last_error=f"{type(exc).__name__}: {exc}"[:2000], last_error_at=timezone.now())
+
+    def _update(self, **columns: Any) -> bool:
+        """Update these columns of the row (never the whole row); False when the database is down."""
         try:
-            QueueSource.objects.filter(url=self.queue_url).update(
-                last_error=f"{type(exc).__name__}: {exc}"[:2000], last_error_at=timezone.now()
-            )
+            QueueSource.objects.filter(url=self.queue_url).update(**columns)
         except TRANSIENT_DB_ERRORS:
-            pass
+            return False
         finally:
             close_old_connections()
+        return True
 
 
 def accounts_warn() -> None:
@@ -307,11 +295,10 @@ def accounts_warn() -> None:
         )
 
 
-def queue_sources_seed() -> list[QueueSource]:
+def queue_sources_seed() -> None:
     """Make sure every queue in SQS_QUEUE_URLS has a QueueSource row (existing rows are kept)."""
     for url in settings.SQS_QUEUE_URLS:
         QueueSource.objects.get_or_create(url=url, defaults={"region": queue_region(url)})
-    return list(QueueSource.objects.all())
 
 
 QUEUE_SOURCE_EDITABLE = frozenset({"region", "enabled", "consumers"})
@@ -340,31 +327,24 @@ def queue_health_refresh(*, sources: Iterable[QueueSource] | None = None) -> lis
     clients: dict[str, Any] = {}
     for source in chosen:
         now = timezone.now()
+        figures: dict[str, Any] = {"health_checked_at": now}
         try:
             region = queue_region(source.url)
             if region not in clients:
                 clients[region] = sqs_client(
-                    queue_url=source.url, wait_seconds=0, timeout=HEALTH_TIMEOUT_SECONDS, max_attempts=1
+                    queue_url=source.url, timeout=HEALTH_TIMEOUT_SECONDS, max_attempts=1
                 )
             attributes = clients[region].get_queue_attributes(
                 QueueUrl=source.url, AttributeNames=HEALTH_ATTRIBUTES
             )["Attributes"]
-            figures: dict[str, Any] = {
-                "backlog": int(attributes["ApproximateNumberOfMessages"]),
-                "in_flight": int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-                "health_checked_at": now,
-            }
+            figures["backlog"] = int(attributes["ApproximateNumberOfMessages"])
+            figures["in_flight"] = int(attributes["ApproximateNumberOfMessagesNotVisible"])
             if figures["backlog"] == 0 and figures["in_flight"] == 0:
                 figures["oldest_age_seconds"] = 0.0  # nothing waiting: no lag, whatever the drain saw
         except Exception as exc:  # noqa: BLE001 (recorded for the operator, never raised)
             logger.warning("queue health %s: %s: %s", source.url, type(exc).__name__, exc)
-            figures = {
-                "backlog": None,
-                "in_flight": None,
-                "health_checked_at": now,
-                "last_error": f"GetQueueAttributes: {type(exc).__name__}: {exc}"[:2000],
-                "last_error_at": now,
-            }
+            last_error = f"GetQueueAttributes: {type(exc).__name__}: {exc}"[:2000]
+            figures.update(backlog=None, in_flight=None, last_error=last_error, last_error_at=now)
         try:
             QueueSource.objects.filter(pk=source.pk).update(**figures)
         except TRANSIENT_DB_ERRORS:

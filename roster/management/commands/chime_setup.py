@@ -177,7 +177,7 @@ class Command(BaseCommand):
             write(f"  reachable: no ({result.error})")
             return
         write(f"  reachable: yes ({result.arn})")
-        verdict = "OK" if result.policy_ok else "NOT OK"
+        verdict = "OK" if result.ok else "NOT OK"
         write(f"  policy: {verdict}")
         for name, grant in result.grants.items():
             label = aws_setup.PUBLISHER_LABELS[name]

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from roster.ingest import IngestResult
 from roster.live.broadcast import publisher
-from roster.models import QueueSource
+from roster.read.selectors import queue_urls_enabled
 from roster.sources.sqs import DrainLoop, accounts_warn
 
 
@@ -29,9 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, queue_urls, until_empty, concurrency, wait_seconds, **options):
-        urls = queue_urls or list(settings.SQS_QUEUE_URLS)
-        if not urls:
-            urls = list(QueueSource.objects.filter(enabled=True).values_list("url", flat=True))
+        urls = queue_urls or list(settings.SQS_QUEUE_URLS) or queue_urls_enabled()
         if not urls:
             raise CommandError("no queue: pass --queue-url URL or set SQS_QUEUE_URLS")
         if concurrency < 1:
