@@ -1,16 +1,21 @@
-"""The roster socket: the I/O around the protocol v1 state machine (roster.live.protocol), shared
-by the app feed and the host dashboard.
+"""The roster socket, shared by the app feed and the host dashboard: protocol v1 (docs/feed.md).
 
-The protocol decides; this socket authenticates through roster.read, reads the database for
-snapshots and catch-ups (database_sync_to_async), joins groups through its process's fan-out
-(consumers.fanout: the process, not each socket, is the group member), sends what the protocol
-returns, runs its timers and counts itself for /metrics (roster.live.sockets). Broadcast frames
-are forwarded as the broadcaster serialised them, once for every client.
+A socket authenticates (roster.read.access), subscribes and forwards: the protocol's state and
+decisions are roster.live.protocol's (pure); here is the I/O in the order it needs. Groups are
+joined through the process's fan-out (consumers.fanout: the process, not each socket, is the
+group member); the database is read for snapshots and catch-ups only; broadcast frames are
+forwarded as the broadcaster serialised them, once for every client.
+
+Every meeting a client follows has a ``seq``: a broadcast frame at or below it is a duplicate and
+dropped, one past ``seq + 1`` means frames were lost on the way (the channel layer does not
+guarantee delivery), and the socket sends a ``changes`` catch-up from the database instead. So a
+client that applies what it receives holds exactly the committed roster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any
 
@@ -18,7 +23,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from consumers.fanout import group_fanout
-from roster.live import protocol as live
+from roster.live import protocol
 from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
 from roster.read.access import Access, access_for_token, access_for_user, bearer_token
@@ -26,25 +31,10 @@ from roster.read.selectors import meeting_visible, meetings_visible, roster_read
 
 
 @database_sync_to_async
-def _token_access(raw: str) -> Access | None:
-    return access_for_token(raw=raw)
-
-
-@database_sync_to_async
-def _user_access(user: Any) -> Access:
-    return access_for_user(user=user)
-
-
-@database_sync_to_async
-def _meetings_read(access: Access, meeting_ids: list[str] | None) -> list[Meeting | None]:
+def _visible(access: Access, meeting_ids: list[str] | None) -> list[Meeting | None]:
     if meeting_ids is None:
         return list(meetings_visible(access=access))
     return [meeting_visible(access=access, meeting_id=m) for m in meeting_ids]
-
-
-@database_sync_to_async
-def _roster_read(meeting: Meeting, since: int | None) -> dict[str, Any]:
-    return roster_read(meeting=meeting, since=since)
 
 
 class RosterSocket(AsyncWebsocketConsumer):
@@ -58,48 +48,111 @@ class RosterSocket(AsyncWebsocketConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.protocol = live.FeedProtocol(
-            allow_token=self.allow_token,
-            allow_session=self.allow_session,
-            heartbeat_seconds=self.heartbeat_seconds,
-            auth_timeout_seconds=self.auth_timeout_seconds,
-        )
+        self.session = protocol.FeedSession()
         self.serial = asyncio.Lock()  # one turn at a time: a client request, or a gap repair
         self.pending: deque[dict[str, Any]] = deque()  # broadcast messages that arrived during a turn
         self.timers: list[asyncio.Task] = []
-        self.counted = False  # accepted and not yet disconnected
-
-    # --- the client ------------------------------------------------------------------------
+        self.counted = False  # accepted and not yet disconnected: an open socket for /metrics
 
     async def connect(self) -> None:
         header = self._authorization_header()
         user = self.scope.get("user")
-        await self._steps_run(
-            self.protocol.connect(
-                bearer=bearer_token(header) if header else None,
-                user=user if user is not None and user.is_authenticated else None,
-            )
-        )
-
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        async with self.serial:
-            try:
-                await self._steps_run(self.protocol.client_message(text_data))
-            finally:
-                await self._pending_apply()
+        access = None
+        if header and self.allow_token:
+            access = await database_sync_to_async(access_for_token)(raw=bearer_token(header))
+            if access is None:
+                await self.close(code=protocol.CLOSE_UNAUTHENTICATED)  # refuse the handshake
+                return
+        elif self.allow_session and user is not None and user.is_authenticated:
+            access = await database_sync_to_async(access_for_user)(user=user)
+        elif not self.allow_token:
+            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
+            return
+        await self.accept()
+        self.counted = True
+        socket_opened(endpoint=self.metrics_endpoint)
+        if access is not None:
+            await self._hello(access)
+        else:
+            self.timers.append(asyncio.ensure_future(self._auth_deadline()))
 
     async def disconnect(self, code: int) -> None:
         try:
             for timer in self.timers:
                 timer.cancel()
-            for group in self.protocol.groups:
+            for group in self.session.groups:
                 await group_fanout().discard(group, self)
         finally:
             if self.counted:
                 self.counted = False
                 socket_closed(endpoint=self.metrics_endpoint)
 
-    # --- broadcast messages (the hot path) -------------------------------------------------
+    # --- client -> server ------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        async with self.serial:
+            try:
+                await self._request(text_data)
+            except protocol.BadRequest as bad:
+                await self.send(text_data=bad.text())
+            finally:
+                await self._pending_apply()
+
+    async def _request(self, text: str | None) -> None:
+        message = protocol.request_parse(text, authenticated=self.session.access is not None)
+        kind = message["type"]
+        if kind == "auth":
+            await self._auth(message)
+        elif kind == "subscribe":
+            await self._subscribe(protocol.subscription_parse(message))
+        elif kind == "unsubscribe":
+            for group in self.session.unfollow(protocol.unsubscription_parse(message)):
+                await self._leave(group)
+        else:
+            await self.send(text_data=protocol.message_text({"type": "pong", "time": _now_ms()}))
+
+    async def _auth(self, message: dict[str, Any]) -> None:
+        if self.session.access is not None:
+            raise protocol.BadRequest("already_authenticated", "this socket is already authenticated")
+        if not self.allow_token:
+            raise protocol.BadRequest("bad_message", "this socket authenticates with the session")
+        token = message.get("token")
+        access = await database_sync_to_async(access_for_token)(raw=token) if isinstance(token, str) else None
+        if access is None:
+            await self.send(text_data=protocol.error_text("bad_token", "unknown or revoked token"))
+            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
+            return
+        for timer in self.timers:
+            timer.cancel()
+        self.timers = []
+        await self._hello(access)
+
+    async def _subscribe(self, subscription: protocol.Subscription) -> None:
+        """Join before reading, so no committed change falls between the snapshot and the deltas."""
+        since, with_attendees = subscription.since, subscription.with_attendees
+        if subscription.meetings is None:
+            await self._join(self.session.follow(subscription))
+            for meeting in await _visible(self.session.access, None):
+                await self._catch_up(meeting, since.get(meeting.meeting_id), with_attendees=with_attendees)
+            return
+        found = await _visible(self.session.access, subscription.meetings)
+        for meeting_id, meeting in zip(subscription.meetings, found, strict=True):
+            if meeting is None:  # absent and out of scope look the same
+                error = protocol.error_text("not_found", f"no meeting {meeting_id!r}", meeting_id=meeting_id)
+                await self.send(text_data=error)
+                continue
+            self.session.listed.add(meeting_id)
+            await self._join(protocol.meeting_group(meeting_id))
+            await self._catch_up(meeting, since.get(meeting_id), with_attendees=True)
+
+    async def _catch_up(self, meeting: Meeting, since: int | None, *, with_attendees: bool) -> None:
+        """A snapshot, or the changes after ``since`` when the client holds a usable seq."""
+        read_since = self.session.catch_up(seq=meeting.seq, since=since, with_attendees=with_attendees)
+        roster = await database_sync_to_async(roster_read)(meeting=meeting, since=read_since)
+        text = self.session.caught_up(roster, seq=meeting.seq, since=since, with_attendees=with_attendees)
+        await self.send(text_data=text)
+
+    # --- broadcaster -> server -> client (the hot path) ------------------------------------
 
     async def broadcast_receive(self, message: dict[str, Any]) -> None:
         """A broadcaster message, from this process's group fan-out (consumers.fanout).
@@ -114,81 +167,55 @@ class RosterSocket(AsyncWebsocketConsumer):
             return
         async with self.serial:
             await self._broadcast_apply(message)
-            if self.pending:  # arrived during a gap repair
-                await self._pending_apply()
+            await self._pending_apply()  # what arrived during a gap repair
 
     async def _broadcast_apply(self, message: dict[str, Any]) -> None:
-        judged = self.protocol.broadcast_judge(message)
-        if judged is None:
-            return
+        judged = self.session.judge(message)
         if isinstance(judged, str):
             await self.send(text_data=judged)
-        else:
-            await self._steps_run(self.protocol.gap_repair(judged))
+        elif judged is not None:  # a gap: the changes since what the client holds, if still in scope
+            (meeting,) = await _visible(self.session.access, [judged.meeting_id])
+            if meeting is not None:
+                await self._catch_up(meeting, judged.held, with_attendees=judged.with_attendees)
 
     async def _pending_apply(self) -> None:
         """The messages that arrived during the turn, in arrival order, before anything newer."""
         while self.pending:
             await self._broadcast_apply(self.pending.popleft())
 
-    # --- effects ---------------------------------------------------------------------------
+    # --- the rest ----------------------------------------------------------------------------
 
-    async def _steps_run(self, steps: live.Steps) -> None:
-        """Perform the protocol's effects in order, sending each one's answer back."""
-        answer = None
+    async def _hello(self, access: Access) -> None:
+        await self.send(text_data=self.session.hello(access, heartbeat_seconds=self.heartbeat_seconds))
+        self.timers.append(asyncio.ensure_future(self._heartbeats()))
+
+    async def _heartbeats(self) -> None:
         while True:
-            try:
-                effect = steps.send(answer)
-            except StopIteration:
-                return
-            answer = await self._effect_perform(effect)
+            await asyncio.sleep(self.heartbeat_seconds)
+            await self.send(text_data=protocol.message_text({"type": "heartbeat", "time": _now_ms()}))
 
-    async def _effect_perform(self, effect: live.Effect) -> Any:
-        match effect:
-            case live.Send(text):
-                await self.send(text_data=text)
-            case live.Join(group):
-                await group_fanout().add(group, self)
-            case live.Leave(group):
-                await group_fanout().discard(group, self)
-            case live.CatchUp():
-                await self._catch_up(effect)
-            case live.MeetingsRead(access, meeting_ids):
-                return await _meetings_read(access, meeting_ids)
-            case live.TokenCheck(token):
-                return await _token_access(token)
-            case live.SessionAccess(user):
-                return await _user_access(user)
-            case live.Accept():
-                await self.accept()
-                self.counted = True
-                socket_opened(endpoint=self.metrics_endpoint)
-            case live.Close(code):
-                await self.close(code=code)
-            case live.Heartbeats(seconds):
-                self.timers.append(asyncio.ensure_future(self._heartbeats(seconds)))
-            case live.AuthDeadline(seconds):
-                self.timers.append(asyncio.ensure_future(self._auth_deadline(seconds)))
-            case _:
-                raise TypeError(f"unknown effect {effect!r}")
-        return None
+    async def _auth_deadline(self) -> None:
+        await asyncio.sleep(self.auth_timeout_seconds)
+        if self.session.access is None:
+            await self.send(text_data=protocol.error_text("unauthenticated", "no credentials in time"))
+            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
 
-    async def _catch_up(self, catch_up: live.CatchUp) -> None:
-        """A snapshot, or the changes since a seq: read the roster, send the protocol's frame."""
-        roster = await _roster_read(catch_up.meeting, catch_up.read_since)
-        await self.send(text_data=self.protocol.caught_up(catch_up, roster))
+    async def _join(self, group: str) -> None:
+        if group not in self.session.groups:
+            await group_fanout().add(group, self)
+            self.session.groups.add(group)
 
-    async def _heartbeats(self, seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            await self.send(text_data=self.protocol.heartbeat())
-
-    async def _auth_deadline(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        await self._steps_run(self.protocol.auth_expired())
+    async def _leave(self, group: str) -> None:
+        if group in self.session.groups:
+            await group_fanout().discard(group, self)
+            self.session.groups.discard(group)
 
     def _authorization_header(self) -> str:
         for name, value in self.scope.get("headers", []):
             if name.lower() == b"authorization":
                 return value.decode("latin-1")
         return ""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -11,5 +11,4 @@ class RosterConfig(AppConfig):
         from roster.live.broadcast import changes_committed
         from roster.ops.metrics import ingest_committed
 
-        hooks.after_commit.register(changes_committed)  # first: live clients wait on it
-        hooks.after_commit.register(ingest_committed)
+        hooks.after_commit.extend([changes_committed, ingest_committed])  # live clients wait on the first

@@ -98,22 +98,18 @@ class FoldReads(Protocol):
     ) -> dict[str, dict[str, AttendeeState]]:
         """By meeting, then attendee id: every row of the ``every`` meetings and the ``touched`` rows
         (meeting -> attendee ids) that exist."""
-        ...
 
     def attendee_histories(
         self, *, refold: Mapping[str, Collection[str]]
     ) -> dict[str, dict[str, list[FoldableEvent]]]:
         """By meeting, then row (parent attendee id): the stored events of the ``refold`` rows; under
         "" each meeting's stored MeetingEnded events."""
-        ...
 
     def meeting_histories(self, *, meeting_ids: Sequence[str]) -> dict[str, list[FoldableEvent]]:
         """By meeting: every stored meeting-level event."""
-        ...
 
     def joined_intervals(self, *, others_than: Mapping[str, Collection[str]]) -> dict[str, list[Intervals]]:
         """By meeting: the join intervals of every stored row except the given attendee ids."""
-        ...
 
 
 @dataclass(slots=True)

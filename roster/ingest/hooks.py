@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
 from roster.domain.plan import MeetingFolded
 
-T = TypeVar("T")
 Tally = tuple[str, str, str]  # (queue, event type or rejection code, outcome)
 
 
@@ -28,23 +26,8 @@ class Committed:
     seconds: float | None = None  # the batch's time, parse to commit; None when not timed
 
 
-class HookPoint(Generic[T]):  # noqa: UP046 (Python 3.11)
-    """An ordered set of callables; registering one twice keeps one."""
-
-    def __init__(self) -> None:
-        self.hooks: list[Callable[[T], None]] = []
-
-    def register(self, hook: Callable[[T], None]) -> None:
-        if hook not in self.hooks:
-            self.hooks.append(hook)
-
-    def unregister(self, hook: Callable[[T], None]) -> None:
-        if hook in self.hooks:
-            self.hooks.remove(hook)
-
-
 # Called with the batch's changed meetings, inside its transaction: a hook that raises rolls the
 # batch back (the messages stay in their queue and come back).
-in_transaction: HookPoint[Sequence[MeetingFolded]] = HookPoint()
-# Called once the batch committed; a hook that raises is logged and the others still run.
-after_commit: HookPoint[Committed] = HookPoint()
+in_transaction: list[Callable[[Sequence[MeetingFolded]], None]] = []
+# Called once the batch committed, in this order; a hook that raises is logged, the others run.
+after_commit: list[Callable[[Committed], None]] = []

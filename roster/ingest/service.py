@@ -110,7 +110,7 @@ def parsed_ingest(*, parsed: Sequence[Parsed]) -> IngestResult:
                 received_at = timezone.now()
                 _quarantine(store, rejected=rejected, received_at=received_at)
                 result, changes = _events_apply(store, accepted=accepted, received_at=received_at)
-                for hook in hooks.in_transaction.hooks:
+                for hook in hooks.in_transaction:
                     hook(changes)
             break
         except OperationalError as exc:
@@ -157,7 +157,7 @@ def messages_ingest_isolating(*, messages: Sequence[IncomingMessage]) -> IngestR
 
 
 def _after_commit(committed: hooks.Committed) -> None:
-    for hook in hooks.after_commit.hooks:
+    for hook in hooks.after_commit:
         transaction.on_commit(partial(hook, committed), robust=True)
 
 

@@ -229,15 +229,6 @@ class Store:
 class PostgresStore(Store):
     """The same contract in PostgreSQL's own statements: one round trip per table and batch."""
 
-    def duplicates_count(self, *, amounts: Mapping[str, int]) -> None:
-        if not amounts:
-            return
-        self._execute(
-            'UPDATE roster_event SET "duplicate_count" = roster_event."duplicate_count" + x.amount '
-            'FROM jsonb_to_recordset(%s::jsonb) AS x(k text, amount integer) WHERE roster_event."key" = x.k',
-            [_document([{"k": key, "amount": amount} for key, amount in amounts.items()])],
-        )
-
     def meetings_lock(self, *, meeting_ids: Sequence[str]) -> dict[str, MeetingRecord]:
         # Lock the rows that exist, then create and lock the missing ones (a meeting's first
         # batch), so most batches take one query.

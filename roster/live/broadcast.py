@@ -142,22 +142,18 @@ class _Publisher:
 publisher = _Publisher()
 
 
-def roster_changes_publish(changes: list[RosterChange]) -> None:
-    """Queue the group messages of committed changes; returns at once."""
-    messages = [message for change in changes for message in change_messages(change)]
+def changes_committed(committed: Committed) -> None:
+    """The after-commit hook of ingest (registered by roster.apps): queue the group messages of the
+    batch's changes; returns at once."""
+    messages = [
+        message
+        for change in committed.changes
+        for message in change_messages(
+            RosterChange(
+                meeting=meeting_as_dict(change.meeting),
+                attendees=[attendee_as_dict(row) for row in change.changed_rows],
+            )
+        )
+    ]
     if messages:
         publisher.submit(messages)
-
-
-def changes_committed(committed: Committed) -> None:
-    """The after-commit hook of ingest (registered by roster.apps): publish the batch's changes."""
-    if committed.changes:
-        roster_changes_publish(
-            [
-                RosterChange(
-                    meeting=meeting_as_dict(change.meeting),
-                    attendees=[attendee_as_dict(row) for row in change.changed_rows],
-                )
-                for change in committed.changes
-            ]
-        )

@@ -1,31 +1,24 @@
-"""The roster socket protocol v1 (docs/feed.md) as a state machine without I/O.
+"""The roster socket protocol v1 (docs/feed.md), without I/O: every frame and every judgement.
 
-One :class:`FeedProtocol` per socket knows what the protocol knows about its client: whether it
-is authenticated and what it may see, the meetings it listed, its ``"*"`` follow modes, the
-groups it should be in and the highest ``seq`` it holds per meeting; and it decides every frame.
-The socket (consumers.roster_socket) does the rest: database reads, group joins, sends, timers.
+One :class:`FeedSession` per socket holds what the protocol knows of its client (what it may see,
+the meetings it listed, its ``"*"`` follow modes, the groups it should be in, the highest ``seq``
+it holds per meeting) and decides: which client messages are valid (:func:`request_parse`,
+:func:`subscription_parse`), snapshot or changes (:meth:`FeedSession.catch_up`), and what each
+broadcast message becomes (:meth:`FeedSession.judge`: the broadcaster's text to forward, nothing,
+or a :class:`Gap` to repair from the database). The socket (consumers.roster_socket) does the
+I/O, in the order the protocol needs: it joins a meeting's group before it reads the snapshot, so
+no committed change can fall between the two, and it judges broadcast messages one at a time
+with the client's requests.
 
-A connection or a client message becomes a generator of effects: the caller performs each in
-order and sends a read's answer back into the generator, so a subscribe reads as one piece of
-code and its frames keep their order. A broadcast message needs no such conversation on the
-hot path: :meth:`FeedProtocol.broadcast_judge` returns the broadcaster's text to forward, or
-nothing (not followed, out of scope, a duplicate), or a :class:`Gap` to repair from the database.
-
-The caller takes one turn at a time per socket (a client request, a gap repair) and keeps the
-broadcast messages that arrive during a turn for after it, in order: a subscribe in progress
-finishes, snapshot included, before the next broadcast message is judged.
-
-This module also defines what the broadcaster (roster.live.broadcast) and the protocol share:
-the group names, the broadcast message types and the frame format.
+The broadcaster (roster.live.broadcast) and the protocol share the group names, the broadcast
+message types and the frame format, defined here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 PROTOCOL = 1
@@ -36,6 +29,7 @@ GROUP_ALL = "roster.all"  # full deltas of every meeting ("*" subscribers, filte
 GROUP_LIST = "roster.list"  # meeting-only deltas (meeting lists)
 DELTA_TYPE = "roster.delta"  # a broadcast message carrying a full delta frame
 SUMMARY_TYPE = "roster.summary"  # a broadcast message carrying a meeting-only delta frame
+REQUESTS = ("auth", "subscribe", "unsubscribe", "ping")
 
 
 def meeting_group(meeting_id: str) -> str:
@@ -48,334 +42,162 @@ def frame(kind: str, meeting: dict[str, Any], attendees: list[dict[str, Any]]) -
     return json.dumps({"type": kind, "meeting": meeting, "attendees": attendees}, separators=(",", ":"))
 
 
+def message_text(message: dict[str, Any]) -> str:
+    """Any other frame (hello, pong, heartbeat)."""
+    return json.dumps(message, separators=(",", ":"))
+
+
+def error_text(code: str, message: str, **extra: Any) -> str:
+    return message_text({"type": "error", "code": code, "message": message, **extra})
+
+
 class Access(Protocol):
     """What a socket may see (roster.read.access.Access)."""
 
     def allows(self, *, meeting_id: str, external_meeting_id: str = "") -> bool: ...
 
 
-class MeetingRow(Protocol):
-    """A visible meeting as read from the database (roster.models.Meeting)."""
+class BadRequest(Exception):
+    """A client message the protocol refuses: an ``error`` frame, and the socket stays usable."""
 
-    meeting_id: str
-    seq: int
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code, self.extra = code, extra
 
-
-# --- effects: what the caller does ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Accept:
-    """Accept the handshake."""
+    def text(self) -> str:
+        return error_text(self.code, str(self), **self.extra)
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the socket (before Accept: refuse the handshake)."""
-
-    code: int
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Join:
-    """Deliver this group's broadcast messages to the socket from now on."""
-
-    group: str
+def request_parse(text: str | None, *, authenticated: bool) -> dict[str, Any]:
+    """A client frame as a request whose ``type`` is one of REQUESTS (else BadRequest)."""
+    if text is None:
+        raise BadRequest("bad_message", "messages are JSON text frames")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise BadRequest("bad_json", "message is not valid JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise BadRequest("bad_message", 'a message is a JSON object with a string "type"')
+    kind = message["type"]
+    if kind != "auth" and not authenticated:
+        raise BadRequest("unauthenticated", 'send {"type": "auth", "token": "..."} first')
+    if kind not in REQUESTS:
+        raise BadRequest("unknown_type", f"unknown message type {kind!r}")
+    return message
 
 
 @dataclass(frozen=True, slots=True)
-class Leave:
-    group: str
+class Subscription:
+    meetings: list[str] | None  # None: "*", every meeting in scope
+    since: dict[str, int]  # the seq the client holds, per meeting
+    with_attendees: bool  # False: meeting objects only (meeting lists)
 
 
-@dataclass(frozen=True, slots=True)
-class TokenCheck:
-    """Answer: the Access the token grants, or None for an unknown or revoked token."""
-
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionAccess:
-    """Answer: the Access of the session's (authenticated) user."""
-
-    user: object
-
-
-@dataclass(frozen=True, slots=True)
-class MeetingsRead:
-    """Answer: for a list of ids, the MeetingRow of each or None (absent or out of scope alike);
-    for None, every MeetingRow in scope."""
-
-    access: Access
-    meeting_ids: list[str] | None
-
-
-@dataclass(frozen=True, slots=True)
-class CatchUp:
-    """Read the meeting's roster (every attendee, or those changed after ``read_since``), then send
-    the text :meth:`FeedProtocol.caught_up` makes of it."""
-
-    meeting: MeetingRow
-    since: int | None  # what the client holds, if anything
-    read_since: int | None
-    with_attendees: bool
+def subscription_parse(message: dict[str, Any]) -> Subscription:
+    meetings = message.get("meetings")
+    since = message.get("since") or {}
+    with_attendees = message.get("attendees", True)
+    if not isinstance(since, dict) or not all(
+        isinstance(k, str) and type(v) is int and v >= 0 for k, v in since.items()
+    ):
+        raise BadRequest("bad_since", '"since" maps meeting ids to non-negative integer seqs')
+    if not isinstance(with_attendees, bool):
+        raise BadRequest("bad_message", '"attendees" is true or false')
+    if meetings == "*":
+        return Subscription(meetings=None, since=since, with_attendees=with_attendees)
+    if (
+        not isinstance(meetings, list)
+        or not meetings
+        or len(meetings) > MAX_LISTED
+        or not all(isinstance(m, str) and m for m in meetings)
+    ):
+        raise BadRequest("bad_meetings", f'"meetings" is "*" or a list of 1 to {MAX_LISTED} meeting ids')
+    return Subscription(meetings=meetings, since=since, with_attendees=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeats:
-    """Send :meth:`FeedProtocol.heartbeat` every ``seconds`` from now on."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class AuthDeadline:
-    """Run :meth:`FeedProtocol.auth_expired` once, ``seconds`` from now."""
-
-    seconds: float
-
-
-DatabaseWork = TokenCheck | SessionAccess | MeetingsRead | CatchUp
-Effect = Accept | Close | Send | Join | Leave | Heartbeats | AuthDeadline | DatabaseWork
-Steps = Generator[Effect, Any, None]
+def unsubscription_parse(message: dict[str, Any]) -> list[str] | None:
+    """The meeting ids to stop following; None for "*"."""
+    meetings = message.get("meetings")
+    if meetings == "*":
+        return None
+    if not isinstance(meetings, list) or not all(isinstance(m, str) for m in meetings):
+        raise BadRequest("bad_meetings", '"meetings" is "*" or a list of meeting ids')
+    return meetings
 
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """A broadcast message past ``held + 1``: frames were lost on the way; repair with
-    :meth:`FeedProtocol.gap_repair`."""
+    """A broadcast message past ``held + 1``: frames were lost on the way, repair from the database."""
 
     meeting_id: str
     held: int | None
     with_attendees: bool
 
 
-class BadRequest(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+@dataclass
+class FeedSession:
+    """Protocol v1 for one socket: its state, and every decision that depends on it."""
 
+    access: Access | None = None  # set once authenticated
+    seqs: dict[str, int] = field(default_factory=dict)  # the highest seq the client holds
+    listed: set[str] = field(default_factory=set)  # meetings subscribed by id
+    follow_all: bool = False  # "*" with attendees
+    follow_list: bool = False  # "*" without attendees (meeting lists)
+    groups: set[str] = field(default_factory=set)  # groups the socket should be in
 
-def _wall_clock_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _text(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"))
-
-
-def _error(code: str, message: str, **extra: Any) -> Send:
-    return Send(_text({"type": "error", "code": code, "message": message, **extra}))
-
-
-class FeedProtocol:
-    """Protocol v1 for one socket. ``allow_token``: an Authorization header or a first auth
-    message; ``allow_session``: a logged-in Django session."""
-
-    def __init__(
-        self,
-        *,
-        allow_token: bool,
-        allow_session: bool,
-        heartbeat_seconds: float = 20.0,
-        auth_timeout_seconds: float = 10.0,
-        clock_ms: Callable[[], int] = _wall_clock_ms,
-    ) -> None:
-        self.allow_token = allow_token
-        self.allow_session = allow_session
-        self.heartbeat_seconds = heartbeat_seconds
-        self.auth_timeout_seconds = auth_timeout_seconds
-        self.clock_ms = clock_ms
-        self.access: Access | None = None  # set once authenticated
-        self.seqs: dict[str, int] = {}  # the highest seq the client holds, per meeting
-        self.listed: set[str] = set()  # meetings subscribed by id
-        self.follow_all = False  # "*" with attendees
-        self.follow_list = False  # "*" without attendees (meeting lists)
-        self.groups: set[str] = set()  # groups joined
-
-    # --- connection and client messages ----------------------------------------------------
-
-    def connect(self, *, bearer: str | None, user: object | None) -> Steps:
-        """A handshake. ``bearer``: the token of its Authorization header ("" when the header names
-        none), None without the header; ``user``: the session's authenticated user, or None."""
-        access = None
-        if bearer is not None and self.allow_token:
-            access = yield TokenCheck(bearer)
-            if access is None:
-                yield Close(CLOSE_UNAUTHENTICATED)
-                return
-        elif self.allow_session and user is not None:
-            access = yield SessionAccess(user)
-        elif not self.allow_token:
-            yield Close(CLOSE_UNAUTHENTICATED)
-            return
-        yield Accept()
-        if access is not None:
-            yield from self._authenticated(access)
-        else:
-            yield AuthDeadline(self.auth_timeout_seconds)
-
-    def auth_expired(self) -> Steps:
-        if self.access is None:
-            yield _error("unauthenticated", "no credentials in time")
-            yield Close(CLOSE_UNAUTHENTICATED)
-
-    def client_message(self, text: str | None) -> Steps:
-        """A text (or, with None, binary) frame from the client; a bad request gets an error and
-        changes nothing."""
-        try:
-            message = _parse(text)
-            kind = message["type"]
-            if kind == "auth":
-                yield from self._auth(message)
-            elif self.access is None:
-                raise BadRequest("unauthenticated", 'send {"type": "auth", "token": "..."} first')
-            elif kind == "subscribe":
-                yield from self._subscribe(message)
-            elif kind == "unsubscribe":
-                yield from self._unsubscribe(message)
-            elif kind == "ping":
-                yield Send(_text({"type": "pong", "time": self.clock_ms()}))
-            else:
-                raise BadRequest("unknown_type", f"unknown message type {kind!r}")
-        except BadRequest as bad:
-            yield _error(bad.code, str(bad))
-
-    def heartbeat(self) -> str:
-        return _text({"type": "heartbeat", "time": self.clock_ms()})
-
-    def _authenticated(self, access: Access) -> Steps:
+    def hello(self, access: Access, *, heartbeat_seconds: float) -> str:
         self.access = access
-        hello = {"type": "hello", "protocol": PROTOCOL, "heartbeat_seconds": self.heartbeat_seconds}
-        yield Send(_text(hello))
-        yield Heartbeats(self.heartbeat_seconds)
+        return message_text({"type": "hello", "protocol": PROTOCOL, "heartbeat_seconds": heartbeat_seconds})
 
-    def _auth(self, message: dict[str, Any]) -> Steps:
-        if self.access is not None:
-            raise BadRequest("already_authenticated", "this socket is already authenticated")
-        if not self.allow_token:
-            raise BadRequest("bad_message", "this socket authenticates with the session")
-        token = message.get("token")
-        access = (yield TokenCheck(token)) if isinstance(token, str) else None
-        if access is None:
-            yield _error("bad_token", "unknown or revoked token")
-            yield Close(CLOSE_UNAUTHENTICATED)
-            return
-        yield from self._authenticated(access)
+    def follow(self, subscription: Subscription) -> str:
+        """The group of a ``"*"`` subscription, now followed."""
+        if subscription.with_attendees:
+            self.follow_all = True
+            return GROUP_ALL
+        self.follow_list = True
+        return GROUP_LIST
 
-    def _subscribe(self, message: dict[str, Any]) -> Steps:
-        meetings = message.get("meetings")
-        since = message.get("since") or {}
-        with_attendees = message.get("attendees", True)
-        if not isinstance(since, dict) or not all(
-            isinstance(k, str) and type(v) is int and v >= 0 for k, v in since.items()
-        ):
-            raise BadRequest("bad_since", '"since" maps meeting ids to non-negative integer seqs')
-        if not isinstance(with_attendees, bool):
-            raise BadRequest("bad_message", '"attendees" is true or false')
-        if meetings == "*":
-            yield from self._join(GROUP_ALL if with_attendees else GROUP_LIST)
-            if with_attendees:
-                self.follow_all = True
-            else:
-                self.follow_list = True
-            found = yield MeetingsRead(self.access, None)
-            for meeting in found:
-                yield self._catch_up(meeting, since.get(meeting.meeting_id), with_attendees=with_attendees)
-            return
-        if (
-            not isinstance(meetings, list)
-            or not meetings
-            or len(meetings) > MAX_LISTED
-            or not all(isinstance(m, str) and m for m in meetings)
-        ):
-            raise BadRequest("bad_meetings", f'"meetings" is "*" or a list of 1 to {MAX_LISTED} meeting ids')
-        found = yield MeetingsRead(self.access, meetings)
-        for meeting_id, meeting in zip(meetings, found, strict=True):
-            if meeting is None:  # absent and out of scope look the same
-                yield _error("not_found", f"no meeting {meeting_id!r}", meeting_id=meeting_id)
-                continue
-            self.listed.add(meeting_id)
-            yield from self._join(meeting_group(meeting_id))
-            yield self._catch_up(meeting, since.get(meeting_id), with_attendees=True)
-
-    def _unsubscribe(self, message: dict[str, Any]) -> Steps:
-        meetings = message.get("meetings")
-        if meetings == "*":
+    def unfollow(self, meetings: list[str] | None) -> list[str]:
+        """The groups to leave for an unsubscribe (of these meetings, or of "*")."""
+        if meetings is None:
             self.follow_all = self.follow_list = False
-            for group in (GROUP_ALL, GROUP_LIST):
-                yield from self._leave(group)
-            return
-        if not isinstance(meetings, list) or not all(isinstance(m, str) for m in meetings):
-            raise BadRequest("bad_meetings", '"meetings" is "*" or a list of meeting ids')
-        for meeting_id in meetings:
-            self.listed.discard(meeting_id)
-            yield from self._leave(meeting_group(meeting_id))
+            return [GROUP_ALL, GROUP_LIST]
+        self.listed.difference_update(meetings)
+        return [meeting_group(meeting_id) for meeting_id in meetings]
 
-    def _join(self, group: str) -> Steps:
-        if group not in self.groups:
-            yield Join(group)
-            self.groups.add(group)
+    def catch_up(self, *, seq: int, since: int | None, with_attendees: bool) -> int | None:
+        """Before a catch-up read of a meeting now at ``seq``: the seq to read changes after, or None
+        for every attendee (a snapshot). The client holds a usable seq when it is not ahead."""
+        return since if since is not None and since <= seq and with_attendees else None
 
-    def _leave(self, group: str) -> Steps:
-        if group in self.groups:
-            yield Leave(group)
-            self.groups.discard(group)
-
-    # --- catch-ups -------------------------------------------------------------------------
-
-    @staticmethod
-    def _catch_up(meeting: MeetingRow, since: int | None, *, with_attendees: bool) -> CatchUp:
-        """A snapshot, or the changes after ``since`` when the client holds a usable seq."""
-        usable = since is not None and since <= meeting.seq
-        read_since = since if usable and with_attendees else None
-        return CatchUp(meeting=meeting, since=since, read_since=read_since, with_attendees=with_attendees)
-
-    def caught_up(self, catch_up: CatchUp, roster: dict[str, Any]) -> str:
-        """The frame for a CatchUp's read (``{"meeting": ..., "attendees": [...]}``); the client
-        holds the read's seq from now on."""
+    def caught_up(self, roster: dict[str, Any], *, seq: int, since: int | None, with_attendees: bool) -> str:
+        """The frame of a catch-up read (of a meeting at ``seq`` before it); the client holds the
+        read's seq from now on."""
         meeting = roster["meeting"]
-        since = catch_up.since
-        usable = since is not None and since <= catch_up.meeting.seq and since <= meeting["seq"]
-        self.seqs[catch_up.meeting.meeting_id] = meeting["seq"]
-        attendees = roster["attendees"] if catch_up.with_attendees else []
+        self.seqs[meeting["meeting_id"]] = meeting["seq"]
+        usable = since is not None and since <= seq and since <= meeting["seq"]
+        attendees = roster["attendees"] if with_attendees else []
         return frame("changes" if usable else "snapshot", meeting, attendees)
 
-    def gap_repair(self, gap: Gap) -> Steps:
-        """The changes since what the client holds (a snapshot if it holds nothing), if the meeting
-        is still in scope."""
-        (meeting,) = yield MeetingsRead(self.access, [gap.meeting_id])
-        if meeting is not None:
-            yield self._catch_up(meeting, gap.held, with_attendees=gap.with_attendees)
-
-    # --- broadcast messages (the hot path: no allocation unless a gap) ----------------------
-
-    def broadcast_judge(self, message: dict[str, Any]) -> str | Gap | None:
-        """A broadcaster message (roster.live.broadcast): its text to forward, None to drop it, or
-        a Gap. Forwarding records its seq, so the caller must send what it gets."""
+    def judge(self, message: dict[str, Any]) -> str | Gap | None:
+        """A broadcaster message: its text to forward (its seq is then held: send it), None to drop
+        it (not followed, out of scope, a duplicate), or a Gap. The hot path: nothing allocated
+        unless a gap."""
         kind = message["type"]
+        if kind not in (DELTA_TYPE, SUMMARY_TYPE):
+            return None
+        meeting_id = message["meeting_id"]
         if kind == DELTA_TYPE:
-            meeting_id = message["meeting_id"]
             if meeting_id not in self.listed and not (self.follow_all and self._allows(message)):
                 return None
             with_attendees = True
-        elif kind == SUMMARY_TYPE:
-            meeting_id = message["meeting_id"]
+        else:
             if meeting_id in self.listed or self.follow_all or not self.follow_list:
                 return None  # a full delta of the same seq comes through another group
             if not self._allows(message):
                 return None
             with_attendees = False
-        else:
-            return None
-        seq = message["seq"]
-        held = self.seqs.get(meeting_id)
+        seq, held = message["seq"], self.seqs.get(meeting_id)
         if held is not None and seq <= held:
             return None  # a duplicate
         if seq > (1 if held is None else held + 1):
@@ -387,15 +209,3 @@ class FeedProtocol:
         return self.access is not None and self.access.allows(
             meeting_id=message["meeting_id"], external_meeting_id=message["external_meeting_id"]
         )
-
-
-def _parse(text: str | None) -> dict[str, Any]:
-    if text is None:
-        raise BadRequest("bad_message", "messages are JSON text frames")
-    try:
-        message = json.loads(text)
-    except ValueError:
-        raise BadRequest("bad_json", "message is not valid JSON") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise BadRequest("bad_message", 'a message is a JSON object with a string "type"')
-    return message

@@ -1,10 +1,11 @@
 """Drain slots: every worker drains every enabled queue, within each queue's consumer limit.
 
 A QueueSource allows ``consumers`` concurrent consumers across all workers. Each consumer is a
-*slot*, held through a Redis lock (``SET NX PX`` with a token, renewed while held, released on
-stop). A worker's supervisor takes free slots (at most SQS_SLOTS_PER_WORKER per queue) and runs a
-:class:`roster.sources.sqs.DrainLoop` thread for each. A worker that dies loses its slots when the locks
-expire, and another worker takes them. Scaling out is starting more workers.
+*slot*, held through a Redis lock (redis-py's: ``SET NX PX`` with a token, renewed while held,
+released on stop; only its holder can renew or release it). A worker's supervisor takes free
+slots (at most SQS_SLOTS_PER_WORKER per queue) and runs a :class:`roster.sources.sqs.DrainLoop`
+thread for each. A worker that dies loses its slots when the locks expire, and another worker
+takes them. Scaling out is starting more workers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 from django.db import close_old_connections, connections
+from redis.exceptions import LockError
+from redis.lock import Lock
 
 from roster.models import QueueSource
 from roster.sources.sqs import DrainLoop, accounts_warn, queue_sources_seed
@@ -27,11 +30,6 @@ from roster.sources.sqs import DrainLoop, accounts_warn, queue_sources_seed
 logger = logging.getLogger(__name__)
 
 LOCK_PREFIX = "chime-roster:drain-slot"
-_RENEW = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-)
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 def slot_key(queue_url: str, slot: int) -> str:
@@ -39,26 +37,9 @@ def slot_key(queue_url: str, slot: int) -> str:
     return f"{LOCK_PREFIX}:{digest}:{slot}"
 
 
-class SlotLock:
-    """One Redis lock with an owner token: only its holder can renew or release it."""
-
-    def __init__(self, client: redis.Redis, key: str, *, ttl_ms: int, owner: str) -> None:
-        self.client, self.key, self.ttl_ms = client, key, ttl_ms
-        self.token = f"{owner}:{uuid.uuid4().hex}"
-
-    def acquire(self) -> bool:
-        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
-
-    def renew(self) -> bool:
-        return bool(self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms))
-
-    def release(self) -> None:
-        self.client.eval(_RELEASE, 1, self.key, self.token)
-
-
 @dataclass
 class _HeldSlot:
-    lock: SlotLock
+    lock: Lock
     stop: threading.Event
     thread: threading.Thread
 
@@ -79,7 +60,7 @@ class DrainSupervisor:
         self.slots_per_worker = slots_per_worker or settings.SQS_SLOTS_PER_WORKER
         self.wait_seconds = settings.SQS_WAIT_SECONDS if wait_seconds is None else wait_seconds
         self.interval = interval_seconds
-        self.ttl_ms = int(lock_ttl_seconds * 1000)
+        self.ttl_seconds = lock_ttl_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.held: dict[tuple[str, int], _HeldSlot] = {}
         self._stop = threading.Event()
@@ -124,7 +105,7 @@ class DrainSupervisor:
         for key, held in list(self.held.items()):
             url, slot = key
             alive = held.thread.is_alive()
-            if url not in wanted or slot >= wanted[url] or not alive or not held.lock.renew():
+            if url not in wanted or slot >= wanted[url] or not alive or not _renewed(held.lock):
                 held.stop.set()
                 self._release(key, timeout=0 if not alive else None)
         for url, consumers in wanted.items():
@@ -134,12 +115,14 @@ class DrainSupervisor:
                     break
                 if (url, slot) in self.held:
                     continue
-                lock = SlotLock(self.redis, slot_key(url, slot), ttl_ms=self.ttl_ms, owner=self.owner)
-                if lock.acquire():
+                lock = self.redis.lock(
+                    slot_key(url, slot), timeout=self.ttl_seconds, blocking=False, thread_local=False
+                )
+                if lock.acquire(token=f"{self.owner}:{uuid.uuid4().hex}"):
                     self._start_slot(url, slot, lock)
                     mine += 1
 
-    def _start_slot(self, url: str, slot: int, lock: SlotLock) -> None:
+    def _start_slot(self, url: str, slot: int, lock: Lock) -> None:
         stop = threading.Event()
         loop = DrainLoop(queue_url=url, stop=stop, wait_seconds=self.wait_seconds)
         thread = threading.Thread(
@@ -166,5 +149,13 @@ class DrainSupervisor:
         try:
             held.lock.release()
         except redis.RedisError:
-            logger.warning("could not release drain slot %s; it expires by itself", held.lock.key)
+            logger.warning("could not release drain slot %s; it expires by itself", held.lock.name)
         logger.info("drain slot %d of %s released", slot, url)
+
+
+def _renewed(lock: Lock) -> bool:
+    """The slot's lock extended to its full time; False when another worker holds it now."""
+    try:
+        return lock.reacquire()
+    except LockError:
+        return False

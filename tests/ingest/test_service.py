@@ -213,9 +213,9 @@ def test_seq_rises_once_per_changing_batch_and_marks_changed_rows():
 def committed_batches():
     """What ingest hands its after-commit hook point, batch by batch."""
     batches: list[hooks.Committed] = []
-    hooks.after_commit.register(batches.append)
+    hooks.after_commit.append(batches.append)
     yield batches
-    hooks.after_commit.unregister(batches.append)
+    hooks.after_commit.remove(batches.append)
 
 
 def test_changes_reach_the_after_commit_hooks_only_after_commit(
@@ -226,8 +226,8 @@ def test_changes_reach_the_after_commit_hooks_only_after_commit(
         ingest(bodies(details, seed=7))
     assert committed_batches == []  # nothing before commit
     # One callback per hook, in registration order: the broadcaster, the metrics, then this test's.
-    assert [c.func for c in callbacks] == [*hooks.after_commit.hooks]
-    assert hooks.after_commit.hooks[:2] == [changes_committed, ingest_committed]
+    assert [c.func for c in callbacks] == [*hooks.after_commit]
+    assert hooks.after_commit[:2] == [changes_committed, ingest_committed]
     callbacks[-1]()
     (batch,) = committed_batches
     (change,) = batch.changes
@@ -241,12 +241,12 @@ def test_a_failing_in_transaction_hook_rolls_the_batch_back():
     def refuse(changes) -> None:
         raise RuntimeError("the outbox could not be written")
 
-    hooks.in_transaction.register(refuse)
+    hooks.in_transaction.append(refuse)
     try:
         with pytest.raises(RuntimeError):
             ingest(bodies(meeting_stream(seed=8, attendees=2), seed=8))
     finally:
-        hooks.in_transaction.unregister(refuse)
+        hooks.in_transaction.remove(refuse)
     assert not Event.objects.exists() and not Meeting.objects.exists()
 
 
