@@ -1,4 +1,4 @@
-"""Project configuration: settings, Celery app, ASGI/WSGI entry points and URLs."""
+"""Project configuration: settings, the Celery app, the ASGI entry point and URLs."""
 
 from config.celery import app as celery_app
 

@@ -1,15 +1,10 @@
-"""The roster socket, shared by the app feed and the host dashboard: protocol v1 (docs/feed.md).
+"""The roster socket of the app feed and the host dashboard: protocol v1 (docs/feed.md).
 
-A socket authenticates (roster.read.access), subscribes and forwards: the protocol's state and
-decisions are roster.live.protocol's (pure); here is the I/O in the order it needs. Groups are
-joined through the process's fan-out (consumers.fanout: the process, not each socket, is the
-group member); the database is read for snapshots and catch-ups only; broadcast frames are
-forwarded as the broadcaster serialised them, once for every client.
-
-Every meeting a client follows has a ``seq``: a broadcast frame at or below it is a duplicate and
-dropped, one past ``seq + 1`` means frames were lost on the way (the channel layer does not
-guarantee delivery), and the socket sends a ``changes`` catch-up from the database instead. So a
-client that applies what it receives holds exactly the committed roster.
+It authenticates, subscribes and forwards; the decisions are roster.live.protocol's. Groups are
+joined through the process's fan-out (consumers.fanout) before the snapshot is read, so no
+committed change falls between them; broadcast frames are forwarded as the broadcaster
+serialised them, and a frame past the held ``seq`` + 1 (the channel layer may lose some) is
+replaced by a catch-up from the database: a client that applies what it gets holds the roster.
 """
 
 from __future__ import annotations

@@ -59,31 +59,10 @@ DEFAULT_RANK = 4  # Transcription*, MediaPipeline* and unknown types
 
 JOIN_RANK = RANK["AttendeeJoined"]
 
-# Attendee event types that change a row (or create one); anything else is timeline-only.
-OWN_TYPES = frozenset(
-    {
-        "AttendeeAdded",
-        "AttendeeAuthorized",
-        "AttendeeJoined",
-        "AttendeeLeft",
-        "AttendeeDropped",
-        "AttendeeDeleted",
-        "AttendeeVideoStarted",
-        "AttendeeVideoStopped",
-        "AttendeeScreenShareStarted",
-        "AttendeeScreenShareStopped",
-        "AttendeeCapabilitiesUpdated",
-    }
-)
-CONTENT_TYPES = frozenset(
-    {
-        "AttendeeContentJoined",
-        "AttendeeContentLeft",
-        "AttendeeContentDropped",
-        "AttendeeContentVideoStarted",
-        "AttendeeContentVideoStopped",
-    }
-)
+# Attendee event types that change a row (or create one): the rank table's; anything else is
+# timeline-only. A ``#content`` attendee's AttendeeContent* events set its parent's share flags.
+CONTENT_TYPES = frozenset(name for name in RANK if name.startswith("AttendeeContent"))
+OWN_TYPES = frozenset(name for name in RANK if name.startswith("Attendee")) - CONTENT_TYPES
 ATTENDEE_TYPES = OWN_TYPES | CONTENT_TYPES
 
 TRANSCRIPTION_STATUS = {

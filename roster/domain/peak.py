@@ -1,23 +1,17 @@
 """peak_joined: the most attendees joined at once, evaluated after each event in fold order.
 
-Every attendee's join intervals are counted *steps*: +1 at (start, join rank) and -1 at (end, end
-rank). Within one (timestamp, rank) every step has the same sign (joins are rank 3, ends rank 6 or
-more), so the running count after each step peaks exactly where the count after each event does:
-:func:`peak_sweep` over every row of a meeting is the truth.
+Join intervals are counted steps: +1 at (start, join rank), -1 at (end, end rank). Within one
+(timestamp, rank) every step has the same sign, so the count after each step peaks where the
+count after each event does, and :func:`peak_sweep` over every row is the truth. A meeting keeps
+four figures instead of its history (:class:`PeakState`), and :func:`peak_advance` counts a
+batch's moved steps with them when that is exact without the history:
 
-Chime caps a meeting at 250 attendees, so a sweep is cheap, but not free on every batch. A meeting
-keeps four figures instead (:class:`PeakState`): joined now, the peak, the last step counted and
-where the peak was reached. A batch's moved steps (:func:`steps_moved`) are applied to them by
-:func:`peak_advance` when that is exact without the meeting's history:
+1. steps after the last one counted: in order;
+2. new joins before it while the meeting is at its peak (a join burst out of order): each raises
+   every later count by one, so the peak by as many;
+3. new ends before it but after the peak was reached: no count before them moves, none rises.
 
-1. steps after the last one counted: in order, as the sweep would;
-2. new joins before it while the meeting is at its peak now (a join burst arriving out of order):
-   each adds one to every later count, so the peak rises by exactly as many;
-3. new ends before it but after the peak was reached: every count before them, the peak's
-   included, is unchanged, and no count rises.
-
-Anything else (a late end before the peak, a step that vanished, a mix) answers None: the caller
-sweeps. None is never wrong, only slower.
+Anything else answers None and the caller sweeps (Chime caps a meeting at 250 attendees).
 """
 
 from __future__ import annotations

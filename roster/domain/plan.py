@@ -1,18 +1,11 @@
-"""The fold plan of one ingest batch: what the batch's new events do to each meeting they touch.
+"""The fold plan of one ingest batch: what its new events do to each meeting they touch. Pure.
 
-Pure: the stored state it needs comes through :class:`FoldReads` (roster.ingest.store in
-production, plain dicts in the property tests, which so hold this very code to the whole fold).
-Reads are batch-wide, one per kind, whatever the number of meetings:
-
-1. the touched rows (every row of a meeting that just ended);
-2. the stored events of the rows that cannot be advanced in place (a late event), and of the
-   meetings that got a meeting-level event;
-3. only when :func:`roster.domain.peak.peak_advance` cannot tell: every row's join intervals.
-
-Per meeting, a touched row is advanced in place when its new events sort after everything folded
-into it, else re-derived from its stored events; meeting fields are re-derived when a
-meeting-level event arrives, and MeetingEnded re-derives every row. ``seq`` rises by one for a
-batch that changed what a client sees; a row that changed carries that ``seq``.
+A touched row is advanced in place when its new events sort after everything folded into it,
+else re-derived from its stored events; meeting fields are re-derived for a meeting-level event,
+and MeetingEnded re-derives every row. ``seq`` rises by one for a batch that changed what a
+client sees. The stored state comes through :class:`FoldReads` (roster.ingest.store; dicts in
+the property tests, which so run this very code), read batch-wide: one query per kind of read,
+whatever the number of meetings.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Ingest: the one write path from message bodies to the event log and the derived roster.
 
-SQS draining, the SNS endpoint, ``ingest_file`` and quarantine reprocessing all come here. One
-batch is one database transaction:
-
-1. parse every body (roster.domain.events, pure); rejections are kept in quarantine with their reason;
-2. drop duplicates by natural key, within the batch and against the log (counting them), and insert
-   the new events in one statement;
-3. lock every touched meeting (and Voice Connector stream) row, in key order;
-4. fold what moved (roster.domain.plan, pure), write the changed rows, raise each changed meeting's
-   ``seq`` once;
-5. run the in-transaction hooks, commit, then the after-commit hooks (roster.ingest.hooks: the
-   broadcaster and the metrics register there at start-up).
-
-Every SQL statement is in roster.ingest.store. Concurrent workers on one meeting serialise on its
-row lock, so no update is lost and no event is applied twice.
+SQS, the SNS endpoint, ``ingest_file`` and quarantine reprocessing all come here, so every body
+meets the same rules. One batch is one transaction: rejections are kept in quarantine, duplicates
+are counted (by natural key, within the batch and against the log), new events are logged, their
+meetings locked in id order and folded (roster.domain.plan), and the hooks run in the
+transaction and after commit. Every SQL statement is in roster.ingest.store. Concurrent workers
+on one meeting serialise on its row lock, so no update is lost and no event applied twice.
 """
 
 from __future__ import annotations

@@ -1,18 +1,13 @@
-"""Every SQL statement of the ingest, behind one interface: :class:`Store` (portable, Django's ORM:
-SQLite for the tests and the demo) and :class:`PostgresStore` (production) side by side.
+"""Every SQL statement of the ingest behind one interface: :class:`Store` (Django's ORM, portable:
+SQLite for the tests and the demo) and :class:`PostgresStore` (production), side by side, held to
+one contract by tests/ingest/test_store.py on both databases. Records go in and out as domain
+types, and a Store is the FoldReads of roster.domain.plan.
 
-The ingest service calls :func:`store_for_connection` and never asks which database it talks to;
-``tests/ingest/test_store.py`` holds both to one contract (the suite runs on each database).
-
-On PostgreSQL a batch's rows travel as one JSON document that ``jsonb_to_recordset`` unpacks on the
-server: Python builds plain dicts and calls ``json.dumps`` once, where Django's ``bulk_create``
-prepares every value of every row through the field machinery (the largest cost of an ingest batch
-in the profile, docs/benchmarks.md). Reads on the hot path (the meeting lock, the touched rows) are
-plain SQL too: no ORM compile per batch, and the touched rows are probed by (meeting, attendee)
-pair, so their cost follows the batch, not the meetings' sizes.
-
-Records go in and out as domain types (roster.domain): MeetingRecord, AttendeeState, StreamState,
-StoredEvent. A Store is also the FoldReads of roster.domain.plan.
+PostgreSQL gets its own statements where they are the hot path: a batch's rows travel as one
+JSON document unpacked by ``jsonb_to_recordset`` (Django's ``bulk_create`` prepares every value
+through the field machinery: the largest cost of a batch in the profile), and the meeting lock
+and the touched rows are plain SQL, the rows probed by (meeting, attendee) pair so that their
+cost follows the batch, not the meetings' sizes.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
-"""The roster socket protocol v1 (docs/feed.md), without I/O: every frame and every judgement.
+"""The roster socket protocol v1 (docs/feed.md) without I/O: its state and every decision.
 
-One :class:`FeedSession` per socket holds what the protocol knows of its client (what it may see,
-the meetings it listed, its ``"*"`` follow modes, the groups it should be in, the highest ``seq``
-it holds per meeting) and decides: which client messages are valid (:func:`request_parse`,
-:func:`subscription_parse`), snapshot or changes (:meth:`FeedSession.catch_up`), and what each
-broadcast message becomes (:meth:`FeedSession.judge`: the broadcaster's text to forward, nothing,
-or a :class:`Gap` to repair from the database). The socket (consumers.roster_socket) does the
-I/O, in the order the protocol needs: it joins a meeting's group before it reads the snapshot, so
-no committed change can fall between the two, and it judges broadcast messages one at a time
-with the client's requests.
-
-The broadcaster (roster.live.broadcast) and the protocol share the group names, the broadcast
-message types and the frame format, defined here.
+A :class:`FeedSession` per socket knows what its client may see, follows and holds (the highest
+``seq`` per meeting), and decides which client messages are valid, snapshot or changes, and what
+each broadcast message becomes (forwarded, dropped, or a :class:`Gap` to repair from the
+database). The socket (consumers.roster_socket) does the I/O in the order the protocol needs.
+The broadcaster shares the group names, message types and frame format defined here.
 """
 
 from __future__ import annotations

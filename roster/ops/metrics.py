@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import redis
 from django.conf import settings
@@ -141,15 +141,15 @@ def _bucket(seconds: float) -> str:
     return "+Inf"
 
 
-def ingest_metrics_record(
-    *, tallies: Mapping[tuple[str, str, str], int], seconds: float | None = None
-) -> None:
-    """Add one committed batch to the shared counters (and its latency, when timed). Never raises."""
+def ingest_committed(committed: Committed) -> None:
+    """The after-commit hook of ingest (registered by roster.apps): add the batch's tallies (and its
+    latency, when timed) to the shared counters. Never raises."""
     if time.monotonic() < _redis.paused_until:
         return
     merged: Counter[str] = Counter()
-    for (queue, event_type, outcome), count in tallies.items():
+    for (queue, event_type, outcome), count in committed.tallies.items():
         merged[SEP.join((queue_label(queue), type_label(event_type), outcome))] += count
+    seconds = committed.seconds
     if not merged and seconds is None:
         return
     try:
@@ -163,11 +163,6 @@ def ingest_metrics_record(
         pipe.execute()
     except Exception as exc:  # metrics must never fail an ingest
         _redis.failed(exc)
-
-
-def ingest_committed(committed: Committed) -> None:
-    """The after-commit hook of ingest (registered by roster.apps): count the batch."""
-    ingest_metrics_record(tallies=committed.tallies, seconds=committed.seconds)
 
 
 # ---------------------------------------------------------------------------------------------
