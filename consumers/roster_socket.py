@@ -16,12 +16,13 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth.models import AnonymousUser
 
 from consumers.fanout import group_fanout
 from roster.live import protocol
 from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
-from roster.read.access import Access, access_for_token, access_for_user, bearer_token
+from roster.read.access import Access, access_for_session, access_for_token, bearer_token
 from roster.read.selectors import meeting_visible, meetings_visible, roster_read
 
 
@@ -51,18 +52,20 @@ class RosterSocket(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         header = self._authorization_header()
-        user = self.scope.get("user")
+        user = self.scope.get("user") or AnonymousUser()
         access = None
         if header and self.allow_token:
             access = await database_sync_to_async(access_for_token)(raw=bearer_token(header))
             if access is None:
                 await self.close(code=protocol.CLOSE_UNAUTHENTICATED)  # refuse the handshake
                 return
-        elif self.allow_session and user is not None and user.is_authenticated:
-            access = await database_sync_to_async(access_for_user)(user=user)
-        elif not self.allow_token:
-            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
-            return
+        else:
+            if self.allow_session:
+                session = self.scope.get("session")
+                access = await database_sync_to_async(access_for_session)(user=user, session=session)
+            if access is None and not self.allow_token:
+                await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
+                return
         await self.accept()
         self.counted = True
         socket_opened(endpoint=self.metrics_endpoint)

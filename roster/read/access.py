@@ -10,6 +10,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q
@@ -53,6 +54,14 @@ def access_for_user(*, user: AbstractBaseUser | AnonymousUser) -> Access:
     rules = AccessRule.objects.filter(Q(user=user) | Q(group__in=user.groups.all()))
     globs = tuple(sorted(set(rules.values_list("meetings", flat=True))))
     return Access(everything="*" in globs, globs=globs, label=f"user:{user.get_username()}")
+
+
+def access_for_session(*, user: AbstractBaseUser | AnonymousUser, session: Any) -> Access | None:
+    """What a browser session may see: its signed-in user's (staff: everything; hosts: their
+    rules), or None when nobody is signed in. Pages, REST and the dashboard socket all ask here."""
+    if user.is_authenticated and user.is_active:
+        return access_for_user(user=user)
+    return None
 
 
 def token_hash(raw: str) -> str:

@@ -11,7 +11,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from roster.models import Meeting
-from roster.read.access import Access, access_for_token, access_for_user, bearer_token
+from roster.read.access import Access, access_for_session, access_for_token, bearer_token
 from roster.read.selectors import meeting_visible, meetings_visible, roster_read, timeline_get
 from roster.read.serializers import meeting_as_dict
 
@@ -20,9 +20,7 @@ def _api_access(request: HttpRequest) -> Access | None:
     token = bearer_token(request.headers.get("Authorization"))
     if token:
         return access_for_token(raw=token)
-    if request.user.is_authenticated:
-        return access_for_user(user=request.user)
-    return None
+    return access_for_session(user=request.user, session=request.session)
 
 
 def _unauthorized() -> JsonResponse:

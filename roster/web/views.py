@@ -4,40 +4,57 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import wraps
+from typing import Any
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from roster.models import Meeting
-from roster.read.access import access_for_user
+from roster.read.access import access_for_session
 from roster.read.selectors import attendance_list, meeting_visible, meetings_visible, roster_read
 from roster.read.serializers import meeting_as_dict
 
 WS_DASHBOARD = "/ws/dashboard/"
 
 
+def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A page for whoever the session may show meetings to (roster.read.access.access_for_session),
+    its access in ``request.access``; anyone else is sent to sign in."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        access = access_for_session(user=request.user, session=request.session)
+        if access is None:
+            return redirect_to_login(request.get_full_path())
+        request.access = access
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def _visible_or_404(request: HttpRequest, meeting_id: str) -> Meeting:
-    meeting = meeting_visible(access=access_for_user(user=request.user), meeting_id=meeting_id)
+    meeting = meeting_visible(access=request.access, meeting_id=meeting_id)
     if meeting is None:
         raise Http404("no such meeting")
     return meeting
 
 
-@login_required
+@viewer_required
 @require_GET
 def meeting_list(request: HttpRequest) -> HttpResponse:
-    access = access_for_user(user=request.user)
-    meetings = [meeting_as_dict(m) for m in meetings_visible(access=access)]
+    meetings = [meeting_as_dict(m) for m in meetings_visible(access=request.access)]
     return render(
         request, "roster/meeting_list.html", {"initial_meetings": meetings, "ws_path": WS_DASHBOARD}
     )
 
 
-@login_required
+@viewer_required
 @require_GET
 def meeting_detail(request: HttpRequest, meeting_id: str) -> HttpResponse:
     roster = roster_read(meeting=_visible_or_404(request, meeting_id))
@@ -62,7 +79,7 @@ def _cell(value: str | None) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-@login_required
+@viewer_required
 @require_GET
 def attendance_csv(request: HttpRequest, meeting_id: str) -> HttpResponse:
     meeting = _visible_or_404(request, meeting_id)
