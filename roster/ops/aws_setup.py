@@ -271,8 +271,11 @@ def _conditions_allow(condition: Any, context: dict[str, str]) -> bool:
 
 
 def _source_conditions(statement: dict[str, Any]) -> list[str]:
+    """The source conditions an allowing statement names ([] for a Condition that is no object:
+    it guards nothing we can read, as _conditions_allow assumes)."""
+    condition = statement.get("Condition")
     found = []
-    for tests in (statement.get("Condition") or {}).values():
+    for tests in condition.values() if isinstance(condition, dict) else ():
         if isinstance(tests, dict):
             for key, values in tests.items():
                 if key.lower() in _SOURCE_KEYS:

@@ -193,6 +193,13 @@ def test_policy_grant_reads_principal_action_resource_and_conditions():
     assert not grant.covers({"aws:SourceArn": RULE_ARN + "-other"})
 
 
+def test_a_statement_whose_condition_is_no_object_allows_but_guards_nothing():
+    statement = {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": QUEUE_ARN, "Condition": ["x"]}
+    odd = {"Statement": [{**statement, "Principal": {"Service": aws_setup.CHIME_PRINCIPAL}}]}
+    grant = policy_grant(odd, service=aws_setup.CHIME_PRINCIPAL, action="sqs:SendMessage", resource=QUEUE_ARN)
+    assert grant.allowed and grant.conditions == [] and not grant.guarded  # it used to raise
+
+
 def test_check_message_is_quarantined_as_wrong_source():
     rejection = event_parse(aws_setup.check_message_body())
     assert isinstance(rejection, Rejection)
