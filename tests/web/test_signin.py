@@ -1,6 +1,6 @@
 """Host sign-in on the project's own pages: login (CSRF, a safe ``next``), logout by POST, password
-change, password reset by email (Django's locmem outbox in tests), the header per user, and
-EMAIL_URL read by the settings."""
+change, password reset by email (Django's locmem outbox in tests), the header per user, the empty
+list that says why, and EMAIL_URL read by the settings."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from django.core import mail
 from django.test import Client
 
 from roster.dev.processes import ROOT
+from roster.models import AccessRule
 
 pytestmark = pytest.mark.django_db
 
@@ -167,6 +168,16 @@ def test_password_reset_tells_nobody_which_addresses_exist(client, host):
 def test_password_reset_refuses_a_forged_host(client, host):
     response = client.post("/password_reset/", {"email": "host@example.com"}, HTTP_HOST="evil.example")
     assert response.status_code == 400 and mail.outbox == []  # no link on an attacker's host
+
+
+def test_empty_list_says_why(client, host, admin_client):
+    client.force_login(host)
+    assert b"No meeting is shared with you yet" in client.get("/").content
+    AccessRule.objects.create(user=host, meetings="sales-*")  # a rule, but no meeting matches it yet
+    page = client.get("/").content.decode()
+    assert "No meeting is shared" not in page and "No meetings yet" in page
+    assert 'data-empty-text="No meetings yet.' in page  # the text the live list shows too
+    assert b"No meetings yet" in admin_client.get("/").content
 
 
 @pytest.mark.once
