@@ -81,7 +81,16 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-LOGIN_URL = "/admin/login/"
+# Hosts sign in at the project's own page (roster.web.urls); staff may too, and keep /admin/.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+
+# Password reset mails: a django-environ email URL (smtp+tls://user:password@host:587 in
+# production); the default console backend prints each mail to the web process's output. What the
+# URL leaves out keeps Django's default.
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+globals().update({name: value for name, value in _email.items() if value is not None})
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chime-roster <noreply@localhost>")
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 

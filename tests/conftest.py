@@ -8,12 +8,14 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from roster.dev.chime import as_bare
 from roster.dev.processes import ROOT, Child, Supervisor, free_port, sqs_endpoint_start
@@ -149,6 +151,41 @@ def celery_worker_start(processes: Supervisor, env: dict[str, str], *, loglevel:
 
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's: browser tests never download one
+
+
+@contextlib.contextmanager
+def chromium_page(dialogs: list[str]) -> Iterator:
+    """A page of headless Chromium (Playwright); every dialog it opens is recorded in ``dialogs``
+    and dismissed (hostile text shown by a page must open none)."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is needed (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        page = browser.new_page()
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        yield page
+        browser.close()
+
+
+def in_thread(fn, *args, **kwargs) -> None:
+    """Database work while Playwright's event loop runs in this thread: do it in another one."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn(*args, **kwargs)
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not errors, errors
 
 
 @pytest.fixture

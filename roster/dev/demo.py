@@ -39,6 +39,7 @@ from roster.dev.processes import (
 )
 
 DEMO_USERNAME = "demo"
+DEMO_EMAIL = "demo@example.com"  # where the sign-in page's password reset sends the demo's link
 DEMO_QUEUE_PREFIX = "chime-roster-demo-"
 DEMO_REGION = "us-east-1"
 DEFAULT_WEB_PORT = 8000
@@ -201,12 +202,14 @@ def demo_queues_create(*, endpoint: str) -> list[str]:
 
 def demo_login_reset(*, username: str = DEMO_USERNAME) -> str:
     """Create or reset the demo login (staff and superuser, so admin is usable) with a fresh
-    random password, returned to be printed: each run invalidates the last one's."""
+    random password, returned to be printed: each run invalidates the last one's. It gets an
+    email address, so a password reset from /login/ has somewhere to send its mail."""
     from django.contrib.auth import get_user_model
 
     password = secrets.token_urlsafe(12)
     user, _ = get_user_model().objects.get_or_create(username=username)
     user.is_active = user.is_staff = user.is_superuser = True
+    user.email = user.email or DEMO_EMAIL
     user.set_password(password)
     user.save()
     return password
@@ -446,7 +449,7 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
     python = sys.executable
     with progress.step("starting Daphne, a Celery worker, Celery beat and the simulator") as step:
-        supervisor.spawn(
+        web = supervisor.spawn(
             "daphne",
             [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
             env=env,
@@ -510,7 +513,9 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
             supervisor.wait(check, what=what, timeout=options.ready_timeout, hint=drain_errors)
     progress.say(f"ready in {time.monotonic() - began:.1f}s")
     progress.say(f"  dashboard  {url}")
-    progress.say(f"  login      {DEMO_USERNAME} / {password}")
+    progress.say(f"  login      {DEMO_USERNAME} / {password}  at {url}login/")
+    if settings.EMAIL_BACKEND.endswith(".console.EmailBackend"):  # EMAIL_URL unset: consolemail://
+        progress.say(f"  mail       password reset mails are printed in {web.log_path}")
     progress.say(f"  admin      {url}admin/  (quarantined messages, queues)")
     progress.say("  processes  " + " ".join(f"{name}={pid}" for name, pid in supervisor.pids().items()))
     progress.say("Ctrl-C stops everything.")

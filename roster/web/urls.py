@@ -1,9 +1,19 @@
-"""Pages, REST and the SNS HTTPS endpoint; operations are in roster.ops.urls."""
+"""Pages, REST, host sign-in and the SNS HTTPS endpoint; operations are in roster.ops.urls."""
 
+from typing import Any
+
+from django.contrib.auth import views as auth
 from django.urls import path
 
 from roster.sources.sns_views import sns_endpoint
 from roster.web import api, views
+
+
+def _signin(view: type, page: str, **options: Any):
+    """One of Django's sign-in views on our own template (roster/auth/), never admin's (admin keeps
+    its own for staff at /admin/)."""
+    return view.as_view(template_name=f"roster/auth/{page}.html", **options)
+
 
 urlpatterns = [
     path("", views.meeting_list, name="meeting-list"),
@@ -13,4 +23,44 @@ urlpatterns = [
     path("api/meetings/<str:meeting_id>/roster", api.api_roster, name="api-roster"),
     path("api/meetings/<str:meeting_id>/timeline", api.api_timeline, name="api-timeline"),
     path("sns/", sns_endpoint, name="sns"),
+    # Sign-in: Django's views and URL names (their success URLs reverse these names).
+    path("login/", _signin(auth.LoginView, "login", extra_context={"title": "Sign in"}), name="login"),
+    path(
+        "logout/",
+        _signin(auth.LogoutView, "logged_out", extra_context={"title": "Signed out"}),
+        name="logout",
+    ),
+    path(
+        "password_change/", _signin(auth.PasswordChangeView, "password_change_form"), name="password_change"
+    ),
+    path(
+        "password_change/done/",
+        _signin(auth.PasswordChangeDoneView, "password_change_done"),
+        name="password_change_done",
+    ),
+    path(
+        "password_reset/",
+        _signin(
+            auth.PasswordResetView,
+            "password_reset_form",
+            email_template_name="roster/auth/password_reset_email.txt",
+            subject_template_name="roster/auth/password_reset_subject.txt",
+        ),
+        name="password_reset",
+    ),
+    path(
+        "password_reset/done/",
+        _signin(auth.PasswordResetDoneView, "password_reset_done"),
+        name="password_reset_done",
+    ),
+    path(
+        "reset/<uidb64>/<token>/",
+        _signin(auth.PasswordResetConfirmView, "password_reset_confirm"),
+        name="password_reset_confirm",
+    ),
+    path(
+        "reset/done/",
+        _signin(auth.PasswordResetCompleteView, "password_reset_complete"),
+        name="password_reset_complete",
+    ),
 ]

@@ -49,9 +49,12 @@ def _visible_or_404(request: HttpRequest, meeting_id: str) -> Meeting:
 @require_GET
 def meeting_list(request: HttpRequest) -> HttpResponse:
     meetings = [meeting_as_dict(m) for m in meetings_visible(access=request.access)]
-    return render(
-        request, "roster/meeting_list.html", {"initial_meetings": meetings, "ws_path": WS_DASHBOARD}
-    )
+    context = {
+        "initial_meetings": meetings,
+        "ws_path": WS_DASHBOARD,
+        "nothing_shared": request.access.nothing,
+    }
+    return render(request, "roster/meeting_list.html", context)
 
 
 @viewer_required

@@ -129,7 +129,7 @@ function render() {
         el(
           "tr",
           { className: "empty-row" },
-          el("td", { colspan: COLUMNS, text: "No meetings yet. New meetings appear here as their events arrive." }),
+          el("td", { colspan: COLUMNS, text: app.dataset.emptyText || "No meetings yet." }),
         ),
       );
     } else {

@@ -356,23 +356,29 @@ def live_delta_seen(base: str, *, jar: http.cookiejar.CookieJar) -> bool:
     return False
 
 
+def form_post(opener: urllib.request.OpenerDirector, url: str, fields: dict[str, str]) -> str:
+    """As a browser: GET the form (CSRF cookie + hidden field), POST it; the path it led to."""
+    with opener.open(url, timeout=10) as response:
+        form = response.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    data = urllib.parse.urlencode({"csrfmiddlewaretoken": token, **fields}).encode()
+    with opener.open(
+        urllib.request.Request(url, data=data, headers={"Referer": url}), timeout=10
+    ) as response:
+        assert response.status == 200
+        return urllib.parse.urlsplit(response.url).path
+
+
 def log_in(
     base: str, username: str, password: str
 ) -> tuple[urllib.request.OpenerDirector, http.cookiejar.CookieJar]:
-    """As a browser: GET the login form (CSRF cookie + hidden field), POST it, follow to /."""
+    """Through the sign-in page, as a browser, to the dashboard."""
     opener, jar = browser()
-    with opener.open(f"{base}admin/login/?next=/", timeout=10) as response:
-        form = response.read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
-    assert any(cookie.name == "csrftoken" for cookie in jar)
-    data = urllib.parse.urlencode(
-        {"csrfmiddlewaretoken": token, "username": username, "password": password, "next": "/"}
-    ).encode()
-    request = urllib.request.Request(f"{base}admin/login/?next=/", data=data, headers={"Referer": base})
-    with opener.open(request, timeout=10) as response:
-        assert response.status == 200
-        assert urllib.parse.urlsplit(response.url).path == "/", response.url  # redirected: logged in
-    assert any(cookie.name == "sessionid" for cookie in jar)
+    landed = form_post(
+        opener, f"{base}login/?next=/", {"username": username, "password": password, "next": "/"}
+    )
+    assert landed == "/"  # redirected: signed in
+    assert {"csrftoken", "sessionid"} <= {cookie.name for cookie in jar}
     return opener, jar
 
 
@@ -437,6 +443,16 @@ def test_demo_starts_shows_simulated_meetings_and_ctrl_c_leaves_nothing(tmp_path
             time.sleep(0.5)
         assert all(m["external_meeting_id"] for m in meetings)
         assert live_delta_seen(base, jar=jar)
+        # A password reset from the sign-in page: the demo said where its mail is printed.
+        mail_log = Path(re.search(r"password reset mails are printed in (\S+)", out.text).group(1))
+        assert (
+            form_post(opener, f"{base}password_reset/", {"email": "demo@example.com"})
+            == "/password_reset/done/"
+        )
+        deadline = time.monotonic() + 10
+        while not re.search(rf"{re.escape(base)}reset/\S+/\S+/", mail_log.read_text()):
+            assert time.monotonic() < deadline, mail_log.read_text()[-2000:]
+            time.sleep(0.2)
         out.wait_for(r"meetings \d+ \(\d+ live, \d+ attendees in\), events [1-9]", timeout=15, process=demo)
 
         demo.send_signal(signal.SIGINT)

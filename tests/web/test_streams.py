@@ -77,7 +77,7 @@ def host(client):
 
 def test_streams_page_needs_a_staff_login(client, streams):
     response = client.get("/streams/")
-    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    assert response.status_code == 302 and response["Location"] == "/login/?next=/streams/"
     assert client.get("/api/voice-connector-streams").status_code == 401
     User.objects.create_user("host", password="pw-host-123456")
     client.login(username="host", password="pw-host-123456")

@@ -3,17 +3,14 @@ is ingested after the page loaded appears without a reload, hostile text stays t
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from django.utils import timezone
 
 from roster.dev.chime import as_bare
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import QueueSource
-from tests.conftest import CHROMIUM
+from tests.conftest import chromium_page, in_thread
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.browser]
 
@@ -35,41 +32,15 @@ def vc(transaction: str, status: str, at: str, **extra: str) -> dict:
     }
 
 
-def in_thread(fn, *args, **kwargs) -> None:
-    """Database work while Playwright's event loop runs in this thread: do it in another one."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn(*args, **kwargs)
-        except BaseException as exc:  # re-raised below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    assert not errors, errors
-
-
 def ingest(*details: dict) -> None:
     messages_ingest(messages=[IncomingMessage(body=as_bare(d)) for d in details])
 
 
 def test_streams_and_queue_lag_change_without_reload(daphne):
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), "Debian's chromium is needed (apt-get install chromium)"
     ingest(vc("tx-old", "STARTED", "2024-01-01T10:00:00.000Z"))
     User.objects.create_user("ops", password="correct horse battery", is_staff=True)
     dialogs: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        page = browser.new_page()
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    with chromium_page(dialogs) as page:
         page.goto(f"http://{daphne}/admin/login/?next=/streams/")
         page.fill("#id_username", "ops")
         page.fill("#id_password", "correct horse battery")
@@ -102,5 +73,4 @@ def test_streams_and_queue_lag_change_without_reload(daphne):
         assert page.locator("#queue-lag").inner_text() == "Queue lag 95 s · 80 waiting"
         assert page.url == url_before  # no reload
         assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
-        browser.close()
     assert dialogs == []

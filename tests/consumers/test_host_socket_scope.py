@@ -1,0 +1,116 @@
+"""The dashboard socket of a signed-in host (not staff), through the real ASGI app, session and
+Redis channel layer: a meeting outside the host's rules is ``not_found`` when subscribed by id,
+and a ``"*"`` subscriber gets the deltas of meetings new since it subscribed that the rules match,
+and none of the others.
+
+Redis is shared with other test runs, so every id and rule carries this test's own tag."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from config.asgi import application
+from roster.dev.chime import as_bare, meeting_stream
+from roster.ingest import IncomingMessage, messages_ingest
+from roster.live.broadcast import publisher
+from roster.models import AccessRule
+from tests.consumers.test_feed import receive
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+
+@pytest.fixture
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def stream(seed: int, name: str, tag: str) -> list[dict]:
+    return meeting_stream(
+        seed=seed, attendees=2, end=False, meeting_id=f"{tag}-m{seed}", external_meeting_id=f"{tag}-{name}"
+    )
+
+
+@database_sync_to_async
+def ingest(details: list[dict]) -> None:
+    messages_ingest(messages=[IncomingMessage(body=as_bare(d)) for d in details])
+    publisher.flush()
+
+
+@database_sync_to_async
+def host_cookie(glob: str) -> bytes:
+    """The session cookie of a host whose one rule is ``glob``, as a browser would send it."""
+    host = User.objects.create_user("host", password="x")
+    AccessRule.objects.create(user=host, meetings=glob)
+    client = Client()
+    client.force_login(host)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def dashboard(cookie: bytes) -> WebsocketCommunicator:
+    """The dashboard socket as the host's browser opens it, past its hello."""
+    communicator, connected = await open_socket(cookie)
+    assert connected
+    assert (await receive(communicator))["type"] == "hello"
+    return communicator
+
+
+async def open_socket(cookie: bytes) -> tuple[WebsocketCommunicator, bool]:
+    headers = [(b"cookie", cookie), (b"origin", b"http://127.0.0.1")]
+    communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=headers)
+    return communicator, (await communicator.connect(timeout=5))[0]
+
+
+async def test_a_guessed_id_outside_the_rules_is_not_found(tag):
+    sales, board = stream(131, "sales-emea", tag), stream(132, "board", tag)
+    await ingest(sales[:4])
+    await ingest(board[:4])
+    communicator = await dashboard(await host_cookie(f"{tag}-sales-*"))
+    board_id, sales_id = board[0]["meetingId"], sales[0]["meetingId"]
+    await communicator.send_json_to({"type": "subscribe", "meetings": [board_id, f"{tag}-none", sales_id]})
+    hidden, absent, snapshot = [await receive(communicator) for _ in range(3)]
+    assert hidden == {
+        "type": "error",
+        "code": "not_found",
+        "message": f"no meeting {board_id!r}",
+        "meeting_id": board_id,
+    }
+    assert set(absent) == set(hidden) and absent["code"] == "not_found"  # out of scope looks absent
+    assert snapshot["type"] == "snapshot" and snapshot["meeting"]["meeting_id"] == sales_id
+
+    await ingest(board[4:8])  # the guessed meeting changes: nothing arrives
+    await ingest(sales[4:8])
+    delta = await receive(communicator)
+    assert delta["type"] == "delta" and delta["meeting"]["meeting_id"] == sales_id
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("attendees", [True, False], ids=["roster", "meeting-list"])
+async def test_star_gets_new_meetings_inside_the_rules_only(tag, attendees):
+    communicator = await dashboard(await host_cookie(f"{tag}-sales-*"))
+    await communicator.send_json_to({"type": "subscribe", "meetings": "*", "attendees": attendees})
+    assert await communicator.receive_nothing(timeout=0.3)  # nothing visible yet: no snapshot
+
+    outside, inside = stream(133, "board", tag), stream(134, "sales-apac", tag)
+    await ingest(outside[:5])  # published first, on the same group: it would arrive first
+    await ingest(inside[:5])
+    delta = await receive(communicator)
+    assert delta["type"] == "delta" and delta["meeting"]["meeting_id"] == inside[0]["meetingId"]
+    assert delta["meeting"]["seq"] == 1 and bool(delta["attendees"]) is attendees
+    await ingest(outside[5:10])
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_a_deactivated_host_cannot_open_the_socket():
+    cookie = await host_cookie("*")
+    await database_sync_to_async(User.objects.filter(username="host").update)(is_active=False)
+    communicator, connected = await open_socket(cookie)
+    assert not connected
+    await communicator.disconnect()  # as Daphne does after a refusal: the consumer closes its connections
