@@ -3,7 +3,7 @@
 from django.urls import path
 
 from roster.sources.sns_views import sns_endpoint
-from roster.web import api, views
+from roster.web import api, host_links, views
 
 urlpatterns = [
     path("", views.meeting_list, name="meeting-list"),
@@ -12,5 +12,7 @@ urlpatterns = [
     path("api/meetings/", api.api_meetings, name="api-meetings"),
     path("api/meetings/<str:meeting_id>/roster", api.api_roster, name="api-roster"),
     path("api/meetings/<str:meeting_id>/timeline", api.api_timeline, name="api-timeline"),
+    path("api/host-links", api.api_host_links, name="api-host-links"),
+    path("link/", host_links.host_link_open, name="host-link"),
     path("sns/", sns_endpoint, name="sns"),
 ]
