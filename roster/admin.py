@@ -2,13 +2,14 @@
 
 Meeting, Attendee, Event and VoiceConnectorStream can be looked at, never added, changed or
 deleted here (a hand edit would disagree with the event log, and the next fold would undo it).
-Actions only call services: quarantine reprocessing, queue health, feed tokens.
+Actions only call services: quarantine reprocessing, queue health, feed tokens, host links.
 """
 
 from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -22,6 +23,7 @@ from roster.models import (
     Attendee,
     Event,
     FeedToken,
+    HostLink,
     Meeting,
     Quarantine,
     QueueSource,
@@ -29,6 +31,13 @@ from roster.models import (
 )
 from roster.ops.quarantine import quarantine_body_sections, quarantine_reprocess
 from roster.read.access import feed_token_create, feed_token_revoke
+from roster.read.host_links import (
+    DEFAULT_HOURS,
+    HostLinkRefused,
+    host_link_check,
+    host_link_create,
+    host_link_revoke,
+)
 from roster.read.serializers import ATTENDEE_FIELDS, MEETING_FIELDS
 from roster.sources.sqs import queue_health_refresh, queue_source_update
 
@@ -302,14 +311,30 @@ class FeedTokenAdmin(admin.ModelAdmin):
     Only the hash is stored; a token is never shown again and never edited (revoke and create).
     """
 
-    list_display = ("name", "prefix", "meetings", "created_at", "last_used_at", "revoked_at")
-    list_filter = ("revoked_at",)
+    list_display = (
+        "name",
+        "prefix",
+        "meetings",
+        "can_mint_host_links",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at", "can_mint_host_links")
     search_fields = ("name", "prefix")
-    readonly_fields = ("name", "prefix", "meetings", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = (
+        "name",
+        "prefix",
+        "meetings",
+        "can_mint_host_links",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     actions = ["revoke"]
 
     def get_fields(self, request, obj=None) -> tuple[str, ...]:
-        return self.readonly_fields if obj else ("name", "meetings")
+        return self.readonly_fields if obj else ("name", "meetings", "can_mint_host_links")
 
     def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
         return self.readonly_fields if obj else ()
@@ -318,7 +343,11 @@ class FeedTokenAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change) -> None:
-        token, raw = feed_token_create(name=form.cleaned_data["name"], meetings=form.cleaned_data["meetings"])
+        token, raw = feed_token_create(
+            name=form.cleaned_data["name"],
+            meetings=form.cleaned_data["meetings"],
+            can_mint_host_links=form.cleaned_data["can_mint_host_links"],
+        )
         obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
         obj.raw_token = raw  # for the answer to this request only; never stored
 
@@ -344,3 +373,100 @@ class FeedTokenAdmin(admin.ModelAdmin):
         for token in tokens:
             feed_token_revoke(token=token)
         self.message_user(request, f"Revoked {len(tokens)} token(s).")
+
+
+class HostLinkAddForm(forms.ModelForm):
+    """Meetings, lifetime and label; the service judges them (the same rules as REST and the command)."""
+
+    hours = forms.FloatField(initial=DEFAULT_HOURS, help_text="at most HOST_LINK_MAX_HOURS")
+
+    class Meta:
+        model = HostLink
+        fields = ("meetings", "hours", "label")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not self.errors:
+            try:
+                host_link_check(meetings=data["meetings"], hours=data["hours"], label=data["label"])
+            except HostLinkRefused as refused:
+                raise forms.ValidationError(str(refused)) from None
+        return data
+
+
+@admin.register(HostLink)
+class HostLinkAdmin(admin.ModelAdmin):
+    """Mint (the URL is shown once, on the page that answers the form), list and revoke.
+
+    Only the secret's hash is stored; a link is never shown again and never edited (revoke and mint).
+    """
+
+    list_display = (
+        "label",
+        "meetings",
+        "creator",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at", "expires_at", "created_by_token")
+    search_fields = ("label", "meetings")
+    readonly_fields = list_display
+    actions = ["revoke"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = HostLinkAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None) -> tuple[str, ...]:
+        return self.readonly_fields if obj else ("meetings", "hours", "label")
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        return self.readonly_fields if obj else ()
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("roster.change_hostlink")
+
+    @admin.display(description="creator")
+    def creator(self, obj: HostLink) -> str:
+        if obj.created_by_user_id:
+            return f"user {obj.created_by_user}"
+        if obj.created_by_token_id:
+            return f"token {obj.created_by_token}"
+        return "manage.py host_link"
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = form.cleaned_data
+        link, url = host_link_create(
+            meetings=data["meetings"], hours=data["hours"], label=data["label"], created_by_user=request.user
+        )
+        obj.pk, obj.created_at, obj.expires_at = link.pk, link.created_at, link.expires_at
+        obj.url = url  # for the answer to this request only; never stored
+
+    def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
+        response = TemplateResponse(
+            request,
+            "admin/roster/hostlink/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Host link created",
+                "opts": self.opts,
+                "link": obj,
+                "url": obj.url,
+                "changelist_url": reverse("admin:roster_hostlink_changelist"),
+            },
+        )
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke selected links", permissions=["revoke"])
+    def revoke(self, request, queryset) -> None:
+        links = list(queryset.filter(revoked_at__isnull=True))
+        for link in links:
+            host_link_revoke(link=link)
+        self.message_user(request, f"Revoked {len(links)} link(s).")
