@@ -8,6 +8,8 @@ Actions only call services: quarantine reprocessing, queue health, feed tokens, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -17,6 +19,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.text import capfirst
 
 from roster.models import (
     AccessRule,
@@ -304,12 +307,53 @@ class AccessRuleAdmin(admin.ModelAdmin):
     search_fields = ("meetings", "user__username", "group__name")
 
 
-@admin.register(FeedToken)
-class FeedTokenAdmin(admin.ModelAdmin):
-    """Create (the token is shown once, on the page that answers the form) and revoke.
+class ShownOnceAdmin(admin.ModelAdmin):
+    """Rows that hold a secret of which only a hash is stored (feed tokens, host links): created
+    through a form whose answer shows the secret once (no-store), never through messages, session
+    or cookies; never edited, only revoked (and replaced)."""
 
-    Only the hash is stored; a token is never shown again and never edited (revoke and create).
-    """
+    add_fields: tuple[str, ...] = ()
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None) -> tuple[str, ...]:
+        return self.readonly_fields if obj else self.add_fields
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        return self.readonly_fields if obj else ()
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def created_context(self, obj) -> dict[str, Any]:
+        """What admin/roster/<model>/created.html shows of the row just created, its secret included."""
+        raise NotImplementedError
+
+    def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
+        name = self.opts.model_name
+        response = TemplateResponse(
+            request,
+            f"admin/roster/{name}/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{capfirst(self.opts.verbose_name)} created",
+                "opts": self.opts,
+                "changelist_url": reverse(f"admin:roster_{name}_changelist"),
+                **self.created_context(obj),
+            },
+        )
+        add_never_cache_headers(response)
+        return response
+
+    def revoke_rows(self, request, queryset, *, revoke: Callable[[Any], None], noun: str) -> None:
+        rows = list(queryset.filter(revoked_at__isnull=True))
+        for row in rows:
+            revoke(row)
+        self.message_user(request, f"Revoked {len(rows)} {noun}.")
+
+
+@admin.register(FeedToken)
+class FeedTokenAdmin(ShownOnceAdmin):
+    """Create (the token is shown once, on the page that answers the form) and revoke."""
 
     list_display = (
         "name",
@@ -322,25 +366,8 @@ class FeedTokenAdmin(admin.ModelAdmin):
     )
     list_filter = ("revoked_at", "can_mint_host_links")
     search_fields = ("name", "prefix")
-    readonly_fields = (
-        "name",
-        "prefix",
-        "meetings",
-        "can_mint_host_links",
-        "created_at",
-        "last_used_at",
-        "revoked_at",
-    )
-    actions = ["revoke"]
-
-    def get_fields(self, request, obj=None) -> tuple[str, ...]:
-        return self.readonly_fields if obj else ("name", "meetings", "can_mint_host_links")
-
-    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
-        return self.readonly_fields if obj else ()
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    readonly_fields = list_display
+    add_fields = ("name", "meetings", "can_mint_host_links")
 
     def save_model(self, request, obj, form, change) -> None:
         token, raw = feed_token_create(
@@ -351,28 +378,14 @@ class FeedTokenAdmin(admin.ModelAdmin):
         obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
         obj.raw_token = raw  # for the answer to this request only; never stored
 
-    def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
-        response = TemplateResponse(
-            request,
-            "admin/roster/feedtoken/created.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Feed token created",
-                "opts": self.opts,
-                "token": obj,
-                "raw_token": obj.raw_token,
-                "changelist_url": reverse("admin:roster_feedtoken_changelist"),
-            },
-        )
-        add_never_cache_headers(response)
-        return response
+    def created_context(self, obj: FeedToken) -> dict[str, Any]:
+        return {"token": obj, "raw_token": obj.raw_token}
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:
-        tokens = list(queryset.filter(revoked_at__isnull=True))
-        for token in tokens:
-            feed_token_revoke(token=token)
-        self.message_user(request, f"Revoked {len(tokens)} token(s).")
+        self.revoke_rows(
+            request, queryset, revoke=lambda token: feed_token_revoke(token=token), noun="token(s)"
+        )
 
 
 class HostLinkAddForm(forms.ModelForm):
@@ -395,11 +408,8 @@ class HostLinkAddForm(forms.ModelForm):
 
 
 @admin.register(HostLink)
-class HostLinkAdmin(admin.ModelAdmin):
-    """Mint (the URL is shown once, on the page that answers the form), list and revoke.
-
-    Only the secret's hash is stored; a link is never shown again and never edited (revoke and mint).
-    """
+class HostLinkAdmin(ShownOnceAdmin):
+    """Mint (the URL is shown once, on the page that answers the form), list and revoke."""
 
     list_display = (
         "label",
@@ -413,21 +423,12 @@ class HostLinkAdmin(admin.ModelAdmin):
     list_filter = ("revoked_at", "expires_at", "created_by_token")
     search_fields = ("label", "meetings")
     readonly_fields = list_display
-    actions = ["revoke"]
+    add_fields = ("meetings", "hours", "label")
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = HostLinkAddForm
         return super().get_form(request, obj, **kwargs)
-
-    def get_fields(self, request, obj=None) -> tuple[str, ...]:
-        return self.readonly_fields if obj else ("meetings", "hours", "label")
-
-    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
-        return self.readonly_fields if obj else ()
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_revoke_permission(self, request) -> bool:
         return request.user.has_perm("roster.change_hostlink")
@@ -448,25 +449,9 @@ class HostLinkAdmin(admin.ModelAdmin):
         obj.pk, obj.created_at, obj.expires_at = link.pk, link.created_at, link.expires_at
         obj.url = url  # for the answer to this request only; never stored
 
-    def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
-        response = TemplateResponse(
-            request,
-            "admin/roster/hostlink/created.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Host link created",
-                "opts": self.opts,
-                "link": obj,
-                "url": obj.url,
-                "changelist_url": reverse("admin:roster_hostlink_changelist"),
-            },
-        )
-        add_never_cache_headers(response)
-        return response
+    def created_context(self, obj: HostLink) -> dict[str, Any]:
+        return {"link": obj, "url": obj.url}
 
     @admin.action(description="Revoke selected links", permissions=["revoke"])
     def revoke(self, request, queryset) -> None:
-        links = list(queryset.filter(revoked_at__isnull=True))
-        for link in links:
-            host_link_revoke(link=link)
-        self.message_user(request, f"Revoked {len(links)} link(s).")
+        self.revoke_rows(request, queryset, revoke=lambda link: host_link_revoke(link=link), noun="link(s)")

@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.signing import BadSignature, Signer
 from django.urls import reverse
 from django.utils import timezone
@@ -91,7 +92,7 @@ def host_link_create(
     meetings: str,
     hours: float = DEFAULT_HOURS,
     label: str = "",
-    created_by_user: Any = None,
+    created_by_user: AbstractBaseUser | None = None,
     created_by_token: FeedToken | None = None,
 ) -> tuple[HostLink, str]:
     """Mint a link and return it with its URL, which exists only in this answer.
