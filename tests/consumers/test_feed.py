@@ -79,6 +79,14 @@ async def receive_until(communicator, predicate, timeout: float = 10.0) -> list[
             return seen
 
 
+def named(seed: int, name: str, *, attendees: int = 2) -> list[dict]:
+    """A meeting's events (it goes on), ``name`` its externalMeetingId."""
+    details = meeting_stream(seed=seed, attendees=attendees, end=False)
+    for detail in details:
+        detail["externalMeetingId"] = name
+    return details
+
+
 def first_half(details: list[dict]) -> tuple[list[dict], list[dict]]:
     middle = len(details) // 2
     return details[:middle], details[middle:]
@@ -126,11 +134,7 @@ async def test_auth_message_and_refusals():
 
 
 async def test_scope_hides_meetings_and_new_meetings_in_scope_arrive():
-    sales = meeting_stream(seed=71, attendees=2, end=False)
-    other = meeting_stream(seed=72, attendees=2, end=False)
-    for stream, name in ((sales, "sales-emea"), (other, "board")):
-        for detail in stream:
-            detail["externalMeetingId"] = name
+    sales, other = named(71, "sales-emea"), named(72, "board")
     await ingest(sales[:4])
     await ingest(other[:4])
     communicator, _ = await feed(await token("sales-*"))
@@ -146,10 +150,7 @@ async def test_scope_hides_meetings_and_new_meetings_in_scope_arrive():
     snapshot = await receive(communicator)
     assert snapshot["type"] == "snapshot" and snapshot["meeting"]["external_meeting_id"] == "sales-emea"
     await ingest(other[4:8])  # not in scope: nothing arrives
-    newcomer = meeting_stream(seed=73, attendees=1, end=False)
-    for detail in newcomer:
-        detail["externalMeetingId"] = "sales-apac"
-    await ingest(newcomer)
+    await ingest(named(73, "sales-apac", attendees=1))
     arrived = await receive(communicator)
     assert arrived["type"] == "delta" and arrived["meeting"]["external_meeting_id"] == "sales-apac"
     assert arrived["meeting"]["seq"] == 1 and arrived["attendees"]
@@ -502,11 +503,7 @@ async def test_a_short_lived_command_publishes_before_it_exits(subprocess_env, t
 
 async def test_a_host_link_socket_sees_its_meetings_until_the_link_ends(monkeypatch):
     monkeypatch.setattr(RosterSocket, "link_check_seconds", 0.2)
-    sales = meeting_stream(seed=77, attendees=2, end=False)
-    board = meeting_stream(seed=78, attendees=2, end=False)
-    for stream, name in ((sales, "sales-emea"), (board, "board")):
-        for detail in stream:
-            detail["externalMeetingId"] = name
+    sales, board = named(77, "sales-emea"), named(78, "board")
     await ingest(sales[:6])
     await ingest(board[:6])
     sales_id, board_id = sales[0]["meetingId"], board[0]["meetingId"]
