@@ -92,6 +92,10 @@ _email = env.email_url("EMAIL_URL", default="consolemail://")
 globals().update({name: value for name, value in _email.items() if value is not None})
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chime-roster <noreply@localhost>")
 
+# Host links (roster.read.host_links): printed on this base URL, living at most this long.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+HOST_LINK_MAX_HOURS = env.float("HOST_LINK_MAX_HOURS", default=24.0)
+
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
 CHANNEL_LAYERS = {

@@ -23,6 +23,7 @@ from roster.live import protocol
 from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
 from roster.read.access import Access, access_for_session, access_for_token, bearer_token
+from roster.read.host_links import host_link_live
 from roster.read.selectors import meeting_visible, meetings_visible, roster_read
 
 
@@ -40,6 +41,7 @@ class RosterSocket(AsyncWebsocketConsumer):
     allow_session = False  # a logged-in Django session (AuthMiddlewareStack)
     heartbeat_seconds = 20.0
     auth_timeout_seconds = 10.0
+    link_check_seconds = 5.0  # a host link's socket closes this soon after the link ends
     metrics_endpoint = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -186,6 +188,18 @@ class RosterSocket(AsyncWebsocketConsumer):
     async def _hello(self, access: Access) -> None:
         await self.send(text_data=self.session.hello(access, heartbeat_seconds=self.heartbeat_seconds))
         self.timers.append(asyncio.ensure_future(self._heartbeats()))
+        if access.link_id is not None:
+            self.timers.append(asyncio.ensure_future(self._link_watch(access.link_id)))
+
+    async def _link_watch(self, link_id: int) -> None:
+        """Pages ask at every request; an open socket asks every few seconds."""
+        while True:
+            await asyncio.sleep(self.link_check_seconds)
+            if await database_sync_to_async(host_link_live)(link_id=link_id) is None:
+                ended = protocol.error_text("revoked", "the host link expired or was revoked")
+                await self.send(text_data=ended)
+                await self.close(code=protocol.CLOSE_REVOKED)
+                return
 
     async def _heartbeats(self) -> None:
         while True:

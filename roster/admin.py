@@ -2,13 +2,16 @@
 
 Meeting, Attendee, Event and VoiceConnectorStream can be looked at, never added, changed or
 deleted here (a hand edit would disagree with the event log, and the next fold would undo it).
-Actions only call services: quarantine reprocessing, queue health, feed tokens.
+Actions only call services: quarantine reprocessing, queue health, feed tokens, host links.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -16,12 +19,14 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.text import capfirst
 
 from roster.models import (
     AccessRule,
     Attendee,
     Event,
     FeedToken,
+    HostLink,
     Meeting,
     Quarantine,
     QueueSource,
@@ -29,6 +34,13 @@ from roster.models import (
 )
 from roster.ops.quarantine import quarantine_body_sections, quarantine_reprocess
 from roster.read.access import feed_token_create, feed_token_revoke
+from roster.read.host_links import (
+    DEFAULT_HOURS,
+    HostLinkRefused,
+    host_link_check,
+    host_link_create,
+    host_link_revoke,
+)
 from roster.read.serializers import ATTENDEE_FIELDS, MEETING_FIELDS
 from roster.sources.sqs import queue_health_refresh, queue_source_update
 
@@ -295,21 +307,16 @@ class AccessRuleAdmin(admin.ModelAdmin):
     search_fields = ("meetings", "user__username", "group__name")
 
 
-@admin.register(FeedToken)
-class FeedTokenAdmin(admin.ModelAdmin):
-    """Create (the token is shown once, on the page that answers the form) and revoke.
+class ShownOnceAdmin(admin.ModelAdmin):
+    """Rows that hold a secret of which only a hash is stored (feed tokens, host links): created
+    through a form whose answer shows the secret once (no-store), never through messages, session
+    or cookies; never edited, only revoked (and replaced)."""
 
-    Only the hash is stored; a token is never shown again and never edited (revoke and create).
-    """
-
-    list_display = ("name", "prefix", "meetings", "created_at", "last_used_at", "revoked_at")
-    list_filter = ("revoked_at",)
-    search_fields = ("name", "prefix")
-    readonly_fields = ("name", "prefix", "meetings", "created_at", "last_used_at", "revoked_at")
+    add_fields: tuple[str, ...] = ()
     actions = ["revoke"]
 
     def get_fields(self, request, obj=None) -> tuple[str, ...]:
-        return self.readonly_fields if obj else ("name", "meetings")
+        return self.readonly_fields if obj else self.add_fields
 
     def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
         return self.readonly_fields if obj else ()
@@ -317,30 +324,134 @@ class FeedTokenAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    def save_model(self, request, obj, form, change) -> None:
-        token, raw = feed_token_create(name=form.cleaned_data["name"], meetings=form.cleaned_data["meetings"])
-        obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
-        obj.raw_token = raw  # for the answer to this request only; never stored
+    def created_context(self, obj) -> dict[str, Any]:
+        """What admin/roster/<model>/created.html shows of the row just created, its secret included."""
+        raise NotImplementedError
 
     def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
+        name = self.opts.model_name
         response = TemplateResponse(
             request,
-            "admin/roster/feedtoken/created.html",
+            f"admin/roster/{name}/created.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "Feed token created",
+                "title": f"{capfirst(self.opts.verbose_name)} created",
                 "opts": self.opts,
-                "token": obj,
-                "raw_token": obj.raw_token,
-                "changelist_url": reverse("admin:roster_feedtoken_changelist"),
+                "changelist_url": reverse(f"admin:roster_{name}_changelist"),
+                **self.created_context(obj),
             },
         )
         add_never_cache_headers(response)
         return response
 
+    def revoke_rows(self, request, queryset, *, revoke: Callable[[Any], None], noun: str) -> None:
+        rows = list(queryset.filter(revoked_at__isnull=True))
+        for row in rows:
+            revoke(row)
+        self.message_user(request, f"Revoked {len(rows)} {noun}.")
+
+
+@admin.register(FeedToken)
+class FeedTokenAdmin(ShownOnceAdmin):
+    """Create (the token is shown once, on the page that answers the form) and revoke."""
+
+    list_display = (
+        "name",
+        "prefix",
+        "meetings",
+        "can_mint_host_links",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at", "can_mint_host_links")
+    search_fields = ("name", "prefix")
+    readonly_fields = list_display
+    add_fields = ("name", "meetings", "can_mint_host_links")
+
+    def save_model(self, request, obj, form, change) -> None:
+        token, raw = feed_token_create(
+            name=form.cleaned_data["name"],
+            meetings=form.cleaned_data["meetings"],
+            can_mint_host_links=form.cleaned_data["can_mint_host_links"],
+        )
+        obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
+        obj.raw_token = raw  # for the answer to this request only; never stored
+
+    def created_context(self, obj: FeedToken) -> dict[str, Any]:
+        return {"token": obj, "raw_token": obj.raw_token}
+
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:
-        tokens = list(queryset.filter(revoked_at__isnull=True))
-        for token in tokens:
-            feed_token_revoke(token=token)
-        self.message_user(request, f"Revoked {len(tokens)} token(s).")
+        self.revoke_rows(
+            request, queryset, revoke=lambda token: feed_token_revoke(token=token), noun="token(s)"
+        )
+
+
+class HostLinkAddForm(forms.ModelForm):
+    """Meetings, lifetime and label; the service judges them (the same rules as REST and the command)."""
+
+    hours = forms.FloatField(initial=DEFAULT_HOURS, help_text="at most HOST_LINK_MAX_HOURS")
+
+    class Meta:
+        model = HostLink
+        fields = ("meetings", "hours", "label")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not self.errors:
+            try:
+                host_link_check(meetings=data["meetings"], hours=data["hours"], label=data["label"])
+            except HostLinkRefused as refused:
+                raise forms.ValidationError(str(refused)) from None
+        return data
+
+
+@admin.register(HostLink)
+class HostLinkAdmin(ShownOnceAdmin):
+    """Mint (the URL is shown once, on the page that answers the form), list and revoke."""
+
+    list_display = (
+        "label",
+        "meetings",
+        "creator",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at", "expires_at", "created_by_token")
+    search_fields = ("label", "meetings")
+    readonly_fields = list_display
+    add_fields = ("meetings", "hours", "label")
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = HostLinkAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("roster.change_hostlink")
+
+    @admin.display(description="creator")
+    def creator(self, obj: HostLink) -> str:
+        if obj.created_by_user_id:
+            return f"user {obj.created_by_user}"
+        if obj.created_by_token_id:
+            return f"token {obj.created_by_token}"
+        return "manage.py host_link"
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = form.cleaned_data
+        link, url = host_link_create(
+            meetings=data["meetings"], hours=data["hours"], label=data["label"], created_by_user=request.user
+        )
+        obj.pk, obj.created_at, obj.expires_at = link.pk, link.created_at, link.expires_at
+        obj.url = url  # for the answer to this request only; never stored
+
+    def created_context(self, obj: HostLink) -> dict[str, Any]:
+        return {"link": obj, "url": obj.url}
+
+    @admin.action(description="Revoke selected links", permissions=["revoke"])
+    def revoke(self, request, queryset) -> None:
+        self.revoke_rows(request, queryset, revoke=lambda link: host_link_revoke(link=link), noun="link(s)")

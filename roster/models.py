@@ -253,9 +253,40 @@ class FeedToken(models.Model):
     meetings = models.CharField(
         max_length=TEXT, default="*", help_text="glob on externalMeetingId or meetingId"
     )
+    can_mint_host_links = models.BooleanField(
+        default=False, help_text="may mint host links (POST /api/host-links) within its own meetings"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class HostLink(models.Model):
+    """A signed, expiring URL that opens the dashboard for some meetings without an account.
+
+    Only the SHA-256 of its random secret is stored: the URL is shown once, when it is minted.
+    Minted by an operator (admin: ``created_by_user``), an application (REST: ``created_by_token``)
+    or the ``host_link`` command (neither).
+    """
+
+    meetings = models.CharField(
+        max_length=TEXT, help_text="meetingId, externalMeetingId, or a glob on either"
+    )
+    label = models.CharField(max_length=TEXT, blank=True, default="")
+    secret_hash = models.CharField(max_length=64)
+    created_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_token = models.ForeignKey(
+        FeedToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="host_links"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.label or self.meetings

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 PROTOCOL = 1
 MAX_LISTED = 1000
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_REVOKED = 4403  # after an error "revoked": the credential ended (a host link, so far)
 
 GROUP_ALL = "roster.all"  # full deltas of every meeting ("*" subscribers, filtered by access)
 GROUP_LIST = "roster.list"  # meeting-only deltas (meeting lists)

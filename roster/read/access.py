@@ -1,4 +1,4 @@
-"""Who may see which meetings: staff, access rules for hosts, and scoped feed tokens.
+"""Who may see which meetings: staff, access rules for hosts, host links, and scoped feed tokens.
 
 One :class:`Access` value answers "may this caller see this meeting?" for REST, the dashboard and
 the feed alike. A meeting outside it is treated exactly like a meeting that does not exist.
@@ -17,6 +17,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from roster.models import AccessRule, FeedToken
+from roster.read.host_links import SESSION_KEY as HOST_LINK_SESSION_KEY
+from roster.read.host_links import host_link_live
 
 TOKEN_PREFIX = "crt_"
 
@@ -28,6 +30,7 @@ class Access:
     everything: bool = False
     globs: tuple[str, ...] = ()
     label: str = ""
+    link_id: int | None = None  # a host link's session: ends when the link does
 
     @property
     def nothing(self) -> bool:
@@ -56,23 +59,37 @@ def access_for_user(*, user: AbstractBaseUser | AnonymousUser) -> Access:
     return Access(everything="*" in globs, globs=globs, label=f"user:{user.get_username()}")
 
 
+def _glob_access(glob: str, *, label: str, link_id: int | None = None) -> Access:
+    return Access(everything=glob == "*", globs=(glob,), label=label, link_id=link_id)
+
+
 def access_for_session(*, user: AbstractBaseUser | AnonymousUser, session: Any) -> Access | None:
     """What a browser session may see: its signed-in user's (staff: everything; hosts: their
-    rules), or None when nobody is signed in. Pages, REST and the dashboard socket all ask here."""
+    rules), else the meetings of the host link that opened it while the link lives, else None.
+    Pages, REST and the dashboard socket all ask here, on every request."""
     if user.is_authenticated and user.is_active:
         return access_for_user(user=user)
-    return None
+    link = host_link_live(link_id=session.get(HOST_LINK_SESSION_KEY)) if session is not None else None
+    if link is None:
+        return None
+    return _glob_access(link.meetings, label=f"link:{link.pk}", link_id=link.pk)
 
 
 def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def feed_token_create(*, name: str, meetings: str = "*") -> tuple[FeedToken, str]:
+def feed_token_create(
+    *, name: str, meetings: str = "*", can_mint_host_links: bool = False
+) -> tuple[FeedToken, str]:
     """Create a token; the raw value is returned once and only its hash is stored."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = FeedToken.objects.create(
-        name=name, token_hash=token_hash(raw), prefix=raw[: len(TOKEN_PREFIX) + 6], meetings=meetings or "*"
+        name=name,
+        token_hash=token_hash(raw),
+        prefix=raw[: len(TOKEN_PREFIX) + 6],
+        meetings=meetings or "*",
+        can_mint_host_links=can_mint_host_links,
     )
     return token, raw
 
@@ -82,15 +99,20 @@ def feed_token_revoke(*, token: FeedToken) -> None:
     token.save(update_fields=["revoked_at"])
 
 
-def access_for_token(*, raw: str) -> Access | None:
-    """The access a bearer token grants; None for an unknown or revoked token."""
+def feed_token_get(*, raw: str) -> FeedToken | None:
+    """The live token of a raw bearer value, its use noted; None for an unknown or revoked one."""
     if not raw or len(raw) > 200:
         return None
     token = FeedToken.objects.filter(token_hash=token_hash(raw), revoked_at__isnull=True).first()
-    if token is None:
-        return None
-    FeedToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
-    return Access(everything=token.meetings == "*", globs=(token.meetings,), label=f"token:{token.name}")
+    if token is not None:
+        FeedToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token
+
+
+def access_for_token(*, raw: str) -> Access | None:
+    """The access a bearer token grants; None for an unknown or revoked token."""
+    token = feed_token_get(raw=raw)
+    return None if token is None else _glob_access(token.meetings, label=f"token:{token.name}")
 
 
 def bearer_token(authorization: str | None) -> str:

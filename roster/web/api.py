@@ -4,14 +4,20 @@ A meeting the caller may not see answers exactly like one that does not exist (4
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 
 from roster.models import Meeting
-from roster.read.access import Access, access_for_session, access_for_token, bearer_token
+from roster.read.access import Access, access_for_session, access_for_token, bearer_token, feed_token_get
+from roster.read.host_links import DEFAULT_HOURS, HostLinkRefused, host_link_create
 from roster.read.selectors import meeting_visible, meetings_visible, roster_read, timeline_get
 from roster.read.serializers import meeting_as_dict
 
@@ -60,3 +66,50 @@ def api_roster(request: HttpRequest, meeting_id: str) -> JsonResponse:
 @require_GET
 def api_timeline(request: HttpRequest, meeting_id: str) -> JsonResponse:
     return _meeting_json(request, meeting_id, lambda meeting: timeline_get(meeting=meeting))
+
+
+def _error(status: int, error: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": error, "message": message}, status=status)
+
+
+def _csrf_exempt_for_bearer(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """No CSRF check for a bearer request (a browser never adds that header by itself); any other
+    request is checked as Django's middleware would, and refused in JSON."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        if not bearer_token(request.headers.get("Authorization")):
+            refused = CsrfViewMiddleware(lambda _: None).process_view(request, None, (), {})
+            if refused is not None:
+                return _error(403, "csrf_failed", "a request without a bearer token needs a CSRF token")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@_csrf_exempt_for_bearer
+@require_POST
+@never_cache
+def api_host_links(request: HttpRequest) -> JsonResponse:
+    """Mint a host link: a token created with --can-mint-host-links, within its own meetings."""
+    token = feed_token_get(raw=bearer_token(request.headers.get("Authorization")))
+    if token is None:
+        return _unauthorized()
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return _error(400, "bad_json", "the body is not valid JSON")
+    if not isinstance(body, dict):
+        return _error(400, "bad_json", 'the body is an object: {"meetings": ..., "hours": ..., "label": ...}')
+    try:
+        link, url = host_link_create(
+            meetings=body.get("meetings"),
+            hours=body.get("hours", DEFAULT_HOURS),
+            label=body.get("label", ""),
+            created_by_token=token,
+        )
+    except HostLinkRefused as refused:
+        status = 403 if refused.code in ("forbidden", "out_of_scope") else 400
+        return _error(status, refused.code, str(refused))
+    return JsonResponse({"url": url, "expires_at": link.expires_at.isoformat()}, status=201)

@@ -6,7 +6,7 @@ from django.contrib.auth import views as auth
 from django.urls import path
 
 from roster.sources.sns_views import sns_endpoint
-from roster.web import api, views
+from roster.web import api, host_links, views
 
 
 def _signin(view: type, page: str, **options: Any):
@@ -22,6 +22,8 @@ urlpatterns = [
     path("api/meetings/", api.api_meetings, name="api-meetings"),
     path("api/meetings/<str:meeting_id>/roster", api.api_roster, name="api-roster"),
     path("api/meetings/<str:meeting_id>/timeline", api.api_timeline, name="api-timeline"),
+    path("api/host-links", api.api_host_links, name="api-host-links"),
+    path("link/", host_links.host_link_open, name="host-link"),
     path("sns/", sns_endpoint, name="sns"),
     # Sign-in: Django's views and URL names (their success URLs reverse these names).
     path("login/", _signin(auth.LoginView, "login", extra_context={"title": "Sign in"}), name="login"),

@@ -308,8 +308,10 @@ export class LiveFeed {
     // after its hello (a server refusing us) keeps backing off.
     if (this.helloAt && Date.now() - this.helloAt > 5000) this.attempt = 0;
     this.helloAt = 0;
-    // 4401: the server no longer knows us (session gone). Keep retrying slowly, show offline.
-    this.signedOut = code === 4401;
+    // 4401: the server no longer knows us (session gone); 4403: our host link ended. Keep
+    // retrying slowly, show offline.
+    this.signedOut = code === 4401 || code === 4403;
+    this.linkEnded = code === 4403;
     if (this.signedOut) this.attempt = Math.max(this.attempt, this.offlineAfterAttempts);
     this.attempt += 1;
     this.setState(this.attempt >= this.offlineAfterAttempts || navigator.onLine === false ? "offline" : "reconnecting");
@@ -561,7 +563,8 @@ export class LiveFeed {
     if (this.bannerEl) {
       this.bannerEl.hidden = !stale;
       let text = "Reconnecting: the data below may be out of date.";
-      if (state === "offline" && this.signedOut) text = "Signed out: log in again to resume live updates.";
+      if (state === "offline" && this.linkEnded) text = "This host link has ended: ask for a new one.";
+      else if (state === "offline" && this.signedOut) text = "Signed out: log in again to resume live updates.";
       else if (state === "offline") text = "Offline: the data below may be out of date. Retrying…";
       else if (!this.everLive) text = "Connecting to live updates…";
       setText(this.bannerEl, text);

@@ -9,6 +9,7 @@ import json
 import random
 import sys
 import uuid
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -16,13 +17,16 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from config.asgi import application
+from consumers.roster_socket import RosterSocket
 from roster.dev.chime import as_bare, bodies, meeting_stream
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.live.broadcast import RosterChange, change_messages, meeting_group, publisher
-from roster.models import Meeting
+from roster.models import HostLink, Meeting
 from roster.read.access import feed_token_create
+from roster.read.host_links import host_link_create, host_link_revoke
 from roster.read.selectors import roster_read
 from tests.conftest import ROOT, expected
 
@@ -75,6 +79,14 @@ async def receive_until(communicator, predicate, timeout: float = 10.0) -> list[
             return seen
 
 
+def named(seed: int, name: str, *, attendees: int = 2) -> list[dict]:
+    """A meeting's events (it goes on), ``name`` its externalMeetingId."""
+    details = meeting_stream(seed=seed, attendees=attendees, end=False)
+    for detail in details:
+        detail["externalMeetingId"] = name
+    return details
+
+
 def first_half(details: list[dict]) -> tuple[list[dict], list[dict]]:
     middle = len(details) // 2
     return details[:middle], details[middle:]
@@ -122,11 +134,7 @@ async def test_auth_message_and_refusals():
 
 
 async def test_scope_hides_meetings_and_new_meetings_in_scope_arrive():
-    sales = meeting_stream(seed=71, attendees=2, end=False)
-    other = meeting_stream(seed=72, attendees=2, end=False)
-    for stream, name in ((sales, "sales-emea"), (other, "board")):
-        for detail in stream:
-            detail["externalMeetingId"] = name
+    sales, other = named(71, "sales-emea"), named(72, "board")
     await ingest(sales[:4])
     await ingest(other[:4])
     communicator, _ = await feed(await token("sales-*"))
@@ -142,10 +150,7 @@ async def test_scope_hides_meetings_and_new_meetings_in_scope_arrive():
     snapshot = await receive(communicator)
     assert snapshot["type"] == "snapshot" and snapshot["meeting"]["external_meeting_id"] == "sales-emea"
     await ingest(other[4:8])  # not in scope: nothing arrives
-    newcomer = meeting_stream(seed=73, attendees=1, end=False)
-    for detail in newcomer:
-        detail["externalMeetingId"] = "sales-apac"
-    await ingest(newcomer)
+    await ingest(named(73, "sales-apac", attendees=1))
     arrived = await receive(communicator)
     assert arrived["type"] == "delta" and arrived["meeting"]["external_meeting_id"] == "sales-apac"
     assert arrived["meeting"]["seq"] == 1 and arrived["attendees"]
@@ -493,4 +498,54 @@ async def test_a_short_lived_command_publishes_before_it_exits(subprocess_env, t
     assert process.returncode == 0, err
     delta = await receive(communicator)
     assert delta["type"] == "delta" and delta["meeting"]["seq"] == held + 1
+    await communicator.disconnect()
+
+
+async def test_a_host_link_socket_sees_its_meetings_until_the_link_ends(monkeypatch):
+    monkeypatch.setattr(RosterSocket, "link_check_seconds", 0.2)
+    sales, board = named(77, "sales-emea"), named(78, "board")
+    await ingest(sales[:6])
+    await ingest(board[:6])
+    sales_id, board_id = sales[0]["meetingId"], board[0]["meetingId"]
+
+    async def link_session(link_url: str) -> bytes:
+        browser = Client()
+        await database_sync_to_async(browser.post)("/link/", {"link": link_url.partition("#")[2]})
+        return f"sessionid={browser.cookies['sessionid'].value}".encode()
+
+    async def link_socket(cookie: bytes):
+        headers = [(b"cookie", cookie), (b"origin", b"http://127.0.0.1")]
+        communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=headers)
+        connected, code = await communicator.connect(timeout=5)
+        return communicator, connected, code
+
+    link, url = await database_sync_to_async(host_link_create)(meetings="sales-emea")
+    cookie = await link_session(url)
+    communicator, connected, _ = await link_socket(cookie)
+    assert connected and (await receive(communicator))["type"] == "hello"
+    await communicator.send_json_to({"type": "subscribe", "meetings": [board_id]})
+    assert (await receive(communicator))["code"] == "not_found"  # like an absent meeting
+    await communicator.send_json_to({"type": "subscribe", "meetings": "*"})
+    snapshot = await receive(communicator)
+    assert snapshot["type"] == "snapshot" and snapshot["meeting"]["meeting_id"] == sales_id
+    await ingest(board[6:10])
+    await ingest(sales[6:10])
+    delta = await receive(communicator)
+    assert delta["type"] == "delta" and delta["meeting"]["meeting_id"] == sales_id
+
+    await database_sync_to_async(host_link_revoke)(link=link)
+    ended = await receive_until(communicator, lambda m: m["type"] == "error")
+    assert ended[-1]["code"] == "revoked"
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    await communicator.disconnect()
+    _, connected, code = await link_socket(cookie)
+    assert not connected and code == 4401  # the session it opened no longer opens a socket
+
+    expiring, url = await database_sync_to_async(host_link_create)(meetings="sales-emea")
+    communicator, connected, _ = await link_socket(await link_session(url))
+    assert connected and (await receive(communicator))["type"] == "hello"
+    past = timezone.now() - timedelta(seconds=1)
+    await database_sync_to_async(HostLink.objects.filter(pk=expiring.pk).update)(expires_at=past)
+    assert (await receive_until(communicator, lambda m: m["type"] == "error"))[-1]["code"] == "revoked"
+    assert (await communicator.receive_output(timeout=5))["code"] == 4403
     await communicator.disconnect()

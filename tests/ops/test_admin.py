@@ -21,12 +21,14 @@ from roster.models import (
     Attendee,
     Event,
     FeedToken,
+    HostLink,
     Meeting,
     Quarantine,
     QueueSource,
     VoiceConnectorStream,
 )
-from roster.read.access import access_for_token, token_hash
+from roster.read.access import access_for_token, feed_token_create, token_hash
+from roster.read.host_links import host_link_create, host_link_live, host_link_verify
 from roster.sources.sqs import _QueueHealth, queue_drain_once, queue_health_refresh
 from roster.tasks import queue_health_refresh as queue_health_refresh_task
 from tests.conftest import celery_worker_start, send_bodies
@@ -459,6 +461,71 @@ def test_feed_token_is_created_through_the_form_and_shown_once(operator):
 
 
 @pytest.mark.django_db
+def test_feed_token_form_can_allow_minting_host_links(operator):
+    assert "can_mint_host_links" in field_names(operator.get(f"{ADMIN}/feedtoken/add/").content.decode())
+    operator.post(
+        f"{ADMIN}/feedtoken/add/", {"name": "crm", "meetings": "sales-*", "can_mint_host_links": "on"}
+    )
+    operator.post(f"{ADMIN}/feedtoken/add/", {"name": "wallboard", "meetings": "*"})
+    assert dict(FeedToken.objects.values_list("name", "can_mint_host_links")) == {
+        "crm": True,
+        "wallboard": False,
+    }
+
+
+@pytest.mark.django_db
+def test_host_link_is_minted_through_the_form_shown_once_listed_and_revoked(operator):
+    form = field_names(operator.get(f"{ADMIN}/hostlink/add/").content.decode())
+    assert form - {"_save", "_continue", "_addanother"} == {"meetings", "hours", "label"}
+    too_long = operator.post(f"{ADMIN}/hostlink/add/", {"meetings": "sales-emea", "hours": "25", "label": ""})
+    assert too_long.status_code == 200 and "HOST_LINK_MAX_HOURS" in too_long.content.decode()
+    assert not HostLink.objects.exists()
+
+    response = operator.post(
+        f"{ADMIN}/hostlink/add/", {"meetings": "sales-emea", "hours": "2", "label": HOSTILE}
+    )
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    url = re.search(r'id="host-link-url"[^>]*>(http[^<]+)<', response.content.decode()).group(1)
+    link = HostLink.objects.get()
+    assert host_link_verify(value=url.partition("#")[2]) == link
+    assert (link.meetings, link.label, link.created_by_user.username) == ("sales-emea", HOSTILE, "operator")
+    _, minted_by_command = host_link_create(meetings="board")
+    minter, _ = feed_token_create(name="crm", meetings="*", can_mint_host_links=True)
+    host_link_create(meetings="sales-*", created_by_token=minter)
+
+    listing = operator.get(f"{ADMIN}/hostlink/").content.decode()
+    for column in ("label", "meetings", "creator", "created_at", "expires_at", "last_used_at", "revoked_at"):
+        assert f'column-{column}"' in listing, column
+    assert "user operator" in listing and "manage.py host_link" in listing and "token crm (crt_" in listing
+    assert 'value="revoke"' in listing
+    assert HOSTILE not in listing and "&lt;script&gt;" in listing
+    detail = operator.get(f"{ADMIN}/hostlink/{link.pk}/change/").content.decode()
+    for page in (listing, detail):
+        for secret in (url.partition("#")[2], minted_by_command.partition("#")[2], link.secret_hash):
+            assert secret not in page
+    assert field_names(detail) == set()  # never edited: revoke and mint again
+
+    response = action(operator, "hostlink", "revoke", [link.pk])
+    assert page_messages(response) == ["Revoked 1 link(s)."]
+    assert (
+        host_link_live(link_id=link.pk) is None
+        and HostLink.objects.filter(revoked_at__isnull=True).count() == 2
+    )
+
+
+@pytest.mark.django_db
+def test_revoking_host_links_needs_the_change_permission(client):
+    viewer = User.objects.create_user("viewer", password="pw-viewer-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_hostlink"))
+    client.force_login(viewer)
+    link, _ = host_link_create(meetings="sales-emea")
+    listing = client.get(f"{ADMIN}/hostlink/")
+    assert listing.status_code == 200 and 'value="revoke"' not in listing.content.decode()
+    action(client, "hostlink", "revoke", [link.pk])
+    assert host_link_live(link_id=link.pk) is not None
+
+
+@pytest.mark.django_db
 def test_access_rules_are_managed_in_admin(operator):
     host = User.objects.create_user("host", password="pw-host-1")
     response = operator.post(f"{ADMIN}/accessrule/add/", {"user": host.pk, "meetings": "sales-*"})
@@ -468,7 +535,7 @@ def test_access_rules_are_managed_in_admin(operator):
 
 @pytest.mark.django_db
 def test_admin_pages_refuse_non_staff(outsider):
-    for model in ("meeting", "event", "quarantine", "queuesource", "feedtoken", "accessrule"):
+    for model in ("meeting", "event", "quarantine", "queuesource", "feedtoken", "accessrule", "hostlink"):
         response = outsider.get(f"{ADMIN}/{model}/")
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), model
     response = outsider.post(f"{ADMIN}/feedtoken/add/", {"name": "x", "meetings": "*"})

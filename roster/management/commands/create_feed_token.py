@@ -13,8 +13,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--meetings", default="*", help="glob on externalMeetingId (or meetingId), default '*'"
         )
+        parser.add_argument(
+            "--can-mint-host-links",
+            action="store_true",
+            help="may mint host links (POST /api/host-links) within its meetings",
+        )
 
-    def handle(self, *args, name, meetings, **options):
-        token, raw = feed_token_create(name=name, meetings=meetings)
+    def handle(self, *args, name, meetings, can_mint_host_links, **options):
+        token, raw = feed_token_create(name=name, meetings=meetings, can_mint_host_links=can_mint_host_links)
         self.stderr.write(f"token {token.name!r} for meetings {token.meetings!r} (shown once, store it now):")
         self.stdout.write(raw)
