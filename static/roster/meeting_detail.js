@@ -220,7 +220,7 @@ function capWords(value) {
 
 /** Capabilities in words, kinds with the same value together: "audio, content: send & receive · video: none". */
 function capabilitiesText(caps) {
-  if (!caps || typeof caps !== "object") return "not reported yet";
+  if (!caps || typeof caps !== "object") return "not reported";
   const groups = new Map();
   for (const kind of ["audio", "video", "content"]) {
     const words = capWords(caps[kind]);
@@ -288,7 +288,10 @@ class Row {
     setText(this.network, a.network_type || "—");
     const caps = capabilitiesText(a.capabilities);
     setText(this.caps, caps);
-    this.caps.title = `Capabilities: ${caps}`;
+    this.caps.classList.toggle("unknown", !a.capabilities);
+    this.caps.title = a.capabilities
+      ? `Capabilities: ${caps}`
+      : "Chime's events carry capabilities only once the app changes them";
   }
 
   tick(now) {
