@@ -509,12 +509,16 @@ function setTime(id, ms) {
   if (typeof ms === "number") node.setAttribute("datetime", new Date(ms).toISOString());
 }
 
-/** "Presenting now": who shares, with what, as icons with their words. */
+/** "Presenting now": who shares, with what, as icons with their words. A live region: redrawn
+ * only when what it says changes. */
 function renderPresenting(meeting, presenters) {
   const node = document.getElementById("presenting");
   if (!node) return;
   const ended = meeting?.status === "ended";
   node.hidden = ended && presenters.length === 0;
+  const said = JSON.stringify(presenters.map((r) => [r.name, sharingKinds(r.a)]));
+  if (node.dataset.said === said) return;
+  node.dataset.said = said;
   if (presenters.length === 0) {
     node.replaceChildren(el("span", { className: "presenting-none" }, "Nobody is presenting."));
     return;
