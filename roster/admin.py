@@ -2,13 +2,16 @@
 
 Meeting, Attendee, Event and VoiceConnectorStream can be looked at, never added, changed or
 deleted here (a hand edit would disagree with the event log, and the next fold would undo it).
-Actions only call services: quarantine reprocessing, queue health, feed tokens, host links.
+Actions only call services: quarantine reprocessing, queue health, feed tokens, host links. Epoch
+ms are shown as dates (the number in a tooltip), durations as H:MM:SS, names next to ids, and
+event types in one form (``AttendeeJoined`` and ``chime:AttendeeJoined`` are one type).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -16,11 +19,13 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 
+from roster.domain.fold import PREFIX, type_name
 from roster.models import (
     AccessRule,
     Attendee,
@@ -66,9 +71,76 @@ class ReadOnlyAdmin(ReadOnlyPermissions, admin.ModelAdmin):
     """Derived state and the event log."""
 
 
-class AttendeeInline(ReadOnlyPermissions, admin.TabularInline):
+def when(ms: int | None) -> str:
+    """Epoch ms as a date in the site's time zone, to the millisecond (fold order is by ms)."""
+    if ms is None:
+        return "-"
+    moment = timezone.localtime(datetime.fromtimestamp(ms / 1000, tz=UTC))
+    return format_html(
+        '<time datetime="{}" title="{} ms">{}</time>',
+        moment.isoformat(),
+        ms,
+        moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{ms % 1000:03d} " + moment.strftime("%Z"),
+    )
+
+
+def as_date(field: str, label: str) -> Callable[[object, object], str]:
+    """An admin column (or read-only field) showing an epoch-ms field as a date."""
+
+    @admin.display(description=label, ordering=field)
+    def column(self, obj) -> str:
+        return when(getattr(obj, field))
+
+    return column
+
+
+# The public fields stored as epoch ms (or ms spans), and the admin attribute showing each readably.
+SHOWN_AS = {
+    "started_at": "started",
+    "ended_at": "ended",
+    "first_joined_at": "first_joined",
+    "joined_since": "in_since",
+    "joined_ms": "time_in_meeting",
+    "timestamp": "happened",
+}
+
+
+def readable(fields: Iterable[str]) -> tuple[str, ...]:
+    return tuple(SHOWN_AS.get(name, name) for name in fields)
+
+
+def named(name: str | None, identifier: str) -> str:
+    """A name next to its id (the id alone when there is no name)."""
+    if not name or name == identifier:
+        return identifier or "-"
+    return format_html('{} <span class="quiet">{}</span>', name, identifier)
+
+
+@admin.display(description="queue", ordering="queue")
+def queue_name(obj: Event | Quarantine) -> str:
+    """A queue URL's last part, the URL in a tooltip (the filter lists whole URLs)."""
+    return (
+        format_html('<span title="{}">{}</span>', obj.queue, obj.queue.rsplit("/", 1)[-1])
+        if obj.queue
+        else "-"
+    )
+
+
+class AttendeeTimeColumns:
+    first_joined = as_date("first_joined_at", "first joined")
+    in_since = as_date("joined_since", "in since")
+
+    @admin.display(description="time in meeting", ordering="joined_ms")
+    def time_in_meeting(self, obj: Attendee) -> str:
+        """Closed joins only (the roster adds the open one as it goes)."""
+        minutes, seconds = divmod(obj.joined_ms // 1000, 60)
+        return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
+class AttendeeInline(AttendeeTimeColumns, ReadOnlyPermissions, admin.TabularInline):
     model = Attendee
-    fields = ATTENDEE_FIELDS  # what a client sees of a row, as REST; never the fold's bookkeeping
+    # What a client sees of a row, as REST (times readable); never the fold's bookkeeping.
+    fields = readable(ATTENDEE_FIELDS)
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -80,6 +152,7 @@ class MeetingAdmin(ReadOnlyAdmin):
         "meeting_id",
         "external_meeting_id",
         "status",
+        "started",
         "joined_count",
         "peak_joined",
         "seq",
@@ -88,9 +161,11 @@ class MeetingAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status",)
     search_fields = ("meeting_id", "external_meeting_id")
-    fields = ("dashboard", "events", *MEETING_FIELDS, "created_at", "updated_at")
+    fields = ("dashboard", "events", *readable(MEETING_FIELDS), "created_at", "updated_at")
     readonly_fields = fields
     inlines = [AttendeeInline]
+    started = as_date("started_at", "started")
+    ended = as_date("ended_at", "ended")
 
     @admin.display(description="dashboard")
     def dashboard(self, obj: Meeting) -> str:
@@ -104,28 +179,57 @@ class MeetingAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Attendee)
-class AttendeeAdmin(ReadOnlyAdmin):
-    list_display = ("attendee_id", "external_user_id", "meeting", "presence", "drop_count", "seq")
+class AttendeeAdmin(AttendeeTimeColumns, ReadOnlyAdmin):
+    list_display = (
+        "attendee_id",
+        "external_user_id",
+        "meeting_named",
+        "presence",
+        "first_joined",
+        "drop_count",
+        "seq",
+    )
     list_filter = ("presence",)
     search_fields = ("attendee_id", "external_user_id", "meeting__meeting_id")
-    fields = ("meeting", *ATTENDEE_FIELDS)
+    fields = ("meeting", *readable(ATTENDEE_FIELDS))
     readonly_fields = fields
     list_select_related = ("meeting",)
+
+    @admin.display(description="meeting", ordering="meeting__external_meeting_id")
+    def meeting_named(self, obj: Attendee) -> str:
+        return named(obj.meeting.external_meeting_id, obj.meeting.meeting_id)
+
+
+class EventTypeFilter(admin.SimpleListFilter):
+    """Types as the fold reads them: ``AttendeeJoined`` and ``chime:AttendeeJoined`` are one."""
+
+    title = "event type"
+    parameter_name = "event_type"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        stored = Event.objects.order_by().values_list("event_type", flat=True).distinct()
+        return [(name, name) for name in sorted({type_name(t) for t in stored if t})]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        name = type_name(self.value())
+        return queryset.filter(event_type__in=[name, PREFIX + name])
 
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
     list_display = (
-        "event_type",
+        "type",
         "kind",
-        "meeting_id",
-        "attendee_id",
-        "timestamp",
-        "queue",
+        "meeting",
+        "attendee",
+        "happened",
+        queue_name,
         "duplicate_count",
         "received_at",
     )
-    list_filter = ("event_type", "kind", "queue")
+    list_filter = (EventTypeFilter, "kind", "queue")
     # Ids are pasted whole: exact (case-insensitive) matches, not a LIKE scan of the log.
     search_fields = ("=meeting_id", "=attendee_id", "=key", "=envelope_id", "=sqs_message_id")
     show_full_result_count = False  # the log is large: no second COUNT(*) per page
@@ -136,7 +240,7 @@ class EventAdmin(ReadOnlyAdmin):
         "meeting_id",
         "attendee_id",
         "parent_id",
-        "timestamp",
+        "happened",
         "detail_pretty",
         "key",
         "envelope_id",
@@ -148,6 +252,19 @@ class EventAdmin(ReadOnlyAdmin):
         "duplicate_count",
     )
     readonly_fields = fields
+    happened = as_date("timestamp", "timestamp")
+
+    @admin.display(description="event type", ordering="event_type")
+    def type(self, obj: Event) -> str:
+        return type_name(obj.event_type or obj.detail_type)
+
+    @admin.display(description="meeting", ordering="meeting_id")
+    def meeting(self, obj: Event) -> str:
+        return named(obj.detail.get("externalMeetingId"), obj.meeting_id)
+
+    @admin.display(description="attendee", ordering="attendee_id")
+    def attendee(self, obj: Event) -> str:
+        return named(obj.detail.get("externalUserId"), obj.attendee_id)
 
     @admin.display(description="detail")
     def detail_pretty(self, obj: Event) -> str:
@@ -164,9 +281,10 @@ class VoiceConnectorStreamAdmin(ReadOnlyAdmin):
         "direction",
         "from_number",
         "to_number",
-        "updated_at",
+        "status_time",
     )
     list_filter = ("status",)
+    status_time = as_date("status_at", "status time")
     search_fields = ("voice_connector_id", "transaction_id", "call_id")
 
 
@@ -178,7 +296,7 @@ class QuarantineAdmin(NoAddOrChange, admin.ModelAdmin):
         "received_at",
         "reason_code",
         "short_reason",
-        "queue",
+        queue_name,
         "body_size",
         "truncated",
         "reprocessed",
@@ -208,6 +326,7 @@ class QuarantineAdmin(NoAddOrChange, admin.ModelAdmin):
 
     @admin.display(description="reason")
     def short_reason(self, obj: Quarantine) -> str:
+        """Wrapped anywhere (static/roster/admin.css): a reason may quote one long token."""
         return obj.reason if len(obj.reason) <= 120 else obj.reason[:119] + "…"
 
     @admin.display(description="body")

@@ -14,8 +14,9 @@ Event types may be given with or without the ``chime:`` prefix; extra keyword ar
 into the detail verbatim (Chime's camelCase names: ``externalUserId``, ``networkType``, ...).
 
 One generator of realistic traffic: :func:`meeting_stream` (one meeting: with the loose ends tests
-want or tidy, of an exact size, a join burst, on a clock of given gaps), :func:`meetings_interleave`
-(several at once on one clock), :func:`webinar_family` (a primary meeting and its replicas),
+want or tidy, of an exact size, a join burst, on a clock of given gaps), :func:`voice_connector_call`
+(a streamed call), :func:`meetings_interleave` (several meetings and calls at once on one clock, a
+rate's or minutes-long meetings'), :func:`webinar_family` (a primary meeting and its replicas),
 :func:`live_traffic` (endless joins and video); and what queues make of it: :func:`deliveries`
 (envelopes, SNS mirror copies, duplicates, poison, local reordering), :func:`arrival_order`
 (delivery delays), :func:`bodies`, :func:`shuffled_with_duplicates`.
@@ -23,6 +24,7 @@ want or tidy, of an exact size, a join burst, on a clock of given gaps), :func:`
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 import random
@@ -31,6 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from roster.domain.events import (
@@ -257,7 +260,11 @@ ROOMS = ("standup", "sales", "support", "board", "design")
 MEDIA_REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 # What an attendee does mid-meeting: action -> the most events it takes.
 LOOSE_ACTIONS = {"video": 2, "screen": 1, "content": 3, "drop": 2, "caps": 1, "unknown": 1}
-TIDY_ACTIONS = {"video": 2, "screen": 2, "content": 4, "drop": 2, "caps": 1}
+# Tidy attendees switch things on and, later, off (a camera stays on for a while): the events it
+# takes to switch each on, and as many to switch it off.
+SWITCHES = {"video": 1, "screen": 1, "content": 2}
+SHARES = ("screen", "content")  # one attendee presents at a time
+TIDY_ACTIONS = ("video", "video", "content", "content", "screen", "drop", "caps")  # drawn evenly
 
 
 def meeting_stream(
@@ -282,7 +289,9 @@ def meeting_stream(
 
     By default the stream keeps the loose ends the tests want: event types the product does not
     model, shares never stopped, half the attendees still in. ``tidy``: realistic traffic (the
-    simulator, the benchmarks): every share stopped, everyone leaves, transcription stopped.
+    simulator, the benchmarks): video and shares stay on until the same attendee switches them
+    off, a drop, or the end of the meeting, where all are stopped; everyone leaves, transcription
+    stopped.
     ``events``: exactly that many events (what attendees do fills the rest). ``joins_only``: a
     join burst, MeetingStarted and one AttendeeJoined per attendee.
     """
@@ -298,9 +307,9 @@ def meeting_stream(
     details: list[dict[str, Any]] = [{**base, "eventType": "chime:MeetingStarted", "timestamp": ts}]
     seen: set[tuple[str | None, str, int]] = set()
 
-    def add(event_type: str, attendee: str | None = None, **extra: Any) -> None:
+    def add(event_type: str, attendee: str | None = None, *, pause_ms: int = 0, **extra: Any) -> None:
         nonlocal ts
-        ts += rng.choice(gaps_ms)
+        ts += rng.choice(gaps_ms) + pause_ms
         while (attendee, event_type, ts) in seen:  # one natural key, one occurrence
             ts += 1
         seen.add((attendee, event_type, ts))
@@ -328,30 +337,72 @@ def meeting_stream(
     budget = None if events is None else events - len(details) - (3 + len(leaving) + tidy + end)
     if budget is not None and budget < 0:
         raise ValueError(f"{events} events cannot hold a meeting of {attendees} attendees")
-    actions = TIDY_ACTIONS if tidy else LOOSE_ACTIONS
+    switched_on: dict[str, dict[str, str]] = {attendee: {} for attendee, _ in people}  # what -> user
+    closing = 0  # events still needed to switch everything off
+
+    def switch(attendee: str, user: str, what: str) -> None:
+        nonlocal closing
+        off = what in switched_on[attendee]
+        content, content_user = f"{attendee}#content", f"{user}#content"
+        if what == "content" and off:
+            add("AttendeeContentVideoStopped", content, externalUserId=content_user)
+            add("AttendeeContentLeft", content, externalUserId=content_user)
+        elif what == "content":
+            add("AttendeeContentJoined", content, externalUserId=content_user)
+            add("AttendeeContentVideoStarted", content, externalUserId=content_user)
+        else:
+            kind = "Video" if what == "video" else "ScreenShare"
+            add(f"Attendee{kind}{'Stopped' if off else 'Started'}", attendee, externalUserId=user)
+        if off:
+            del switched_on[attendee][what]
+        else:
+            switched_on[attendee][what] = user
+        closing += -SWITCHES[what] if off else SWITCHES[what]
+
+    def tidy_cost(action: str, attendee: str) -> tuple[int, int]:
+        """(events it takes, events still needed after it to switch everything off)."""
+        if action in SWITCHES:
+            n = SWITCHES[action]
+            return n, closing - n if action in switched_on[attendee] else closing + n
+        if action == "drop":  # a drop switches the attendee's video and shares off
+            return 2, closing - sum(SWITCHES[what] for what in switched_on[attendee])
+        return 1, closing
+
     for step in itertools.count():
-        if budget == 0 or (budget is None and step == attendees * 4):
+        if budget == (closing if tidy else 0) or (budget is None and step == attendees * 4):
             break
         attendee, user = rng.choice(people)
-        action = rng.choice([name for name, most in actions.items() if budget is None or most <= budget])
+        if tidy:
+            presenting = any(what in SHARES for shown in switched_on.values() for what in shown)
+            action = rng.choice(
+                [
+                    a
+                    for a in TIDY_ACTIONS
+                    if (budget is None or sum(tidy_cost(a, attendee)) <= budget)
+                    and not (a in SHARES and presenting and a not in switched_on[attendee])  # one at a time
+                ]
+            )
+        else:
+            action = rng.choice([a for a, most in LOOSE_ACTIONS.items() if budget is None or most <= budget])
         content, content_user, before = f"{attendee}#content", f"{user}#content", len(details)
-        if action == "video":
+        if tidy and action in SWITCHES:
+            switch(attendee, user, action)
+        elif action == "video":
             add("AttendeeVideoStarted", attendee, externalUserId=user)
             add("AttendeeVideoStopped", attendee, externalUserId=user)
         elif action == "screen":
             add("AttendeeScreenShareStarted", attendee, externalUserId=user)
-            if tidy:
-                add("AttendeeScreenShareStopped", attendee, externalUserId=user)
         elif action == "content":
             add("AttendeeContentJoined", content, externalUserId=content_user)
             add("AttendeeContentVideoStarted", content, externalUserId=content_user)
-            if tidy:
-                add("AttendeeContentVideoStopped", content, externalUserId=content_user)
-            if tidy or rng.random() < 0.5:
+            if rng.random() < 0.5:
                 add("AttendeeContentLeft", content, externalUserId=content_user)
         elif action == "drop":
             add("AttendeeDropped", attendee, externalUserId=user)
-            add("AttendeeJoined", attendee, externalUserId=user, networkType="Voip")
+            back = rng.randint(1_000, 5_000) if tidy else 0  # tidy: reconnected a while later
+            add("AttendeeJoined", attendee, externalUserId=user, networkType="Voip", pause_ms=back)
+            closing -= sum(SWITCHES[what] for what in switched_on[attendee])
+            switched_on[attendee].clear()
         elif action == "caps":
             caps = {"audio": "SendReceive", "video": rng.choice(["Send", "None"]), "content": "SendReceive"}
             shape = {"attendeeCapabilities": caps} if tidy else caps  # loose: the fold reads flat ones too
@@ -360,6 +411,9 @@ def meeting_stream(
             add("AttendeeSomethingNew", attendee, externalUserId=user)
         if budget is not None:
             budget -= len(details) - before
+    for attendee, shown in switched_on.items():  # tidy: everything still on is switched off
+        for what, user in list(shown.items()):
+            switch(attendee, user, what)
     add("TranscriptionInterrupted")
     add("TranscriptionResumed")
     for attendee, user in leaving:
@@ -372,16 +426,74 @@ def meeting_stream(
     return details
 
 
+def voice_connector_call(*, seed: int) -> list[dict[str, Any]]:
+    """One call streamed by a Voice Connector to Kinesis: STARTED, often an UPDATED, then ENDED (or
+    FAILED, one call in five); :func:`stamped` sets when each happened."""
+    rng = random.Random(seed)
+    connector, transaction = f"vc{rng.randrange(10**6):06d}demo", _uuid(rng)
+    stream = f"ChimeVoiceConnector-{connector}-{transaction}"
+    call = {
+        "callId": _uuid(rng),
+        "direction": rng.choice(["Inbound", "Outbound"]),
+        "fromNumber": f"+1206555{rng.randrange(10**4):04d}",
+        "toNumber": f"+1206555{rng.randrange(10**4):04d}",
+        "streamArn": f"arn:aws:kinesisvideo:{REGION}:{ACCOUNT}:stream/{stream}/1",
+    }
+    statuses = ["STARTED", *["UPDATED"] * (rng.random() < 0.7), "FAILED" if rng.random() < 0.2 else "ENDED"]
+    failure = {
+        "failureReason": rng.choice(["Kinesis Video Stream not found", "Internal error streaming media"])
+    }
+    return [
+        vc_detail(status, voice_connector_id=connector, transaction_id=transaction, **call)
+        | (failure if status == "FAILED" else {})
+        for status in statuses
+    ]
+
+
+def stamped(doc: dict[str, Any], ts: int) -> dict[str, Any]:
+    """``doc`` happening at ``ts`` (epoch ms): a meeting event's ``timestamp``, or a Voice Connector
+    event's status time (ISO 8601, as Chime writes it)."""
+    status = doc.get("streamingStatus")
+    if status is None:
+        return {**doc, "timestamp": ts}
+    at = datetime.fromtimestamp(ts / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    return {**doc, VOICE_CONNECTOR_STATUS_TIME_FIELD[status]: at.replace("+00:00", "Z")}
+
+
+def happened_at(doc: dict[str, Any]) -> int:
+    """When ``doc`` happened (epoch ms): the inverse of :func:`stamped`."""
+    status = doc.get("streamingStatus")
+    if status is None:
+        return doc["timestamp"]
+    return round(datetime.fromisoformat(doc[VOICE_CONNECTOR_STATUS_TIME_FIELD[status]]).timestamp() * 1000)
+
+
 def meetings_interleave(
-    *, seed: int, meetings: int, attendees: int, start_ms: int, step_ms: float = 100.0, forever: bool = False
+    *,
+    seed: int,
+    meetings: int,
+    attendees: int,
+    start_ms: int,
+    step_ms: float = 100.0,
+    forever: bool = False,
+    calls: int = 0,
+    meeting_ms: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """``meetings`` tidy meetings at once, their events interleaved at random (each meeting's in
-    its order) and stamped on one clock: event *i* happens at ``start_ms + i * step_ms``. With
-    ``forever`` a new meeting starts whenever one ends."""
+    """``meetings`` tidy meetings at once, and ``calls`` Voice Connector streamed calls, their
+    events interleaved (each script's in its order). With ``forever`` a new meeting (call) starts
+    whenever one ends.
+
+    On one of two clocks. By default scripts are drawn at random and event *i* happens at
+    ``start_ms + i * step_ms`` (or a millisecond after its script's last event: two events of one
+    script never share a millisecond they did not share in it, so none is taken for the other).
+    With ``meeting_ms`` a meeting lasts about that long (60% to 140% of it; its own rhythm kept,
+    the stream's gaps scaled) and a call a tenth to a third of it, meetings start two seconds
+    apart, a new one 5 to 20 s after one ended; events come in time order, ``step_ms`` unused.
+    """
     rng = random.Random(seed)
     indexes = itertools.count()
 
-    def started() -> list[dict[str, Any]]:
+    def meeting() -> list[dict[str, Any]]:
         name = f"{rng.choice(ROOMS)}-{next(indexes)}"
         return meeting_stream(
             seed=rng.randrange(10**9),
@@ -391,17 +503,61 @@ def meetings_interleave(
             tidy=True,
         )
 
-    running = [started() for _ in range(meetings)]
-    for emitted in itertools.count():
-        if not running:
-            return
-        script = rng.choice(running)
-        doc = script.pop(0)
-        if not script:
-            running.remove(script)
-            if forever:
-                running.append(started())
-        yield {**doc, "timestamp": start_ms + int(emitted * step_ms)}
+    def call() -> list[dict[str, Any]]:
+        return voice_connector_call(seed=rng.randrange(10**9))
+
+    makers = [meeting] * meetings + [call] * calls
+    if meeting_ms is None:
+        running = [[make, make(), None] for make in makers]  # maker, script left, its last (ts, mark)
+        for emitted in itertools.count():
+            if not running:
+                return
+            slot = rng.choice(running)
+            make, script, last = slot
+            doc = script.pop(0)
+            ts = _apart(start_ms + int(emitted * step_ms), doc.get("timestamp"), last)
+            slot[2] = (ts, doc.get("timestamp"))
+            if not script:
+                running.remove(slot)
+                if forever:
+                    running.append([make, make(), None])
+            yield stamped(doc, ts)
+
+    def timeline(make: Callable[[], list[dict[str, Any]]], start: int) -> Iterator[tuple[int, dict]]:
+        while True:
+            share = rng.uniform(0.6, 1.4) if make is meeting else rng.uniform(0.1, 0.33)
+            timed = list(_spread(make(), start, int(meeting_ms * share)))
+            yield from timed
+            if not forever:
+                return
+            start = timed[-1][0] + rng.randint(5_000, 20_000)
+
+    timelines = []
+    for n, make in enumerate(makers):
+        first = start_ms + (2000 * n if make is meeting else rng.randint(0, meeting_ms // 4))
+        timelines.append(timeline(make, first))
+    for _, doc in heapq.merge(*timelines, key=lambda item: item[0]):
+        yield doc
+
+
+def _spread(script: list[dict[str, Any]], start: int, span_ms: int) -> Iterator[tuple[int, dict]]:
+    """``script`` stamped over ``span_ms`` from ``start``, in order: a meeting's own gaps scaled (a
+    call's events evenly), events at one time kept together and never two others made one."""
+    marks = [doc.get("timestamp", n) for n, doc in enumerate(script)]
+    first, scale = marks[0], span_ms / max(1, marks[-1] - marks[0])
+    last = None
+    for mark, doc in zip(marks, script, strict=True):
+        ts = _apart(start + int((mark - first) * scale), mark, last)
+        last = (ts, mark)
+        yield ts, stamped(doc, ts)
+
+
+def _apart(ts: int, mark: int | None, last: tuple[int, int | None] | None) -> int:
+    """``ts``, or just after the script's last event unless both had one time (``mark``) in it."""
+    if last is None:
+        return ts
+    last_ts, last_mark = last
+    return max(ts, last_ts if mark is not None and mark == last_mark else last_ts + 1)
 
 
 def webinar_family(

@@ -2,7 +2,8 @@
 
 The demo migrates the database, resets a demo login, picks Redis (REDIS_URL when it answers, else
 a private ``redis-server``), starts a local SQS endpoint (moto server) with two queues, Daphne, a
-Celery worker (which drains both queues) and beat, and the simulator feeding the queues.
+Celery worker (which drains both queues) and beat, and the simulator feeding the queues: meetings
+of a few minutes each, sent as they happen, and Voice Connector calls streaming.
 
 Every child runs in its own session (roster.dev.processes), so a terminal's Ctrl-C reaches only
 the demo, which then stops them newest first (SIGTERM to the child's process group, a wait,
@@ -61,6 +62,8 @@ class DemoOptions:
     rate: float = 8.0
     meetings: int = 4
     attendees: int = 10
+    meeting_minutes: float = 5.0
+    calls: int = 2
     seed: int | None = None
     mirror_share: float = 0.5
     duplicates: float = 0.05
@@ -373,6 +376,10 @@ def simulator_argv(*, queue_urls: list[str], options: DemoOptions, seed: int) ->
         str(options.meetings),
         "--attendees",
         str(options.attendees),
+        "--meeting-minutes",
+        str(options.meeting_minutes),
+        "--calls",
+        str(options.calls),
         "--seed",
         str(seed),
     ]
@@ -495,7 +502,10 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
         supervisor.spawn(
             "simulator", simulator_argv(queue_urls=queue_urls, options=options, seed=seed), env=env
         )
-        step.done = f"simulator seed {seed}, {options.meetings} meetings at a time, {options.rate:g} events/s"
+        step.done = (
+            f"simulator seed {seed}, {options.meetings} meetings of about {options.meeting_minutes:g} min "
+            f"and {options.calls} Voice Connector calls at a time, at most {options.rate:g} events/s"
+        )
     url = f"http://127.0.0.1:{port}/"
     waits = (
         (f"waiting for Daphne at {url}", lambda: http_ok(f"{url}admin/login/")),

@@ -1,13 +1,14 @@
 """Reads: what the REST endpoints, the dashboard, the sockets, /healthz and the commands show.
 
 Meetings and attendees are loaded with the columns their serializers show and no others, so the
-fold's bookkeeping columns (however they change) are never read here.
+fold's bookkeeping columns (however they change) are never read here; the one exception is the
+join intervals the attendance summary is made of.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.db.models import Case, Count, F, QuerySet, When
 from django.utils import timezone
 
+from roster.domain.attendance import Attendance, AttendeeTimes, attendance_summarize
 from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
 from roster.domain.timeline import timeline_build
 from roster.models import Attendee, Event, Meeting, Quarantine, QueueSource, VoiceConnectorStream
@@ -92,21 +94,17 @@ def timeline_get(*, meeting: Meeting) -> dict[str, Any]:
     return timeline
 
 
-def attendance_list(*, meeting: Meeting, now_ms: int | None = None) -> list[dict[str, Any]]:
-    """Per attendee: who, first join, drops, final presence, and ``total_ms`` in the meeting, an open
-    join counted up to ``now_ms`` (default: now)."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    return [
-        {
-            "attendee_id": a.attendee_id,
-            "external_user_id": a.external_user_id,
-            "first_joined_at": a.first_joined_at,
-            "total_ms": a.joined_ms + (now - a.joined_since if a.joined_since is not None else 0),
-            "drop_count": a.drop_count,
-            "presence": a.presence,
-        }
-        for a in _attendees(meeting)
-    ]
+def attendance_get(*, meeting: Meeting, now_ms: int | None = None) -> Attendance:
+    """The attendance summary (roster.domain.attendance) from the rows' join intervals, the one
+    bookkeeping column read here; a join still open counts up to ``now_ms`` (default: now)."""
+    rows = Attendee.objects.filter(meeting=meeting).values_list(*(f.name for f in fields(AttendeeTimes)))
+    return attendance_summarize(
+        (AttendeeTimes(*row) for row in rows),
+        started_at=meeting.started_at,
+        ended_at=meeting.ended_at,
+        peak=meeting.peak_joined,
+        now=int(time.time() * 1000) if now_ms is None else now_ms,
+    )
 
 
 STREAM_STATUSES = ("STARTED", "UPDATED", "FAILED", "ENDED")

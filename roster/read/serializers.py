@@ -3,8 +3,10 @@ the admin (which shows the same fields)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
+from roster.domain.attendance import Attendance
 from roster.domain.fold import AttendeeState
 from roster.domain.plan import MEETING_PUBLIC_FIELDS, MeetingRecord
 from roster.domain.streams import STREAM_FIELDS
@@ -30,3 +32,8 @@ def attendee_as_dict(attendee: Attendee | AttendeeState) -> dict[str, Any]:
 def stream_as_dict(stream: VoiceConnectorStream) -> dict[str, Any]:
     """What a client sees of a stream: the whole folded state (roster.domain.streams)."""
     return {name: getattr(stream, name) for name in STREAM_FIELDS}
+
+
+def attendance_as_dict(attendance: Attendance) -> dict[str, Any]:
+    """The attendance summary: ``meeting`` figures and ``people`` sorted by name (epoch ms, ms)."""
+    return asdict(attendance)

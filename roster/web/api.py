@@ -18,8 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 from roster.models import Meeting
 from roster.read.access import Access, access_for_session, access_for_token, bearer_token, feed_token_get
 from roster.read.host_links import DEFAULT_HOURS, HostLinkRefused, host_link_create
-from roster.read.selectors import meeting_visible, meetings_visible, roster_read, timeline_get
-from roster.read.serializers import meeting_as_dict
+from roster.read.selectors import attendance_get, meeting_visible, meetings_visible, roster_read, timeline_get
+from roster.read.serializers import attendance_as_dict, meeting_as_dict
 
 
 def _api_access(request: HttpRequest) -> Access | None:
@@ -66,6 +66,14 @@ def api_roster(request: HttpRequest, meeting_id: str) -> JsonResponse:
 @require_GET
 def api_timeline(request: HttpRequest, meeting_id: str) -> JsonResponse:
     return _meeting_json(request, meeting_id, lambda meeting: timeline_get(meeting=meeting))
+
+
+@require_GET
+def api_attendance(request: HttpRequest, meeting_id: str) -> JsonResponse:
+    """The attendance summary (the dashboard shows it once the meeting ended)."""
+    return _meeting_json(
+        request, meeting_id, lambda meeting: attendance_as_dict(attendance_get(meeting=meeting))
+    )
 
 
 def _error(status: int, error: str, message: str) -> JsonResponse:

@@ -19,11 +19,17 @@ urlpatterns = [
     path("", views.meeting_list, name="meeting-list"),
     path("meetings/<str:meeting_id>/", views.meeting_detail, name="meeting-detail"),
     path("meetings/<str:meeting_id>/attendance.csv", views.attendance_csv, name="attendance-csv"),
+    path(
+        "meetings/<str:meeting_id>/attendance-summary.csv",
+        views.attendance_summary_csv,
+        name="attendance-summary-csv",
+    ),
     path("api/meetings/", api.api_meetings, name="api-meetings"),
     path("api/meetings/<str:meeting_id>/roster", api.api_roster, name="api-roster"),
     path("api/meetings/<str:meeting_id>/timeline", api.api_timeline, name="api-timeline"),
     path("api/host-links", api.api_host_links, name="api-host-links"),
     path("link/", host_links.host_link_open, name="host-link"),
+    path("api/meetings/<str:meeting_id>/attendance", api.api_attendance, name="api-attendance"),
     path("sns/", sns_endpoint, name="sns"),
     # Sign-in: Django's views and URL names (their success URLs reverse these names).
     path("login/", _signin(auth.LoginView, "login", extra_context={"title": "Sign in"}), name="login"),

@@ -1,4 +1,4 @@
-"""The host dashboard's pages and the attendance CSV: a login, and a meeting the caller may see
+"""The host dashboard's pages and the attendance CSVs: a login, and a meeting the caller may see
 (one they may not see answers 404, exactly like one that does not exist)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from django.views.decorators.http import require_GET
 
 from roster.models import Meeting
 from roster.read.access import access_for_session
-from roster.read.selectors import attendance_list, meeting_visible, meetings_visible, roster_read
-from roster.read.serializers import meeting_as_dict
+from roster.read.selectors import attendance_get, meeting_visible, meetings_visible, roster_read
+from roster.read.serializers import attendance_as_dict, meeting_as_dict
 
 WS_DASHBOARD = "/ws/dashboard/"
 
@@ -60,13 +60,20 @@ def meeting_list(request: HttpRequest) -> HttpResponse:
 @viewer_required
 @require_GET
 def meeting_detail(request: HttpRequest, meeting_id: str) -> HttpResponse:
-    roster = roster_read(meeting=_visible_or_404(request, meeting_id))
+    meeting = _visible_or_404(request, meeting_id)
+    roster = roster_read(meeting=meeting)
+    ended = roster["meeting"]["ended_at"] is not None
     context = {
         "meeting": roster["meeting"],
         "initial_roster": roster,
+        # After the meeting the summary is part of the first paint; the page fetches it when the
+        # meeting ends while it is open.
+        "initial_attendance": attendance_as_dict(attendance_get(meeting=meeting)) if ended else None,
         "roster_url": reverse("api-roster", args=[meeting_id]),
         "timeline_url": reverse("api-timeline", args=[meeting_id]),
+        "attendance_url": reverse("api-attendance", args=[meeting_id]),
         "csv_url": reverse("attendance-csv", args=[meeting_id]),
+        "summary_csv_url": reverse("attendance-summary-csv", args=[meeting_id]),
         "ws_path": WS_DASHBOARD,
     }
     return render(request, "roster/meeting_detail.html", context)
@@ -76,22 +83,37 @@ def _iso(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds") if ms is not None else ""
 
 
+def _seconds(ms: int | None) -> int | str:
+    return round(ms / 1000) if ms is not None else ""
+
+
+def _clock(ms: int) -> str:
+    """Milliseconds as H:MM:SS, what a spreadsheet reads as a duration."""
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
 def _cell(value: str | None) -> str:
     """Neutralise spreadsheet formulas in untrusted text (CSV injection)."""
     text = value or ""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def _csv_response(meeting: Meeting, prefix: str) -> tuple[HttpResponse, Any]:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    name = "".join(
+        c if c.isalnum() or c in "-_" else "_" for c in (meeting.external_meeting_id or meeting.meeting_id)
+    )
+    response["Content-Disposition"] = f'attachment; filename="{prefix}-{name}.csv"'
+    return response, csv.writer(response)
+
+
 @viewer_required
 @require_GET
 def attendance_csv(request: HttpRequest, meeting_id: str) -> HttpResponse:
+    """One row per person, by name (roster.domain.attendance); the first six columns as before."""
     meeting = _visible_or_404(request, meeting_id)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    name = "".join(
-        c if c.isalnum() or c in "-_" else "_" for c in (meeting.external_meeting_id or meeting_id)
-    )
-    response["Content-Disposition"] = f'attachment; filename="attendance-{name}.csv"'
-    writer = csv.writer(response)
+    response, writer = _csv_response(meeting, "attendance")
     writer.writerow(
         [
             "attendee_id",
@@ -100,17 +122,59 @@ def attendance_csv(request: HttpRequest, meeting_id: str) -> HttpResponse:
             "total_seconds_in_meeting",
             "drops",
             "final_presence",
+            "last_left",
+            "total_time",
         ]
     )
-    for row in attendance_list(meeting=meeting):
+    for person in attendance_get(meeting=meeting).people:
         writer.writerow(
             [
-                _cell(row["attendee_id"]),
-                _cell(row["external_user_id"]),
-                _iso(row["first_joined_at"]),
-                round(row["total_ms"] / 1000),
-                row["drop_count"],
-                row["presence"] or "",
+                _cell(person.attendee_id),
+                _cell(person.external_user_id),
+                _iso(person.first_join),
+                _seconds(person.total_ms),
+                person.drops,
+                person.presence or "",
+                _iso(person.last_leave),
+                _clock(person.total_ms),
             ]
         )
+    return response
+
+
+@viewer_required
+@require_GET
+def attendance_summary_csv(request: HttpRequest, meeting_id: str) -> HttpResponse:
+    """The meeting's figures, one row: duration, peak and average attendance."""
+    meeting = _visible_or_404(request, meeting_id)
+    figures = attendance_get(meeting=meeting).meeting
+    response, writer = _csv_response(meeting, "attendance-summary")
+    writer.writerow(
+        [
+            "meeting_id",
+            "external_meeting_id",
+            "started",
+            "ended",
+            "duration_seconds",
+            "duration",
+            "peak_attendees",
+            "attendees",
+            "attendee_seconds",
+            "average_attendance",
+        ]
+    )
+    writer.writerow(
+        [
+            _cell(meeting.meeting_id),
+            _cell(meeting.external_meeting_id),
+            _iso(figures.started_at),
+            _iso(figures.ended_at),
+            _seconds(figures.duration_ms),
+            _clock(figures.duration_ms) if figures.duration_ms is not None else "",
+            figures.peak,
+            figures.attendees,
+            _seconds(figures.attendee_ms),
+            f"{figures.average:.2f}" if figures.average is not None else "",
+        ]
+    )
     return response

@@ -1,6 +1,8 @@
-// The meeting page: live header counts, a virtualized attendee table (10,000 rows stay smooth)
-// and the SVG timeline. Updates go into an in-memory Map keyed by attendee_id; the view is
-// recomputed and the visible rows redrawn at most once per animation frame.
+// The meeting page: live header counts and who is presenting, an attendee table that grows with
+// its rows (virtualized against the page's own scroll, so 10,000 rows stay smooth), the SVG
+// timeline, and the attendance summary once the meeting ended. Updates go into an in-memory Map
+// keyed by attendee_id; the view is recomputed and the visible rows redrawn at most once per
+// animation frame.
 
 import {
   LiveFeed,
@@ -8,6 +10,7 @@ import {
   displayName,
   el,
   fetchJson,
+  formatClock,
   formatDateTime,
   formatDuration,
   isSharing,
@@ -21,7 +24,7 @@ import {
 import { Timeline } from "./timeline.js";
 
 const OVERSCAN = 10; // rows rendered above and below the viewport
-const COLUMNS = 8;
+const COLUMNS = 9;
 
 // Presence order for sorting: who is here first.
 const PRESENCE_RANK = { joined: 0, authorized: 1, added: 2, dropped: 3, left: 4, removed: 5 };
@@ -140,6 +143,20 @@ class ViewState {
       case "drops":
         for (const r of list) r.key = dir * (Number(r.a.drop_count) || 0) * span + r.nameRank;
         break;
+      case "joined": {
+        // Whole seconds after the earliest join (epoch ms times n would lose precision); never
+        // joined sorts last.
+        const joined = (r) => (typeof r.a.first_joined_at === "number" ? r.a.first_joined_at : null);
+        let t0 = Infinity;
+        for (const r of list) t0 = Math.min(t0, joined(r) ?? Infinity);
+        let last = 0;
+        for (const r of list) if (joined(r) !== null) last = Math.max(last, Math.floor((joined(r) - t0) / 1000));
+        for (const r of list) {
+          const t = joined(r);
+          r.key = dir * (t === null ? last + 1 : Math.floor((t - t0) / 1000)) * span + r.nameRank;
+        }
+        break;
+      }
       default:
         for (const r of list) r.key = dir * r.nameRank;
     }
@@ -159,26 +176,57 @@ function rankNames(records) {
 // ---------------------------------------------------------------------------------------------
 // Cells
 
-const CAP_SHORT = { sendreceive: "SR", send: "S", receive: "R", none: "–" };
-function capShort(value) {
-  if (value === null || value === undefined || value === "") return "?";
-  return CAP_SHORT[String(value).toLowerCase()] ?? String(value).slice(0, 4);
+const SVG_NS = "http://www.w3.org/2000/svg";
+// 16x16 line icons, drawn with the text colour.
+const ICON_PATHS = {
+  video: "M2 4.5h7.5a1 1 0 0 1 1 1v5a1 1 0 0 1-1 1H2a1 1 0 0 1-1-1v-5a1 1 0 0 1 1-1zM10.5 7.2l4-2.2v6l-4-2.2",
+  screen: "M1.5 2.5h13v8.5h-13zM5.5 14h5M8 11v3M8 9V4.8M6 6.6l2-1.8 2 1.8",
+  content: "M2.5 2.5h11v9h-11zM6.5 5v4.5l4-2.25zM5 14h6",
+};
+
+/** An icon a screen reader reads as its label (role img); sighted users get it as a tooltip. */
+function icon(name, label) {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS(SVG_NS, "path");
+  path.setAttribute("d", ICON_PATHS[name]);
+  svg.append(path);
+  return el("span", { className: `icon icon-${name}`, role: "img", "aria-label": label, title: label }, svg);
 }
 
+/** A cell's "nothing here": a faint dash, read as ``label``. */
+function none(label) {
+  return el("span", { className: "icon-none", role: "img", "aria-label": label, title: label }, "–");
+}
+
+/** What someone shares, as [icon name, words]: a screen share, and the content share (Chime's
+ * "#content" attendee, which current Chime uses for screen sharing too). */
+function sharingKinds(a) {
+  const kinds = [];
+  if (a.screen_share) kinds.push(["screen", "sharing screen"]);
+  if (a.content_share || a.content_video) {
+    kinds.push(["content", a.content_video ? "sharing content (video)" : "sharing content"]);
+  }
+  return kinds;
+}
+
+const CAP_WORDS = { sendreceive: "send & receive", send: "send only", receive: "receive only", none: "none" };
+function capWords(value) {
+  if (value === null || value === undefined || value === "") return "unknown";
+  return CAP_WORDS[String(value).toLowerCase()] ?? String(value).toLowerCase();
+}
+
+/** Capabilities in words, kinds with the same value together: "audio, content: send & receive · video: none". */
 function capabilitiesText(caps) {
-  if (!caps || typeof caps !== "object") return { text: "—", title: "No capabilities reported" };
-  return {
-    text: `A:${capShort(caps.audio)} V:${capShort(caps.video)} C:${capShort(caps.content)}`,
-    title: `audio ${caps.audio ?? "?"}, video ${caps.video ?? "?"}, content ${caps.content ?? "?"}`,
-  };
-}
-
-function sharingTitle(a) {
-  const parts = [];
-  if (a.screen_share) parts.push("screen share");
-  if (a.content_share) parts.push("content share");
-  if (a.content_video) parts.push("content video");
-  return parts.length ? parts.join(", ") : "not sharing";
+  if (!caps || typeof caps !== "object") return "not reported";
+  const groups = new Map();
+  for (const kind of ["audio", "video", "content"]) {
+    const words = capWords(caps[kind]);
+    groups.set(words, [...(groups.get(words) || []), kind]);
+  }
+  return [...groups].map(([words, kinds]) => `${kinds.join(", ")}: ${words}`).join(" · ");
 }
 
 class Row {
@@ -187,15 +235,24 @@ class Row {
     this.name = el("td", { className: "name" });
     this.presenceBadge = el("span", { className: "badge presence" });
     this.presence = el("td", { className: "presence" }, this.presenceBadge);
-    this.network = el("td", { className: "network" });
-    this.videoMark = el("span", { className: "flag" });
-    this.video = el("td", { className: "video" }, this.videoMark);
-    this.sharingMark = el("span", { className: "flag" });
-    this.sharing = el("td", { className: "sharing" }, this.sharingMark);
+    this.joined = el("td", { className: "joined num" });
     this.time = el("td", { className: "time num" });
+    this.video = el("td", { className: "video" });
+    this.sharing = el("td", { className: "sharing" });
     this.drops = el("td", { className: "drops num" });
+    this.network = el("td", { className: "network" });
     this.caps = el("td", { className: "caps" });
-    this.tr.append(this.name, this.presence, this.network, this.video, this.sharing, this.time, this.drops, this.caps);
+    this.tr.append(
+      this.name,
+      this.presence,
+      this.joined,
+      this.time,
+      this.video,
+      this.sharing,
+      this.drops,
+      this.network,
+      this.caps,
+    );
     this.rec = null;
     this.a = null;
   }
@@ -213,22 +270,28 @@ class Row {
     const presence = a.presence || "—";
     setText(this.presenceBadge, presence);
     this.presenceBadge.className = `badge presence presence-${cssToken(a.presence || "none")}`;
-    setText(this.network, a.network_type || "—");
-    this.setFlag(this.videoMark, Boolean(a.video), a.video ? "camera on" : "camera off");
-    this.setFlag(this.sharingMark, rec.sharing, sharingTitle(a));
+    setText(this.joined, formatClock(a.first_joined_at));
+    const again = typeof a.joined_since === "number" && a.joined_since !== a.first_joined_at;
+    this.joined.title =
+      typeof a.first_joined_at !== "number"
+        ? "Not joined yet"
+        : `First joined ${formatDateTime(a.first_joined_at)}` +
+          (again ? `, in again since ${formatClock(a.joined_since)}` : "");
     setText(this.time, formatDuration(liveJoinedMs(a, now)));
     this.time.classList.toggle("ticking", typeof a.joined_since === "number");
+    this.video.replaceChildren(a.video ? icon("video", "video on") : none("video off"));
+    const kinds = sharingKinds(a);
+    const shares = kinds.map(([name, label]) => icon(name, label));
+    this.sharing.replaceChildren(...(shares.length ? shares : [none("not sharing")]));
     setText(this.drops, String(Number(a.drop_count) || 0));
     this.drops.classList.toggle("has-drops", Number(a.drop_count) > 0);
+    setText(this.network, a.network_type || "—");
     const caps = capabilitiesText(a.capabilities);
-    setText(this.caps, caps.text);
-    this.caps.title = caps.title;
-  }
-
-  setFlag(node, on, title) {
-    setText(node, on ? "on" : "off");
-    node.className = on ? "flag on" : "flag off";
-    node.title = title;
+    setText(this.caps, caps);
+    this.caps.classList.toggle("unknown", !a.capabilities);
+    this.caps.title = a.capabilities
+      ? `Capabilities: ${caps}`
+      : "Chime's events carry capabilities only once the app changes them";
   }
 
   tick(now) {
@@ -238,13 +301,13 @@ class Row {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The virtualized table
+// The virtualized table: as tall as all its rows (spacers stand in for those off screen), scrolled
+// with the page, so its sticky header stays in view and no fixed box is left half blank.
 
 class AttendeeGrid {
-  constructor({ store, view, scroller, tbody, table, showing, now }) {
+  constructor({ store, view, tbody, table, showing, now }) {
     this.store = store;
     this.viewState = view;
-    this.scroller = scroller;
     this.tbody = tbody;
     this.table = table;
     this.showing = showing;
@@ -261,7 +324,7 @@ class AttendeeGrid {
     this.framePending = false;
     this.onFrame = [];
     this.lastFrameMs = 0;
-    this.headH = null;
+    this.presenters = [];
   }
 
   spacer() {
@@ -311,6 +374,8 @@ class AttendeeGrid {
       rankNames(this.store.records);
       this.store.namesDirty = false;
     }
+    this.presenters = [...this.store.records.values()].filter((r) => r.sharing);
+    this.presenters.sort((x, y) => x.nameRank - y.nameRank);
     vs.sort(out, this.now(), this.store.records.size);
     this.view = out;
     this.filteredCounts = counts;
@@ -333,6 +398,8 @@ class AttendeeGrid {
   }
 
   render() {
+    // Where the rows start against the viewport: read before this frame writes anything.
+    const bodyTop = this.tbody.getBoundingClientRect().top;
     if (this.viewDirty) this.recompute();
     const view = this.view;
     const now = this.now();
@@ -360,12 +427,8 @@ class AttendeeGrid {
       if (!this.rowHeight) this.rowHeight = 32;
     }
     const rh = this.rowHeight;
-    // The header height is measured once (and again after a resize): reading it every frame
-    // would force a synchronous layout right after the DOM writes of the previous one.
-    if (this.headH === null) this.headH = this.table.tHead ? this.table.tHead.offsetHeight : 0;
-    const headH = this.headH;
-    const top = Math.max(0, this.scroller.scrollTop - headH);
-    const height = this.scroller.clientHeight || 600;
+    const top = Math.max(0, -bodyTop);
+    const height = window.innerHeight || 800;
     let start = Math.max(0, Math.floor(top / rh) - OVERSCAN);
     let end = Math.min(view.length, Math.ceil((top + height) / rh) + OVERSCAN);
     if (start > end) start = Math.max(0, end - 1);
@@ -446,6 +509,38 @@ function setTime(id, ms) {
   if (typeof ms === "number") node.setAttribute("datetime", new Date(ms).toISOString());
 }
 
+/** "Presenting now": who shares, with what, as icons with their words. A live region: redrawn
+ * only when what it says changes. */
+function renderPresenting(meeting, presenters) {
+  const node = document.getElementById("presenting");
+  if (!node) return;
+  const ended = meeting?.status === "ended";
+  node.hidden = ended && presenters.length === 0;
+  const said = JSON.stringify(presenters.map((r) => [r.name, sharingKinds(r.a)]));
+  if (node.dataset.said === said) return;
+  node.dataset.said = said;
+  if (presenters.length === 0) {
+    node.replaceChildren(el("span", { className: "presenting-none" }, "Nobody is presenting."));
+    return;
+  }
+  const shown = presenters.slice(0, 3);
+  const nodes = [el("span", { className: "presenting-label" }, "Presenting now:")];
+  for (const rec of shown) {
+    const kinds = sharingKinds(rec.a);
+    nodes.push(
+      el(
+        "span",
+        { className: "presenter", title: rec.name },
+        ...kinds.map(([name, label]) => icon(name, label)),
+        rec.name,
+      ),
+    );
+  }
+  const more = presenters.length - shown.length;
+  if (more > 0) nodes.push(el("span", { className: "presenting-more" }, `and ${more} more`));
+  node.replaceChildren(...nodes);
+}
+
 function renderHeader(meeting, totals) {
   if (!meeting) return;
   const pick = (field, fallback) => (typeof meeting[field] === "number" ? meeting[field] : fallback);
@@ -474,6 +569,88 @@ function renderHeader(meeting, totals) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The attendance summary: once the meeting ended, what the server computed of it
+// (roster.domain.attendance), fetched again when a late event changes the meeting after its end.
+
+class AttendanceSummary {
+  constructor({ section, figures, rows, url }) {
+    this.section = section;
+    this.figures = figures;
+    this.rows = rows;
+    this.url = url;
+    this.shownSeq = null; // the meeting seq the summary shown was read at
+    this.inFlight = false;
+    this.again = false;
+  }
+
+  /** Follow the meeting: hidden while it goes on, read once it ended (and at each later seq). */
+  follow(meeting) {
+    this.meeting = meeting;
+    if (meeting?.status !== "ended") {
+      this.section.hidden = true;
+      this.shownSeq = null;
+      return;
+    }
+    if (this.shownSeq !== meeting.seq) this.refresh();
+  }
+
+  async refresh() {
+    if (this.inFlight) {
+      this.again = true;
+      return;
+    }
+    this.inFlight = true;
+    const seq = this.meeting.seq;
+    try {
+      this.render(await fetchJson(this.url), seq);
+    } catch (err) {
+      console.warn("roster: attendance summary fetch failed", err);
+    } finally {
+      this.inFlight = false;
+      if (this.again) {
+        this.again = false;
+        this.follow(this.meeting);
+      }
+    }
+  }
+
+  render(data, seq) {
+    const m = data.meeting;
+    const figure = (label, value, title = null) =>
+      el("div", { className: "figure" }, el("dt", null, label), el("dd", { title }, value));
+    this.figures.replaceChildren(
+      figure(
+        "Duration",
+        typeof m.duration_ms === "number" ? formatDuration(m.duration_ms) : "—",
+        `${formatDateTime(m.started_at)} to ${formatDateTime(m.ended_at)}`,
+      ),
+      figure("Peak attendance", String(m.peak)),
+      figure(
+        "Average attendance",
+        typeof m.average === "number" ? m.average.toFixed(1) : "—",
+        "Everyone's time in the meeting divided by its duration",
+      ),
+      figure("People who joined", String(m.attendees)),
+    );
+    this.rows.replaceChildren(
+      ...data.people.map((p) =>
+        el(
+          "tr",
+          { dataset: { attendeeId: p.attendee_id } },
+          el("th", { scope: "row", title: p.name === p.attendee_id ? null : p.attendee_id }, p.name),
+          el("td", { className: "first-join" }, formatClock(p.first_join)),
+          el("td", { className: "last-leave" }, formatClock(p.last_leave)),
+          el("td", { className: "total num" }, formatDuration(p.total_ms)),
+          el("td", { className: `drops num${p.drops ? " has-drops" : ""}` }, String(p.drops)),
+        ),
+      ),
+    );
+    this.shownSeq = seq;
+    this.section.hidden = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Wiring
 
 const app = document.getElementById("meeting-app");
@@ -486,7 +663,6 @@ const now = () => (feed ? feed.now() : Date.now());
 const grid = new AttendeeGrid({
   store,
   view: viewState,
-  scroller: document.getElementById("attendee-scroll"),
   tbody: document.getElementById("attendee-rows"),
   table: document.getElementById("attendee-table"),
   showing: document.getElementById("showing-count"),
@@ -507,6 +683,8 @@ let headerDirty = true;
 grid.onViewChange = () => {
   if (headerDirty || store.meetingChanged) {
     renderHeader(store.meeting, grid.totalCounts);
+    renderPresenting(store.meeting, grid.presenters);
+    summary.follow(store.meeting);
     headerDirty = false;
     store.meetingChanged = false;
   }
@@ -523,17 +701,21 @@ function applyMessage(msg) {
   else if (msg.attendees && msg.attendees.length) timeline.scheduleRefresh();
 }
 
+const summary = new AttendanceSummary({
+  section: document.getElementById("attendance-summary"),
+  figures: document.getElementById("summary-figures"),
+  rows: document.getElementById("summary-rows"),
+  url: app.dataset.attendanceUrl,
+});
+
 // Initial state from the page.
 const initial = readJsonScript("initial-roster") || {};
 store.replace(initial.meeting || null, initial.attendees || []);
+const initialAttendance = readJsonScript("initial-attendance");
+if (initialAttendance && initial.meeting) summary.render(initialAttendance, initial.meeting.seq);
 grid.render();
-grid.scroller.addEventListener("scroll", () => grid.schedule(), { passive: true });
-if ("ResizeObserver" in window) {
-  new ResizeObserver(() => {
-    grid.headH = null;
-    grid.schedule();
-  }).observe(grid.scroller);
-}
+window.addEventListener("scroll", () => grid.schedule(), { passive: true });
+window.addEventListener("resize", () => grid.schedule(), { passive: true });
 setInterval(() => grid.tick(), 1000);
 
 // Controls
@@ -545,16 +727,20 @@ form.addEventListener("change", (ev) => {
   else if (t.name === "video") viewState.video = t.checked;
   else if (t.name === "sharing") viewState.sharing = t.checked;
   else return;
-  grid.scroller.scrollTop = 0;
+  filtersInView();
   grid.invalidate();
 });
 document.getElementById("filter-search").addEventListener("input", (ev) => {
   viewState.query = ev.target.value.trim().toLowerCase();
-  grid.scroller.scrollTop = 0;
+  filtersInView();
   grid.invalidate();
 });
+/** A new filter shows its first rows: bring the filters back when the page is scrolled past them. */
+function filtersInView() {
+  if (form.getBoundingClientRect().top < 0) form.scrollIntoView({ block: "start" });
+}
 
-const DEFAULT_DIR = { name: 1, presence: 1, time: -1, drops: -1 };
+const DEFAULT_DIR = { name: 1, presence: 1, joined: 1, time: -1, drops: -1 };
 const headers = document.querySelectorAll("#attendee-table th[data-sort]");
 function updateSortHeaders() {
   for (const th of headers) {
@@ -601,4 +787,4 @@ feed.start();
 timeline.refresh();
 
 // Test/debug hook.
-window.rosterDetail = { feed, store, grid, viewState, timeline, applyMessage };
+window.rosterDetail = { feed, store, grid, viewState, timeline, summary, applyMessage };

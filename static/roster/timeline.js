@@ -1,5 +1,6 @@
 // The attendance timeline: one SVG lane per attendee (label on the left), present intervals as
-// bars, video and sharing as thinner bars inside the lane, drops as markers, a time axis on top.
+// pale bars (hatched while still open), video and sharing as solid strips along the lane's bottom
+// and top edges, drops as markers, a time axis on top; the page's legend names each mark.
 // Lanes follow the attendee table's current filter and order, capped at MAX_LANES so a meeting
 // of 10,000 attendees does not freeze the page. Refetched at most once every 2 s while live.
 
@@ -10,7 +11,7 @@ export const MAX_LANES = 200;
 
 const LABEL_W = 190;
 const AXIS_H = 26;
-const LANE_H = 20;
+const LANE_H = 22;
 const PAD_R = 16;
 const PAD_B = 6;
 const LABEL_CHARS = 26;
@@ -279,11 +280,11 @@ export class Timeline {
         const x1 = x(seg.start);
         const x2 = x(end);
         if (seg.kind === "present") {
-          bar(isOpen ? d.open : d.present, x1, x2, y + 3, LANE_H - 6);
+          bar(isOpen ? d.open : d.present, x1, x2, y + 2, LANE_H - 4);
           intervals += 1;
           open = open || isOpen;
-        } else if (seg.kind === "video") bar(d.video, x1, x2, y + LANE_H - 7, 4);
-        else if (seg.kind === "sharing") bar(d.sharing, x1, x2, y + 3, 4);
+        } else if (seg.kind === "video") bar(d.video, x1, x2, y + LANE_H - 7, 5);
+        else if (seg.kind === "sharing") bar(d.sharing, x1, x2, y + 2, 5);
         else continue;
         total[seg.kind] += end - seg.start;
       }
@@ -305,7 +306,21 @@ export class Timeline {
       hit.append(svgTitle(parts.join("\n")));
       hits.append(hit);
     });
-    root.append(stripes);
+    // Open intervals are hatched (the legend's "still in"): a pattern, one per page.
+    const hatch = svg("pattern", {
+      id: "timeline-open",
+      width: 6,
+      height: 6,
+      patternUnits: "userSpaceOnUse",
+      patternTransform: "rotate(45)",
+    });
+    hatch.append(
+      svg("rect", { class: "open-base", width: 6, height: 6 }),
+      svg("rect", { class: "open-stripe", width: 2.5, height: 6 }),
+    );
+    const defs = svg("defs");
+    defs.append(hatch);
+    root.append(defs, stripes);
     const paths = svg("g", { class: "bars" });
     const kinds = [
       ["present", "seg present"],

@@ -26,6 +26,7 @@ from roster.dev.chime import as_envelope, meeting_stream
 from roster.dev.demo import (
     REDIS_MISSING,
     DemoError,
+    DemoOptions,
     Progress,
     child_env,
     demo_counts,
@@ -35,11 +36,13 @@ from roster.dev.demo import (
     demo_queue_sources_reset,
     redis_choose,
     redis_reachable,
+    simulator_argv,
     url_redacted,
     web_port_choose,
 )
 from roster.dev.processes import ROOT, ProcessError, Supervisor, free_port, port_open
 from roster.ingest import IncomingMessage, messages_ingest
+from roster.management.commands.simulate import Command as SimulateCommand
 from roster.models import Meeting, QueueSource
 
 
@@ -154,6 +157,21 @@ def test_children_share_one_database_redis_and_both_queues():
     assert env["AWS_ENDPOINT_URL_SQS"] == "http://127.0.0.1:5"
     assert env["CHIME_ALLOWED_ACCOUNTS"] == "111122223333"
     assert int(env["SQS_WAIT_SECONDS"]) <= 5
+
+
+def test_the_simulator_is_told_the_demo_options_in_words_simulate_reads():
+    options = DemoOptions(meeting_minutes=7.5, calls=3, meetings=2, attendees=6, rate=9)
+    argv = simulator_argv(queue_urls=["http://q/a", "http://q/b"], options=options, seed=42)
+    assert argv[1:3] == [str(ROOT / "manage.py"), "simulate"]
+    parsed = SimulateCommand().create_parser("manage.py", "simulate").parse_args(argv[3:])
+    assert (parsed.meeting_minutes, parsed.calls, parsed.meetings, parsed.attendees) == (7.5, 3, 2, 6)
+    assert (parsed.rate, parsed.seed, parsed.queue_url, parsed.sns_queue_url) == (
+        9,
+        42,
+        "http://q/a",
+        "http://q/b",
+    )
+    assert parsed.forever and parsed.shuffle
 
 
 def test_url_redacted_hides_only_the_password():
@@ -397,7 +415,7 @@ def test_demo_starts_shows_simulated_meetings_and_ctrl_c_leaves_nothing(tmp_path
         PYTHONUNBUFFERED="1",
     )
     argv = [sys.executable, str(ROOT / "manage.py"), "demo", "--port", str(port), "--rate", "40"]
-    argv += ["--meetings", "3", "--attendees", "4", "--status-every", "2"]
+    argv += ["--meetings", "3", "--attendees", "4", "--meeting-minutes", "0.5", "--status-every", "2"]
     started = time.monotonic()
     demo = subprocess.Popen(
         argv,

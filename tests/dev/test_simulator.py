@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import io
 import itertools
+import time
 
 import pytest
 from django.core.management import call_command
 
-from roster.dev.chime import as_envelope, deliveries, meetings_interleave
+from roster.dev.chime import as_envelope, deliveries, happened_at, meetings_interleave
 from roster.domain import fold as machine
-from roster.domain.events import ChimeEvent, Rejection, event_parse
-from roster.models import Event, Quarantine
+from roster.domain.events import KIND_VOICE_CONNECTOR, ChimeEvent, Rejection, event_parse
+from roster.domain.timeline import timeline_build
+from roster.models import Event, Quarantine, VoiceConnectorStream
 from roster.sources.sqs import queue_drain_once
 from tests.conftest import expected, queue_depth, stored
 
@@ -61,6 +63,47 @@ def test_each_meeting_ends_cleanly_when_folded():
         assert not any(a.video or a.screen_share or a.content_share for a in roster.attendees.values())
 
 
+def test_minutes_long_meetings_and_calls_come_in_time_order_each_event_once():
+    minutes = 5
+    details = list(
+        meetings_interleave(
+            seed=4, meetings=3, attendees=10, start_ms=0, calls=2, meeting_ms=minutes * 60_000
+        )
+    )
+    times = [happened_at(d) for d in details]
+    assert times == sorted(times)
+    events = [parsed(as_envelope(d)) for d in details]
+    assert len({e.key for e in events}) == len(events)  # no occurrence made twice by the clock
+    by_meeting: dict[str, list] = {}
+    for event in events:
+        if event.kind != KIND_VOICE_CONNECTOR:
+            by_meeting.setdefault(event.meeting_id, []).append(event)
+    assert len(by_meeting) == 3
+    for meeting_id, meeting_events in by_meeting.items():
+        roster = machine.roster_fold(meeting_id, meeting_events)
+        assert (
+            0.6 * minutes * 60_000
+            <= roster.meeting.ended_at - roster.meeting.started_at
+            <= 1.4 * minutes * 60_000
+        )
+        lanes = timeline_build(meeting_id, meeting_events)["lanes"]
+        shares = sorted(
+            (s["start"], s["end"]) for lane in lanes for s in lane["segments"] if s["kind"] == "sharing"
+        )
+        assert all(
+            end <= start for (_, end), (start, _) in zip(shares, shares[1:], strict=False)
+        )  # one at a time
+        video = [s["end"] - s["start"] for lane in lanes for s in lane["segments"] if s["kind"] == "video"]
+        assert max(video) > 60_000  # a camera stays on for a while
+    calls: dict[str, list[str]] = {}
+    for event in events:
+        if event.kind == KIND_VOICE_CONNECTOR:
+            calls.setdefault(event.detail["transactionId"], []).append(event.event_type)
+    assert len(calls) == 2
+    for statuses in calls.values():
+        assert statuses[0] == "STARTED" and statuses[-1] in ("ENDED", "FAILED") and len(statuses) <= 3
+
+
 def test_forever_keeps_meetings_running():
     details = meetings_interleave(seed=1, meetings=2, attendees=2, start_ms=0, forever=True)
     meetings = {d["meetingId"] for _, d in zip(range(2000), details, strict=False)}
@@ -102,3 +145,29 @@ def test_simulate_command_through_two_overlapping_queues(sqs, make_queue):
     assert len(by_meeting) > 2  # new meetings started as others ended
     for meeting_id, details in by_meeting.items():
         assert stored(meeting_id) == expected(details)
+
+
+@pytest.mark.sqs
+@pytest.mark.django_db(transaction=True)
+def test_simulate_sends_meeting_minutes_as_they_happen_and_streams_calls(sqs, make_queue):
+    queue = make_queue()
+    out = io.StringIO()
+    started = time.monotonic()
+    call_command(
+        "simulate", "--queue-url", queue, "--meetings", "1", "--attendees", "3", "--calls", "2",
+        "--meeting-minutes", "0.05", "--rate", "5000", "--seed", "5", "--start-ms", "0", stdout=out,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    events = int(out.getvalue().split()[0].split("=")[1])
+    generated = list(
+        meetings_interleave(seed=5, meetings=1, attendees=3, start_ms=0, calls=2, meeting_ms=3_000)
+    )
+    assert events == len(generated)
+    assert took >= happened_at(generated[-1]) / 1000 - 0.2  # sent as they happened, not at 5000/s
+    while queue_drain_once(client=sqs, queue_url=queue, wait_seconds=1).received:
+        pass
+    assert Event.objects.count() == events and not Quarantine.objects.exists()
+    assert VoiceConnectorStream.objects.count() == 2
+    assert set(VoiceConnectorStream.objects.values_list("status", flat=True)) <= {"ENDED", "FAILED"}
+    meeting_id = generated[0]["meetingId"]
+    assert stored(meeting_id) == expected([d for d in generated if d.get("meetingId") == meeting_id])

@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import time
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
@@ -271,8 +272,16 @@ def test_meeting_admin_links_dashboard_lists_attendees_and_searches(operator, de
 @pytest.mark.django_db
 def test_event_admin_filters_and_searches_ids(operator, derived):
     joined = Event.objects.filter(event_type="chime:AttendeeJoined").order_by("pk").first()
-    by_type = operator.get(f"{ADMIN}/event/", {"event_type": "chime:AttendeeJoined"}).context["cl"]
-    assert by_type.result_count == Event.objects.filter(event_type="chime:AttendeeJoined").count() >= 2
+    unprefixed = {"meetingId": derived, "attendeeId": "bare", "eventType": "AttendeeJoined", "timestamp": 5}
+    ingest(as_json(unprefixed))  # the same type without "chime:"
+    listing = operator.get(f"{ADMIN}/event/")
+    choices = [c["display"] for c in listing.context["cl"].filter_specs[0].choices(listing.context["cl"])]
+    assert "AttendeeJoined" in choices and "chime:AttendeeJoined" not in choices  # one type, one form
+    for value in ("AttendeeJoined", "chime:AttendeeJoined"):
+        by_type = operator.get(f"{ADMIN}/event/", {"event_type": value}).context["cl"]
+        assert (
+            by_type.result_count == Event.objects.filter(event_type="chime:AttendeeJoined").count() + 1 >= 3
+        )
     by_kind = operator.get(f"{ADMIN}/event/", {"kind": "voice_connector"}).context["cl"]
     assert by_kind.result_count == 2
     assert (
@@ -287,6 +296,22 @@ def test_event_admin_filters_and_searches_ids(operator, derived):
     assert list(operator.get(f"{ADMIN}/event/", {"q": joined.key}).context["cl"].result_list) == [joined]
     html = operator.get(f"{ADMIN}/event/{joined.pk}/change/").content.decode()
     assert '\n  "eventType": "chime:AttendeeJoined"' in html or "&quot;eventType&quot;" in html
+
+
+@pytest.mark.django_db
+def test_times_are_dates_and_names_stand_next_to_ids(operator, derived, settings):
+    settings.TIME_ZONE = "UTC"
+    meeting = Meeting.objects.get()
+    event = Event.objects.filter(event_type="chime:AttendeeJoined").order_by("pk").first()
+    listing = operator.get(f"{ADMIN}/event/", {"q": event.key}).content.decode()
+    moment = datetime.fromtimestamp(event.timestamp / 1000, tz=UTC)
+    assert moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{event.timestamp % 1000:03d} UTC" in listing
+    assert f'title="{event.timestamp} ms"' in listing  # the number is still there, in a tooltip
+    assert "room-7 <span" in listing and "user-" in listing  # names next to the ids
+    page = operator.get(f"{ADMIN}/meeting/{meeting.pk}/change/").content.decode()
+    started = datetime.fromtimestamp(meeting.started_at / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert started in page and f">{meeting.started_at}<" not in page
+    assert "time in meeting" in page.lower() and 'rel="icon"' in page
 
 
 @pytest.mark.django_db

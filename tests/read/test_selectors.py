@@ -11,7 +11,7 @@ from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import Meeting, QueueSource
 from roster.read.access import Access
 from roster.read.selectors import (
-    attendance_list,
+    attendance_get,
     meeting_visible,
     meetings_visible,
     queue_urls_configured,
@@ -50,17 +50,18 @@ def test_meetings_are_read_with_the_shown_columns_only(django_assert_num_queries
         roster_read(meeting=meeting)
 
 
-def test_attendance_counts_an_open_join_up_to_now():
+def test_attendance_is_one_query_and_counts_an_open_join_up_to_now(django_assert_num_queries):
     ingest(
         event("m-a", "AttendeeJoined", 1_000, "b"),
         event("m-a", "AttendeeLeft", 4_000, "b"),
         event("m-a", "AttendeeJoined", 2_000, "a"),
     )
     meeting = meeting_visible(access=EVERYTHING, meeting_id="m-a")
-    rows = attendance_list(meeting=meeting, now_ms=10_000)
-    assert [(r["attendee_id"], r["total_ms"], r["presence"]) for r in rows] == [
-        ("a", 8_000, "joined"),
-        ("b", 3_000, "left"),
+    with django_assert_num_queries(1):
+        people = attendance_get(meeting=meeting, now_ms=10_000).people
+    assert [(p.attendee_id, p.total_ms, p.last_leave, p.presence) for p in people] == [
+        ("a", 8_000, None, "joined"),
+        ("b", 3_000, 4_000, "left"),
     ]
 
 

@@ -96,7 +96,8 @@ def test_staff_see_everything_hosts_see_their_rules(client, meetings):
 
 
 def test_every_page_needs_a_login(client, meetings):
-    for url in ("/", f"/meetings/{meetings['sales']}/", f"/meetings/{meetings['sales']}/attendance.csv"):
+    sales = f"/meetings/{meetings['sales']}/"
+    for url in ("/", sales, f"{sales}attendance.csv", f"{sales}attendance-summary.csv"):
         response = client.get(url)
         assert response.status_code == 302 and "/login/" in response["Location"]
 
@@ -108,6 +109,9 @@ def test_host_cannot_open_a_meeting_outside_their_rules(client, meetings):
     assert client.get(f"/meetings/{meetings['sales']}/").status_code == 200
     assert client.get(f"/meetings/{meetings['board']}/").status_code == 404
     assert client.get(f"/meetings/{meetings['board']}/attendance.csv").status_code == 404
+    assert client.get(f"/meetings/{meetings['board']}/attendance-summary.csv").status_code == 404
+    assert client.get(f"/api/meetings/{meetings['board']}/attendance").status_code == 404
+    assert client.get(f"/meetings/{meetings['sales']}/attendance-summary.csv").status_code == 200
 
 
 def test_pages_render_untrusted_text_as_text(admin_client, meetings):
@@ -129,6 +133,8 @@ def test_attendance_csv(admin_client, meetings):
         "total_seconds_in_meeting",
         "drops",
         "final_presence",
+        "last_left",
+        "total_time",
     ]
     by_id = {row[0]: row for row in rows[1:]}
     assert set(by_id) == {"att-90-0", "att-90-1"}
@@ -136,20 +142,76 @@ def test_attendance_csv(admin_client, meetings):
     assert by_id["att-90-1"][2].endswith("+00:00") and int(by_id["att-90-1"][3]) >= 0
 
 
-def test_csv_neutralises_formulas(admin_client):
+def ended_meeting(external_meeting_id: str = "weekly") -> None:
+    """m-sum: 10:00 to 10:30; zed 10:00-10:20 with a drop at 10:05 back at 10:10, ann from 10:15 to
+    the end, bob added but never in."""
+    base = {"meetingId": "m-sum", "externalMeetingId": external_meeting_id}
+    t0, minute = 1_704_103_200_000, 60_000  # 2024-01-01T10:00:00Z
+
+    def at(event_type: str, minutes: int, attendee: str = "", user: str = "") -> dict:
+        detail = {**base, "eventType": f"chime:{event_type}", "timestamp": t0 + minutes * minute}
+        return {**detail, "attendeeId": attendee, "externalUserId": user} if attendee else detail
+
     ingest(
         [
-            {
-                "meetingId": "m-csv",
-                "attendeeId": "a1",
-                "externalUserId": '=HYPERLINK("http://x")',
-                "eventType": "chime:AttendeeJoined",
-                "timestamp": 1000,
-            }
+            at("MeetingStarted", 0),
+            at("AttendeeJoined", 0, "z", "zed"),
+            at("AttendeeDropped", 5, "z", "zed"),
+            at("AttendeeJoined", 10, "z", "zed"),
+            at("AttendeeLeft", 20, "z", "zed"),
+            at("AttendeeJoined", 15, "a", "Ann"),
+            at("AttendeeAdded", 1, "b", "bob"),
+            at("MeetingEnded", 30),
         ]
     )
-    rows = list(csv.reader(io.StringIO(admin_client.get("/meetings/m-csv/attendance.csv").content.decode())))
-    assert rows[1][1] == '\'=HYPERLINK("http://x")'
+
+
+def test_attendance_csv_adds_last_leave_and_total_sorted_by_name(admin_client):
+    ended_meeting()
+    rows = list(csv.reader(io.StringIO(admin_client.get("/meetings/m-sum/attendance.csv").content.decode())))
+    assert rows[1:] == [
+        ["a", "Ann", "2024-01-01T10:15:00+00:00", "900", "0", "left", "2024-01-01T10:30:00+00:00", "0:15:00"],
+        ["b", "bob", "", "0", "0", "added", "", "0:00:00"],
+        ["z", "zed", "2024-01-01T10:00:00+00:00", "900", "1", "left", "2024-01-01T10:20:00+00:00", "0:15:00"],
+    ]
+
+
+def test_attendance_summary_csv_and_json(admin_client):
+    ended_meeting(external_meeting_id="=cmd|' /C calc'!A0")
+    response = admin_client.get("/meetings/m-sum/attendance-summary.csv")
+    assert (
+        response["Content-Disposition"] == 'attachment; filename="attendance-summary-_cmd____C_calc__A0.csv"'
+    )
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows == [
+        [
+            "meeting_id",
+            "external_meeting_id",
+            "started",
+            "ended",
+            "duration_seconds",
+            "duration",
+            "peak_attendees",
+            "attendees",
+            "attendee_seconds",
+            "average_attendance",
+        ],
+        [
+            "m-sum",
+            "'=cmd|' /C calc'!A0",  # a formula stays text
+            "2024-01-01T10:00:00+00:00",
+            "2024-01-01T10:30:00+00:00",
+            "1800",
+            "0:30:00",
+            "2",
+            "2",
+            "1800",
+            "1.00",
+        ],
+    ]
+    summary = admin_client.get("/api/meetings/m-sum/attendance").json()
+    assert summary["meeting"]["average"] == 1.0 and summary["meeting"]["duration_ms"] == 1_800_000
+    assert [p["name"] for p in summary["people"]] == ["Ann", "bob", "zed"]
 
 
 def test_timeline_lanes(admin_client):

@@ -19,9 +19,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, help="dashboard port (default 8000, or a free one if busy)")
-        parser.add_argument("--rate", type=float, default=8.0, help="simulated events per second")
+        parser.add_argument("--rate", type=float, default=8.0, help="simulated events per second, at most")
         parser.add_argument("--meetings", type=int, default=4, help="concurrent simulated meetings")
         parser.add_argument("--attendees", type=int, default=10, help="attendees per meeting")
+        parser.add_argument(
+            "--meeting-minutes", type=float, default=5.0, help="about how long a simulated meeting lasts"
+        )
+        parser.add_argument(
+            "--calls", type=int, default=2, help="Voice Connector streamed calls at a time (streams page)"
+        )
         parser.add_argument("--seed", type=int, help="simulator seed (default: random each run)")
         parser.add_argument("--duplicates", type=float, default=0.05, help="probability of a redelivery")
         parser.add_argument("--poison", type=float, default=0.01, help="share of malformed messages")
@@ -33,13 +39,15 @@ class Command(BaseCommand):
         parser.add_argument("--log-dir", type=Path, help="keep the children's logs here (default: removed)")
 
     def handle(self, *args, **options):
-        if options["rate"] <= 0:
-            raise CommandError("--rate must be positive")
+        if options["rate"] <= 0 or options["meeting_minutes"] <= 0:
+            raise CommandError("--rate and --meeting-minutes must be positive")
         demo_options = DemoOptions(
             port=options["port"],
             rate=options["rate"],
             meetings=options["meetings"],
             attendees=options["attendees"],
+            meeting_minutes=options["meeting_minutes"],
+            calls=options["calls"],
             seed=options["seed"],
             mirror_share=options["mirror_share"],
             duplicates=options["duplicates"],

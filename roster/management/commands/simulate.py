@@ -1,4 +1,5 @@
-"""Send realistic Chime traffic to SQS queues (roster.dev.chime), paced at a rate."""
+"""Send realistic Chime traffic to SQS queues (roster.dev.chime): paced at a rate, or as it happens
+in meetings of a few minutes (``--meeting-minutes``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from roster.dev.chime import deliveries, meetings_interleave
+from roster.dev.chime import deliveries, happened_at, meetings_interleave
 from roster.sources.sqs import sqs_client
 
 
@@ -24,11 +25,25 @@ class Command(BaseCommand):
         )
         parser.add_argument("--meetings", type=int, default=3, help="concurrent meetings")
         parser.add_argument("--attendees", type=int, default=8, help="attendees per meeting")
-        parser.add_argument("--rate", type=float, default=20.0, help="events per second")
+        parser.add_argument(
+            "--rate", type=float, default=20.0, help="events per second (at most, with --meeting-minutes)"
+        )
+        parser.add_argument(
+            "--meeting-minutes",
+            type=float,
+            help="spread each meeting's events over about this many minutes, sent as they happen",
+        )
+        parser.add_argument(
+            "--calls", type=int, default=0, help="Voice Connector streamed calls at a time, besides meetings"
+        )
         parser.add_argument(
             "--envelope", choices=["eventbridge", "sns", "bare", "mixed"], default="eventbridge"
         )
-        parser.add_argument("--shuffle", action="store_true", help="reorder within a window of 20 bodies")
+        parser.add_argument(
+            "--shuffle",
+            action="store_true",
+            help="reorder within a window of 20 bodies (5 with --meeting-minutes, whose events are sparse)",
+        )
         parser.add_argument("--duplicates", type=float, default=0.0, help="probability of a second delivery")
         parser.add_argument("--poison", type=float, default=0.0, help="share of malformed messages")
         parser.add_argument("--seed", type=int, default=1)
@@ -37,9 +52,9 @@ class Command(BaseCommand):
         parser.add_argument("--start-ms", type=int, help="timestamp of the first event (default: now)")
 
     def handle(self, *args, **options):
-        rate = options["rate"]
-        if rate <= 0:
-            raise CommandError("--rate must be positive")
+        rate, minutes = options["rate"], options["meeting_minutes"]
+        if rate <= 0 or (minutes is not None and minutes <= 0):
+            raise CommandError("--rate and --meeting-minutes must be positive")
         start_ms = options["start_ms"] if options["start_ms"] is not None else int(time.time() * 1000)
         events = meetings_interleave(
             seed=options["seed"],
@@ -48,6 +63,8 @@ class Command(BaseCommand):
             start_ms=start_ms,
             step_ms=1000.0 / rate,
             forever=options["forever"],
+            calls=options["calls"],
+            meeting_ms=round(minutes * 60_000) if minutes is not None else None,
         )
         if options["count"] is not None:
             events = itertools.islice(events, options["count"])
@@ -59,7 +76,7 @@ class Command(BaseCommand):
             mirror_share=options["mirror_share"] if options["sns_queue_url"] else 0.0,
             duplicates=options["duplicates"],
             poison=options["poison"],
-            shuffle_window=20 if options["shuffle"] else 0,
+            shuffle_window=(5 if minutes else 20) if options["shuffle"] else 0,
         )
         targets = [options["queue_url"], options["sns_queue_url"]]
         client = sqs_client(queue_url=options["queue_url"])
@@ -83,15 +100,17 @@ class Command(BaseCommand):
 
         try:
             for delivery in bodies:
-                pending[delivery.target].append(delivery.body)
-                if len(pending[delivery.target]) == 10:
-                    flush(delivery.target)
                 due = started + counted.count / rate  # pace by events, not bodies
+                if minutes is not None:  # and send none before it happens
+                    due = max(due, started + (happened_at(counted.last) - start_ms) / 1000)
                 wait = due - time.monotonic()
                 if wait > 0:
                     for target in pending:
                         flush(target)
                     time.sleep(wait)
+                pending[delivery.target].append(delivery.body)
+                if len(pending[delivery.target]) == 10:
+                    flush(delivery.target)
         except KeyboardInterrupt:
             pass
         for target in pending:
@@ -100,16 +119,17 @@ class Command(BaseCommand):
 
 
 class _Counted:
-    """Counts the events drawn from an iterator (pacing is by events)."""
+    """Counts the events drawn from an iterator, and keeps the last (pacing is by events)."""
 
     def __init__(self, iterator):
         self.iterator = iter(iterator)
         self.count = 0
+        self.last = None
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        item = next(self.iterator)
+        self.last = next(self.iterator)
         self.count += 1
-        return item
+        return self.last
