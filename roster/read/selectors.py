@@ -13,11 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Count, F, QuerySet, When
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce, Upper
 from django.utils import timezone
 
 from roster.domain.attendance import Attendance, AttendeeTimes, attendance_summarize
 from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
+from roster.domain.globs import glob_regex
 from roster.domain.timeline import timeline_build
 from roster.models import Attendee, Event, Meeting, Quarantine, QueueSource, VoiceConnectorStream
 from roster.read.access import Access
@@ -53,17 +55,131 @@ def roster_get(*, meeting_id: str) -> dict[str, Any] | None:
     return None if meeting is None else roster_read(meeting=meeting)
 
 
-def meetings_visible(*, access: Access) -> list[Meeting]:
-    """Every meeting the caller may see: active first, then unknown, then ended; newest first."""
-    if access.nothing:
-        return []
-    order = Case(
-        When(status=Meeting.Status.ACTIVE, then=0), When(status=Meeting.Status.UNKNOWN, then=1), default=2
-    )
-    meetings = _meetings().order_by(order, F("started_at").desc(nulls_last=True), "meeting_id")
+def _in_scope(access: Access) -> Q:
+    """The meetings an access allows, as a database filter (its globs as regular expressions)."""
     if access.everything:
-        return list(meetings)
-    return [m for m in meetings if _allows(access, m)]
+        return Q()
+    if access.nothing:
+        return Q(pk__in=[])
+    scope = Q(pk__in=[])
+    for glob in access.globs:
+        pattern = glob_regex(glob)
+        scope |= Q(meeting_id__regex=pattern) | Q(external_meeting_id__regex=pattern)
+    return scope
+
+
+def meetings_visible(*, access: Access) -> list[Meeting]:
+    """Every meeting the caller may see (a socket subscribing to "*"), in the list's order."""
+    return list(MEETING_SORTS["active"].apply(_meetings().filter(_in_scope(access))))
+
+
+@dataclass(frozen=True, slots=True)
+class _SortKey:
+    name: str
+    expression: Any
+    kind: type  # of its values (a cursor is checked against it)
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingSort:
+    """A meeting list order; its last key is ``meeting_id``, so every row has its own place and
+    a cursor (the keys of a page's last row) says exactly where the next page starts."""
+
+    keys: tuple[_SortKey, ...]
+
+    def apply(self, meetings: QuerySet[Meeting]) -> QuerySet[Meeting]:
+        """The meetings with their keys (attributes named as the keys) and in this order."""
+        keyed = meetings.annotate(**{k.name: k.expression for k in self.keys})
+        return keyed.order_by(*(F(k.name).desc() if k.descending else F(k.name).asc() for k in self.keys))
+
+    def after(self, values: list[Any]) -> Q:
+        """The rows after the one whose keys are ``values`` (keyset paging)."""
+        after = Q(pk__in=[])
+        for i, key in enumerate(self.keys):
+            step = Q(**{f"{key.name}__{'lt' if key.descending else 'gt'}": values[i]})
+            for earlier, value in zip(self.keys[:i], values[:i], strict=True):
+                step &= Q(**{earlier.name: value})
+            after |= step
+        return after
+
+
+_NO_START = 2**62  # sorts a meeting with no started_at after every real time, either way
+_STATUS_RANK = Case(
+    When(status=Meeting.Status.ACTIVE, then=Value(0)),
+    When(status=Meeting.Status.UNKNOWN, then=Value(1)),
+    default=Value(2),
+    output_field=IntegerField(),
+)
+_BY_ID = _SortKey("k_id", F("meeting_id"), str)
+MEETING_SORTS: dict[str, MeetingSort] = {
+    # Active first, then unknown, then ended; newest started first (never started last).
+    "active": MeetingSort(
+        (
+            _SortKey("k_rank", _STATUS_RANK, int),
+            _SortKey("k_started", Coalesce("started_at", Value(-1)), int, descending=True),
+            _BY_ID,
+        )
+    ),
+    "newest": MeetingSort(
+        (_SortKey("k_started", Coalesce("started_at", Value(-1)), int, descending=True), _BY_ID)
+    ),
+    "oldest": MeetingSort((_SortKey("k_started", Coalesce("started_at", Value(_NO_START)), int), _BY_ID)),
+    "name": MeetingSort((_SortKey("k_name", Upper("external_meeting_id"), str), _BY_ID)),
+}
+PAGE_DEFAULT, PAGE_MAX = 50, 200
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingFilter:
+    """What a meeting list asks for (REST, the dashboard's list); every field may be left out."""
+
+    q: str = ""  # a substring of externalMeetingId or of an attendee's externalUserId, or a meetingId
+    status: str = ""  # "active", "ended", "unknown" or "" (any)
+    started_after: int | None = None  # epoch ms, inclusive
+    started_before: int | None = None  # epoch ms, exclusive
+    sort: str = "active"  # a MEETING_SORTS key
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingPage:
+    meetings: list[Meeting]
+    after: list[Any] | None  # the last row's sort keys when more rows follow (the next cursor)
+
+
+def meetings_page(
+    *,
+    access: Access,
+    where: MeetingFilter = MeetingFilter(),
+    after: list[Any] | None = None,
+    limit: int = PAGE_DEFAULT,
+) -> MeetingPage:
+    """One page of the meetings the caller may see, filtered and sorted in the database.
+
+    ``after`` is the previous page's ``MeetingPage.after`` (roster.web.api encodes it as the
+    cursor); a row changed between two pages is seen where it stood when each page was read.
+    """
+    sort = MEETING_SORTS[where.sort]
+    meetings = sort.apply(_meetings().filter(_in_scope(access)))
+    if where.q:
+        attendees_matching = Attendee.objects.filter(external_user_id__icontains=where.q).values("meeting_id")
+        meetings = meetings.filter(
+            Q(external_meeting_id__icontains=where.q)
+            | Q(meeting_id=where.q)
+            | Q(meeting_id__in=attendees_matching)
+        )
+    if where.status:
+        meetings = meetings.filter(status=where.status)
+    if where.started_after is not None:
+        meetings = meetings.filter(started_at__gte=where.started_after)
+    if where.started_before is not None:
+        meetings = meetings.filter(started_at__lt=where.started_before)
+    if after is not None:
+        meetings = meetings.filter(sort.after(after))
+    rows = list(meetings[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return MeetingPage(meetings=rows, after=[getattr(rows[-1], k.name) for k in sort.keys] if more else None)
 
 
 def meeting_visible(*, access: Access, meeting_id: str) -> Meeting | None:

@@ -18,8 +18,9 @@ from django.views.decorators.http import require_GET, require_POST
 from roster.models import Meeting
 from roster.read.access import Access, access_for_session, access_for_token, bearer_token, feed_token_get
 from roster.read.host_links import DEFAULT_HOURS, HostLinkRefused, host_link_create
-from roster.read.selectors import attendance_get, meeting_visible, meetings_visible, roster_read, timeline_get
-from roster.read.serializers import attendance_as_dict, meeting_as_dict
+from roster.read.selectors import attendance_get, meeting_visible, meetings_page, roster_read, timeline_get
+from roster.read.serializers import attendance_as_dict
+from roster.web.meeting_query import BadQuery, meeting_page_as_dict, meeting_query_parse
 
 
 def _api_access(request: HttpRequest) -> Access | None:
@@ -55,7 +56,12 @@ def api_meetings(request: HttpRequest) -> JsonResponse:
     access = _api_access(request)
     if access is None:
         return _unauthorized()
-    return JsonResponse({"meetings": [meeting_as_dict(m) for m in meetings_visible(access=access)]})
+    try:
+        query = meeting_query_parse(request.GET)
+    except BadQuery as bad:
+        return _error(400, "bad_query", str(bad), param=bad.name)
+    page = meetings_page(access=access, where=query.where, after=query.after, limit=query.limit)
+    return JsonResponse(meeting_page_as_dict(page, sort=query.where.sort))
 
 
 @require_GET
@@ -76,8 +82,8 @@ def api_attendance(request: HttpRequest, meeting_id: str) -> JsonResponse:
     )
 
 
-def _error(status: int, error: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": error, "message": message}, status=status)
+def _error(status: int, error: str, message: str, **extra: str) -> JsonResponse:
+    return JsonResponse({"error": error, "message": message, **extra}, status=status)
 
 
 def _csrf_exempt_for_bearer(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
