@@ -24,7 +24,7 @@ from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
 from roster.read.access import Access, access_for_session, access_for_token, bearer_token
 from roster.read.host_links import host_link_live
-from roster.read.selectors import meeting_visible, meetings_visible, roster_read
+from roster.read.selectors import meeting_read, meeting_visible, meetings_visible, roster_read
 
 
 @database_sync_to_async
@@ -132,8 +132,20 @@ class RosterSocket(AsyncWebsocketConsumer):
         since, with_attendees = subscription.since, subscription.with_attendees
         if subscription.meetings is None:
             await self._join(self.session.follow(subscription))
-            for meeting in await _visible(self.session.access, None):
-                await self._catch_up(meeting, since.get(meeting.meeting_id), with_attendees=with_attendees)
+            if subscription.snapshots:
+                for meeting in await _visible(self.session.access, None):
+                    await self._catch_up(
+                        meeting, since.get(meeting.meeting_id), with_attendees=with_attendees
+                    )
+                return
+            # A list of thousands: only the rows the client shows, and only those that moved.
+            for meeting_id, meeting in zip(
+                since, await _visible(self.session.access, list(since)), strict=True
+            ):
+                if meeting is not None and meeting.seq <= since[meeting_id]:
+                    self.session.hold(meeting_id, since[meeting_id])
+                elif meeting is not None:
+                    await self._catch_up(meeting, since[meeting_id], with_attendees=False)
             return
         found = await _visible(self.session.access, subscription.meetings)
         for meeting_id, meeting in zip(subscription.meetings, found, strict=True):
@@ -148,7 +160,8 @@ class RosterSocket(AsyncWebsocketConsumer):
     async def _catch_up(self, meeting: Meeting, since: int | None, *, with_attendees: bool) -> None:
         """A snapshot, or the changes after ``since`` when the client holds a usable seq."""
         read_since = self.session.catch_up(seq=meeting.seq, since=since, with_attendees=with_attendees)
-        roster = await database_sync_to_async(roster_read)(meeting=meeting, since=read_since)
+        read = roster_read if with_attendees else meeting_read
+        roster = await database_sync_to_async(read)(meeting=meeting, since=read_since)
         text = self.session.caught_up(roster, seq=meeting.seq, since=since, with_attendees=with_attendees)
         await self.send(text_data=text)
 

@@ -85,6 +85,7 @@ class Subscription:
     meetings: list[str] | None  # None: "*", every meeting in scope
     since: dict[str, int]  # the seq the client holds, per meeting
     with_attendees: bool  # False: meeting objects only (meeting lists)
+    snapshots: bool = True  # False ("*" without attendees only): catch up only the meetings in since
 
 
 def subscription_parse(message: dict[str, Any]) -> Subscription:
@@ -97,8 +98,11 @@ def subscription_parse(message: dict[str, Any]) -> Subscription:
         raise BadRequest("bad_since", '"since" maps meeting ids to non-negative integer seqs')
     if not isinstance(with_attendees, bool):
         raise BadRequest("bad_message", '"attendees" is true or false')
+    snapshots = message.get("snapshots", True)
+    if snapshots is not True and (snapshots is not False or meetings != "*" or with_attendees):
+        raise BadRequest("bad_message", '"snapshots": false goes with "meetings": "*" and "attendees": false')
     if meetings == "*":
-        return Subscription(meetings=None, since=since, with_attendees=with_attendees)
+        return Subscription(meetings=None, since=since, with_attendees=with_attendees, snapshots=snapshots)
     if (
         not isinstance(meetings, list)
         or not meetings
@@ -137,6 +141,7 @@ class FeedSession:
     listed: set[str] = field(default_factory=set)  # meetings subscribed by id
     follow_all: bool = False  # "*" with attendees
     follow_list: bool = False  # "*" without attendees (meeting lists)
+    list_unheld: bool = False  # a list without snapshots: a meeting's first delta is forwarded as is
     groups: set[str] = field(default_factory=set)  # groups the socket should be in
 
     def hello(self, access: Access, *, heartbeat_seconds: float) -> str:
@@ -149,12 +154,13 @@ class FeedSession:
             self.follow_all = True
             return GROUP_ALL
         self.follow_list = True
+        self.list_unheld = not subscription.snapshots
         return GROUP_LIST
 
     def unfollow(self, meetings: list[str] | None) -> list[str]:
         """The groups to leave for an unsubscribe (of these meetings, or of "*")."""
         if meetings is None:
-            self.follow_all = self.follow_list = False
+            self.follow_all = self.follow_list = self.list_unheld = False
             return [GROUP_ALL, GROUP_LIST]
         self.listed.difference_update(meetings)
         return [meeting_group(meeting_id) for meeting_id in meetings]
@@ -163,6 +169,10 @@ class FeedSession:
         """Before a catch-up read of a meeting now at ``seq``: the seq to read changes after, or None
         for every attendee (a snapshot). The client holds a usable seq when it is not ahead."""
         return since if since is not None and since <= seq and with_attendees else None
+
+    def hold(self, meeting_id: str, seq: int) -> None:
+        """The client holds ``seq`` of this meeting (a list's row it said is current)."""
+        self.seqs[meeting_id] = seq
 
     def caught_up(self, roster: dict[str, Any], *, seq: int, since: int | None, with_attendees: bool) -> str:
         """The frame of a catch-up read (of a meeting at ``seq`` before it); the client holds the
@@ -194,7 +204,9 @@ class FeedSession:
         seq, held = message["seq"], self.seqs.get(meeting_id)
         if held is not None and seq <= held:
             return None  # a duplicate
-        if seq > (1 if held is None else held + 1):
+        # A meeting object is whole: a list without snapshots takes a meeting's first one as is.
+        first_of_list = held is None and not with_attendees and self.list_unheld
+        if not first_of_list and seq > (1 if held is None else held + 1):
             return Gap(meeting_id=meeting_id, held=held, with_attendees=with_attendees)
         self.seqs[meeting_id] = seq
         return message["text"]

@@ -202,6 +202,12 @@ def roster_read(*, meeting: Meeting, since: int | None = None) -> dict[str, Any]
     return {"meeting": meeting_as_dict(meeting), "attendees": [attendee_as_dict(a) for a in attendees]}
 
 
+def meeting_read(*, meeting: Meeting, since: int | None = None) -> dict[str, Any]:
+    """:func:`roster_read` without attendees (a meeting list's row); ``since`` is ignored."""
+    meeting.refresh_from_db(fields=MEETING_FIELDS)
+    return {"meeting": meeting_as_dict(meeting), "attendees": []}
+
+
 def timeline_get(*, meeting: Meeting) -> dict[str, Any]:
     """The meeting's lanes, folded again from its event log; ``end`` is null while it goes on."""
     rows = Event.objects.filter(meeting_id=meeting.meeting_id).values_list(*STORED_EVENT_FIELDS)

@@ -19,7 +19,7 @@ from config.asgi import application
 from roster.dev.chime import as_bare, meeting_stream
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.live.broadcast import publisher
-from roster.models import AccessRule
+from roster.models import AccessRule, Meeting
 from tests.consumers.test_feed import receive
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -105,6 +105,39 @@ async def test_star_gets_new_meetings_inside_the_rules_only(tag, attendees):
     assert delta["meeting"]["seq"] == 1 and bool(delta["attendees"]) is attendees
     await ingest(outside[5:10])
     assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_a_meeting_list_without_snapshots_catches_up_its_rows_only(tag):
+    """The list of thousands: subscribing reads only the rows the page shows, sends only those
+    that moved, and forwards every other meeting's first change as it comes (whole objects)."""
+    shown, moved, unseen = (
+        stream(135, "sales-a", tag),
+        stream(136, "sales-b", tag),
+        stream(137, "sales-c", tag),
+    )
+    for details in (shown, moved, unseen):
+        await ingest(details[:4])
+    read = database_sync_to_async(lambda m: Meeting.objects.get(meeting_id=m).seq)
+    shown_seq, moved_seq = await read(shown[0]["meetingId"]), await read(moved[0]["meetingId"])
+    communicator = await dashboard(await host_cookie(f"{tag}-sales-*"))
+    since = {shown[0]["meetingId"]: shown_seq, moved[0]["meetingId"]: moved_seq - 1}
+    await communicator.send_json_to(
+        {"type": "subscribe", "meetings": "*", "attendees": False, "snapshots": False, "since": since}
+    )
+    caught_up = await receive(communicator)  # the moved row only, as a meeting object
+    assert caught_up["meeting"]["meeting_id"] == moved[0]["meetingId"] and caught_up["attendees"] == []
+    assert caught_up["meeting"]["seq"] == moved_seq
+    assert await communicator.receive_nothing(timeout=0.3)
+
+    await ingest(unseen[4:6])  # a meeting the page never showed: its object, no catch-up read
+    delta = await receive(communicator)
+    assert delta["type"] == "delta" and delta["meeting"]["meeting_id"] == unseen[0]["meetingId"]
+    assert delta["meeting"]["seq"] > 1 and delta["attendees"] == []
+    await ingest(shown[4:6])
+    delta = await receive(communicator)
+    assert delta["type"] == "delta" and delta["meeting"]["meeting_id"] == shown[0]["meetingId"]
+    assert delta["meeting"]["seq"] == shown_seq + 1
     await communicator.disconnect()
 
 

@@ -99,6 +99,9 @@ def parsed(text: str | None, *, authenticated: bool = True) -> Any:
         ('{"type": "subscribe", "meetings": ["m"], "since": [1]}', "bad_since"),
         ('{"type": "subscribe", "meetings": ["m"], "attendees": "yes"}', "bad_message"),
         ('{"type": "unsubscribe", "meetings": [1]}', "bad_meetings"),
+        ('{"type": "subscribe", "meetings": "*", "snapshots": false}', "bad_message"),
+        ('{"type": "subscribe", "meetings": ["m"], "attendees": false, "snapshots": false}', "bad_message"),
+        ('{"type": "subscribe", "meetings": "*", "attendees": false, "snapshots": 0}', "bad_message"),
     ],
 )
 def test_a_bad_request_gets_its_error_code(text, code):
@@ -137,6 +140,9 @@ def test_subscriptions_and_unsubscriptions_read_as_they_are_meant():
     assert parsed('{"type": "subscribe", "meetings": "*", "attendees": false}') == Subscription(
         meetings=None, since={}, with_attendees=False
     )
+    assert parsed(
+        '{"type": "subscribe", "meetings": "*", "attendees": false, "snapshots": false, "since": {"m": 2}}'
+    ) == Subscription(meetings=None, since={"m": 2}, with_attendees=False, snapshots=False)
     # A list subscription always carries attendees: "attendees": false is for meeting lists.
     assert parsed('{"type": "subscribe", "meetings": ["m"], "attendees": false}').with_attendees
     assert parsed('{"type": "unsubscribe", "meetings": "*"}') is None
@@ -247,6 +253,24 @@ def test_summaries_serve_meeting_lists_only_when_no_full_delta_comes():
     scoped = session("sales-*", follow_list=True)
     assert scoped.judge(broadcast("m-3", 1, external="board", kind=SUMMARY_TYPE)) is None
     assert scoped.judge(broadcast("m-4", 1, external="sales-4", kind=SUMMARY_TYPE)) is not None
+
+
+def test_a_list_without_snapshots_takes_each_meetings_first_object_as_is_then_checks_seqs():
+    feed = session("sales-*")
+    feed.follow(Subscription(meetings=None, since={}, with_attendees=False, snapshots=False))
+    feed.hold("m-1", 4)  # a row the client shows, current
+    assert feed.judge(broadcast("m-9", 7, external="sales-9", kind=SUMMARY_TYPE)) is not None  # no Gap
+    assert feed.judge(broadcast("m-9", 7, external="sales-9", kind=SUMMARY_TYPE)) is None  # duplicate
+    assert feed.judge(broadcast("m-9", 9, external="sales-9", kind=SUMMARY_TYPE)) == Gap("m-9", 7, False)
+    assert feed.judge(broadcast("m-1", 6, external="sales-1", kind=SUMMARY_TYPE)) == Gap("m-1", 4, False)
+    assert feed.judge(broadcast("m-2", 3, external="board", kind=SUMMARY_TYPE)) is None  # out of scope
+
+    with_snapshots = session("sales-*", follow_list=True)  # the default: a catch-up when unheld
+    assert with_snapshots.judge(broadcast("m-9", 7, external="sales-9", kind=SUMMARY_TYPE)) == Gap(
+        "m-9", None, False
+    )
+    feed.unfollow(None)
+    assert not feed.list_unheld
 
 
 def test_unknown_broadcast_types_and_unfollowed_meetings_are_ignored():
