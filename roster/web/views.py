@@ -17,8 +17,9 @@ from django.views.decorators.http import require_GET
 
 from roster.models import Meeting
 from roster.read.access import access_for_session
-from roster.read.selectors import attendance_get, meeting_visible, meetings_visible, roster_read
-from roster.read.serializers import attendance_as_dict, meeting_as_dict
+from roster.read.selectors import attendance_get, meeting_visible, meetings_page, roster_read
+from roster.read.serializers import attendance_as_dict
+from roster.web.meeting_query import BadQuery, meeting_page_as_dict, meeting_query_parse
 
 WS_DASHBOARD = "/ws/dashboard/"
 
@@ -48,13 +49,36 @@ def _visible_or_404(request: HttpRequest, meeting_id: str) -> Meeting:
 @viewer_required
 @require_GET
 def meeting_list(request: HttpRequest) -> HttpResponse:
-    meetings = [meeting_as_dict(m) for m in meetings_visible(access=request.access)]
+    """The first page of the list the URL asks for (the query string of /api/meetings/, so a
+    search can be bookmarked); meeting_list.js pages on and keeps the rows live."""
+    try:
+        query, error = meeting_query_parse(request.GET.dict() | {"cursor": ""}), ""
+    except BadQuery as bad:
+        query, error = meeting_query_parse({}), str(bad)
+    page = meetings_page(access=request.access, where=query.where, limit=query.limit)
     context = {
-        "initial_meetings": meetings,
+        "initial_page": meeting_page_as_dict(page, sort=query.where.sort),
+        "where": query.where,
+        "dates": {name: _date(getattr(query.where, name)) for name in ("started_after", "started_before")},
+        "sorts": MEETING_SORT_LABELS,
+        "query_error": error,
         "ws_path": WS_DASHBOARD,
         "nothing_shared": request.access.nothing,
     }
-    return render(request, "roster/meeting_list.html", context)
+    return render(request, "roster/meeting_list.html", context, status=400 if error else 200)
+
+
+MEETING_SORT_LABELS = {
+    "active": "Active first",
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+    "name": "By name",
+}
+
+
+def _date(ms: int | None) -> str:
+    """Epoch ms as the YYYY-MM-DD of a date input (the list's date filters are whole UTC days)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat() if ms is not None else ""
 
 
 @viewer_required

@@ -171,6 +171,9 @@ export class LiveFeed {
     this.path = options.path || "/ws/dashboard/";
     this.meetings = options.meetings ?? "*";
     this.attendees = options.attendees !== false;
+    // false: a list of thousands showing a page (docs/feed.md): the server catches up only the
+    // meetings held here, and sends every other meeting's first change as it comes.
+    this.snapshots = options.snapshots !== false;
     this.apply = options.apply;
     this.resync = options.resync;
     this.awaitSync = new Set(options.awaitSync || []);
@@ -221,6 +224,11 @@ export class LiveFeed {
   /** Record the seq of state the page already holds (server-rendered first paint). */
   hold(meetingId, seq) {
     if (typeof seq === "number") this.held.set(meetingId, seq);
+  }
+
+  /** Stop holding a meeting (a list row that left the screen): its next message is taken as is. */
+  forget(meetingId) {
+    this.held.delete(meetingId);
   }
 
   /** Server time now (ms), corrected by the heartbeat clock offset. */
@@ -358,6 +366,7 @@ export class LiveFeed {
 
   subscribe() {
     const message = { type: "subscribe", meetings: this.meetings, attendees: this.attendees };
+    if (!this.snapshots) message.snapshots = false;
     const since = {};
     for (const [id, seq] of this.held) {
       if (this.meetings === "*" || this.meetings.includes(id)) since[id] = seq;

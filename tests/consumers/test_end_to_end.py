@@ -142,14 +142,21 @@ def test_dashboard_changes_live_in_a_real_browser(daphne, celery_worker, sqs, ma
             page.screenshot(path=screenshot, full_page=True)
         assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
 
-        # The meeting list: a meeting that starts now appears without a reload.
+        # The meeting list: a meeting that starts now is announced by the pill, not slotted in
+        # under the reader; the pill shows it, without a reload.
         page.goto(f"http://{daphne}/")
         page.wait_for_selector("#connection-status[data-state=live]", timeout=15000)
         assert page.locator(f'[data-meeting-id="{meeting_id}"]').count() == 1
         newcomer = meeting_stream(seed=102, attendees=2, end=False)[:5]
         list_url = page.url
         send_bodies(sqs, queue, [as_envelope(d) for d in newcomer])
+        pill = page.locator("#new-meetings")
+        pill.wait_for(state="visible", timeout=15000)
+        assert pill.inner_text() == "1 new meeting: show"
+        assert page.locator("tr.meeting-row").count() == 1
+        pill.click()
         page.locator(f'[data-meeting-id="{newcomer[0]["meetingId"]}"]').wait_for(timeout=15000)
+        assert pill.is_hidden() and page.locator("tr.meeting-row").count() == 2
         assert page.url == list_url
         browser.close()
     assert dialogs == []  # the hostile name ran nothing
