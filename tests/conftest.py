@@ -153,6 +153,15 @@ def celery_worker_start(processes: Supervisor, env: dict[str, str], *, loglevel:
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's: browser tests never download one
 
 
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """Where a browser test saves screenshots for a reviewer: artifacts/<module>/ at the repository
+    root (gitignored, and kept after the run, unlike pytest's rotating tmp_path)."""
+    folder = ROOT / "artifacts" / request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @contextlib.contextmanager
 def chromium_page(dialogs: list[str]) -> Iterator:
     """A page of headless Chromium (Playwright); every dialog it opens is recorded in ``dialogs``

@@ -1,7 +1,7 @@
 """The roster page a host reads, in a real browser (Daphne, headless Chromium): icons that say what
 they show, who is presenting, a ticking time, capabilities in words, a table as tall as its rows
 under a sticky header; then the meeting ends and the attendance summary appears without a reload.
-Screenshots of both are saved under the test's tmp_path (the path is printed)."""
+Screenshots of both go to artifacts/meeting_page_live/ (gitignored; the paths are printed)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def ingest(*details: dict) -> None:
     messages_ingest(messages=[IncomingMessage(body=as_bare(d)) for d in details])
 
 
-def test_host_reads_the_roster_then_the_summary_appears_when_the_meeting_ends(daphne, tmp_path):
+def test_host_reads_the_roster_then_the_summary_appears_when_the_meeting_ends(daphne, artifacts):
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.exists(), "Debian's chromium is needed (apt-get install chromium)"
@@ -133,7 +133,7 @@ def test_host_reads_the_roster_then_the_summary_appears_when_the_meeting_ends(da
         )
         assert before.count(":") == 1 and int(before.split(":")[0]) >= 9  # about ten minutes in
 
-        roster_png = tmp_path / "roster.png"
+        roster_png = artifacts / "roster.png"
         page.screenshot(path=roster_png)
         # Scrolled down, the header stays on screen above the rows.
         page.evaluate("window.scrollTo(0, document.getElementById('attendee-table').offsetTop + 500)")
@@ -143,7 +143,7 @@ def test_host_reads_the_roster_then_the_summary_appears_when_the_meeting_ends(da
         )
         table_top = page.evaluate("document.getElementById('attendee-table').getBoundingClientRect().top")
         assert abs(head_top) <= 1 and table_top < -400
-        page.screenshot(path=tmp_path / "roster-scrolled.png")
+        page.screenshot(path=artifacts / "roster-scrolled.png")
         page.evaluate("window.scrollTo(0, 0)")
 
         # The meeting ends: the summary appears, by name, without a reload.
@@ -170,9 +170,9 @@ def test_host_reads_the_roster_then_the_summary_appears_when_the_meeting_ends(da
         assert dropped.locator("td.drops").inner_text() == "1"
         assert dropped.locator("td.total").inner_text() == "9:47"  # ten minutes less 5 s late, 8 s away
         assert presenting.is_hidden()  # nobody presents after the end
-        summary_png = tmp_path / "summary.png"
+        summary_png = artifacts / "summary.png"
         summary.screenshot(path=summary_png)
         assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
         browser.close()
     assert dialogs == []
-    print(f"screenshots: {roster_png} {tmp_path / 'roster-scrolled.png'} {summary_png}")
+    print(f"screenshots: {roster_png} {artifacts / 'roster-scrolled.png'} {summary_png}")

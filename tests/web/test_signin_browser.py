@@ -1,7 +1,8 @@
 """A host in a real browser (Daphne, headless Chromium, the real sign-in form): signs in at
 /login/, sees the meetings of their rule and no other, gets 404 for another meeting's URL typed
 by hand, watches a join arrive on their meeting's page without a reload, and signs out.
-Screenshots of the sign-in page and of the host's list go to artifacts/signin/ (gitignored; printed)."""
+Screenshots of the sign-in page and of the host's list go to artifacts/signin_browser/
+(gitignored; printed)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from django.contrib.auth.models import User
 
 from roster.dev.chime import as_bare, meeting_stream
-from roster.dev.processes import ROOT
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.live.broadcast import publisher
 from roster.models import AccessRule
@@ -27,10 +27,7 @@ def ingest(details: list[dict]) -> None:
     publisher.flush()  # broadcast before returning: the browser is waiting for it
 
 
-ARTIFACTS = ROOT / "artifacts" / "signin"
-
-
-def test_host_signs_in_sees_their_meetings_only_live_and_signs_out(daphne):
+def test_host_signs_in_sees_their_meetings_only_live_and_signs_out(daphne, artifacts):
     tag = uuid.uuid4().hex[:8]  # Redis is shared with other runs: ids of our own
     streams = {
         name: meeting_stream(
@@ -55,7 +52,7 @@ def test_host_signs_in_sees_their_meetings_only_live_and_signs_out(daphne):
         assert page.url == f"{base}/login/?next=/"
         assert page.title() == "Sign in · chime-roster"
         assert "Django administration" not in page.content()
-        page.screenshot(path=ARTIFACTS / "sign-in.png", full_page=True)
+        page.screenshot(path=artifacts / "sign-in.png", full_page=True)
         page.fill("#id_username", "host")
         page.fill("#id_password", PASSWORD)
         page.click("form.auth-form button[type=submit]")
@@ -66,8 +63,8 @@ def test_host_signs_in_sees_their_meetings_only_live_and_signs_out(daphne):
         assert sorted(listed) == sorted([ids["sales-emea"], ids["sales-apac"]])
         assert page.locator(".user .username").inner_text() == "host"
         assert page.locator('.user a[href="/admin/"]').count() == 0  # not staff
-        page.screenshot(path=ARTIFACTS / "host-meetings.png", full_page=True)
-        print(f"screenshots: {ARTIFACTS / 'sign-in.png'} {ARTIFACTS / 'host-meetings.png'}")
+        page.screenshot(path=artifacts / "host-meetings.png", full_page=True)
+        print(f"screenshots: {artifacts / 'sign-in.png'} {artifacts / 'host-meetings.png'}")
 
         assert page.goto(f"{base}/meetings/{ids['board']}/").status == 404  # typed by hand
 
