@@ -58,7 +58,13 @@ SIGNATURE_KEYS = ("SignatureVersion", "Signature", "SigningCertURL")
 
 SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 
-SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")  # always used with fullmatch
+# An AWS region is <area>-[gov-]<direction>-<n>, with one of AWS's geographic areas; the China
+# partition (cn-) has its own domain. Anything looser lets in hosts that are not SNS: S3 serves
+# a bucket named "sns" at sns.s3.amazonaws.com, and anyone can create one. Used with fullmatch.
+SNS_HOST = re.compile(
+    r"sns\.(?:(?:af|ap|ca|eu|il|me|mx|sa|us)(?:-gov)?-[a-z]+-\d{1,2}\.amazonaws\.com"
+    r"|cn-[a-z]+-\d{1,2}\.amazonaws\.com\.cn)"
+)
 
 MAX_AGE = timedelta(hours=1)
 MAX_SKEW = timedelta(minutes=5)

@@ -360,6 +360,16 @@ def test_unknown_signature_version_is_refused(client, fetches, signing_key, vers
         "https://evilsns.us-east-1.amazonaws.com/x.pem",
         "https://sns.us-east-1.amazonaws.com.cn.evil.com/x.pem",
         "file:///etc/ssl/cert.pem",
+        # Hosts on amazonaws.com that are not SNS: S3 serves anyone's bucket named "sns" there.
+        "https://sns.s3.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.s3-website-us-east-1.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.s3-us-west-2.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.execute-api.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.elb.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.xx-east-1.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.us-east.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.us-east-1.amazonaws.com.cn/SimpleNotificationService-x.pem",  # not a China region
+        "https://sns.cn-north-1.amazonaws.com/SimpleNotificationService-x.pem",  # China is .com.cn
     ],
 )
 def test_signing_cert_url_off_sns_is_refused_without_a_fetch(client, fetches, signing_key, cert_url):
@@ -377,6 +387,11 @@ def test_signing_cert_url_off_sns_is_refused_without_a_fetch(client, fetches, si
         "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
         "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
         "https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.cn-northwest-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
+        "https://sns.me-central-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.il-central-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.ap-southeast-5.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.mx-central-1.amazonaws.com/SimpleNotificationService-abc.pem",
         "https://sns.us-east-1.amazonaws.com:443/SimpleNotificationService-abc.pem",
     ],
 )
