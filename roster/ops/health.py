@@ -1,7 +1,8 @@
 """Health checks for load balancers (/healthz): the database, Redis and every enabled queue.
 
-The answer is public (a load balancer cannot log in), so it names queues by their name only (no
-URL, no account id) and reports a failure by its exception class, never its message. Queue checks
+Anyone may ask (a load balancer cannot log in), and an anonymous caller learns only ok or fail
+per part (:func:`health_public`). Staff and the metrics token get the details: each queue by its
+name only (no URL, no account id) and a failure by its exception class, never its message. Queue checks
 call SQS, so their results are cached for a few seconds per process: a storm of probes costs SQS
 at most one GetQueueAttributes per queue per HEALTH_QUEUE_CACHE_SECONDS.
 """
@@ -116,3 +117,17 @@ def health_report() -> dict[str, Any]:
     healthy = all(check["status"] == OK for check in (database, redis_health, *queues))
     checks = {"database": database, "redis": redis_health, "queues": queues}
     return {"status": OK if healthy else FAIL, "checks": checks}
+
+
+def health_public(report: dict[str, Any]) -> dict[str, Any]:
+    """What an anonymous caller learns of a report: ok or fail per part, the queues as one part."""
+    checks = report["checks"]
+    queues_ok = all(queue["status"] == OK for queue in checks["queues"])
+    return {
+        "status": report["status"],
+        "checks": {
+            "database": checks["database"]["status"],
+            "redis": checks["redis"]["status"],
+            "queues": OK if queues_ok else FAIL,
+        },
+    }

@@ -1,5 +1,6 @@
-"""Operations over HTTP: /healthz (public), /metrics (token or staff), the Voice Connector
-streams page and its JSON (staff), and the queue lag the dashboard header polls (any login)."""
+"""Operations over HTTP: /healthz (public; details for operators), /metrics (token or staff),
+the Voice Connector streams page and its JSON (staff), and the queue lag the dashboard header
+polls (any login)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from roster.ops.health import OK, health_report
+from roster.ops.health import OK, health_public, health_report
 from roster.ops.metrics import metrics_render
 from roster.read.access import bearer_token
 from roster.read.selectors import STREAM_STATUSES, queue_lag_get, voice_connector_streams_list
@@ -34,24 +35,30 @@ def _json_refusal(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"error": "unauthenticated", "message": "log in"}, status=401)
 
 
+def _is_operator(request: HttpRequest) -> bool:
+    """``Authorization: Bearer <METRICS_TOKEN>``, or a staff session."""
+    expected = settings.METRICS_TOKEN
+    token = bearer_token(request.headers.get("Authorization"))
+    if token and expected:
+        return hmac.compare_digest(token.encode(), expected.encode())
+    return _is_staff(request)
+
+
 @never_cache
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    """For load balancers: no login, nothing sensitive (queue names, error class names)."""
+    """For load balancers: no login. Anyone learns ok or fail per part; operators (staff, the
+    metrics token) also which queue and which exception class."""
     report = health_report()
-    return JsonResponse(report, status=200 if report["status"] == OK else 503)
+    body = report if _is_operator(request) else health_public(report)
+    return JsonResponse(body, status=200 if report["status"] == OK else 503)
 
 
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format for `Authorization: Bearer <METRICS_TOKEN>`, or a staff session."""
-    expected = settings.METRICS_TOKEN
-    token = bearer_token(request.headers.get("Authorization"))
-    allowed = (
-        hmac.compare_digest(token.encode(), expected.encode()) if token and expected else _is_staff(request)
-    )
-    if not allowed:
+    if not _is_operator(request):
         response = HttpResponse("unauthorized\n", status=401, content_type="text/plain; charset=utf-8")
         response["WWW-Authenticate"] = 'Bearer realm="chime-roster metrics"'
         return response

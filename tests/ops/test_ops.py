@@ -52,13 +52,57 @@ def events(text: str, queue: str, type_: str, outcome: str) -> float | None:
 # ---------------------------------------------------------------------------------------------
 # /healthz
 
+OPERATOR_TOKEN = "healthz-operator-token"
+
+
+def healthz(client, *, operator: bool = True):
+    """/healthz as an operator (the metrics token: the details) or as anyone (ok or fail per part)."""
+    if not operator:
+        return client.get("/healthz")
+    with override_settings(METRICS_TOKEN=OPERATOR_TOKEN):
+        return client.get("/healthz", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+
+
+@pytest.mark.django_db
+def test_healthz_tells_anyone_only_ok_or_fail_per_part(client, sqs, make_queue):
+    good = make_queue()
+    missing = good.rsplit("/", 1)[0] + f"/roster-test-missing-{uuid.uuid4().hex[:8]}"
+    QueueSource.objects.create(url=good)
+    assert healthz(client, operator=False).json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "redis": "ok", "queues": "ok"},
+    }
+    QueueSource.objects.create(url=missing)
+    response = healthz(client, operator=False)
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "fail",
+        "checks": {"database": "ok", "redis": "ok", "queues": "fail"},
+    }
+    raw = response.content.decode()
+    assert good.rsplit("/", 1)[-1] not in raw and "roster-test-missing" not in raw and "Error" not in raw
+    with override_settings(METRICS_TOKEN=OPERATOR_TOKEN):  # a wrong token is anyone
+        wrong = client.get("/healthz", headers={"Authorization": "Bearer nope"}).json()
+    assert wrong["checks"]["queues"] == "fail"
+
+
+@pytest.mark.django_db
+def test_healthz_details_for_staff(client, sqs, make_queue, django_user_model):
+    url = make_queue()
+    QueueSource.objects.create(url=url)
+    staff = django_user_model.objects.create_user("op", password="x", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/healthz").json()["checks"]["queues"] == [
+        {"queue": url.rsplit("/", 1)[-1], "status": "ok"}
+    ]
+
 
 @pytest.mark.django_db
 def test_healthz_all_good_names_queues_without_urls(client, sqs, make_queue):
     url = make_queue()
     QueueSource.objects.create(url=url)
     QueueSource.objects.create(url=f"{url}-disabled", enabled=False)  # not checked: not drained
-    response = client.get("/healthz")
+    response = healthz(client)
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok"
@@ -76,7 +120,7 @@ def test_healthz_missing_queue_is_503_with_a_class_name_only(client, sqs, make_q
     missing = good.rsplit("/", 1)[0] + f"/roster-test-missing-{uuid.uuid4().hex[:8]}"
     QueueSource.objects.create(url=good)
     QueueSource.objects.create(url=missing)
-    response = client.get("/healthz")
+    response = healthz(client)
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "fail"
@@ -93,7 +137,7 @@ def test_healthz_unreachable_endpoint_is_503(client):
     QueueSource.objects.create(url=f"https://sqs.us-east-1.amazonaws.com/{MOTO_ACCOUNT}/chime-events")
     with override_settings(AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{free_port()}"):
         started = time.monotonic()
-        response = client.get("/healthz")
+        response = healthz(client)
         elapsed = time.monotonic() - started
     assert response.status_code == 503
     (queue,) = response.json()["checks"]["queues"]
@@ -104,7 +148,7 @@ def test_healthz_unreachable_endpoint_is_503(client):
 @pytest.mark.django_db
 def test_healthz_redis_down_is_503(client):
     with override_settings(REDIS_URL=closed_redis_url()):
-        response = client.get("/healthz")
+        response = healthz(client)
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["redis"] == {"status": "fail", "error": "ConnectionError"}
