@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -21,6 +22,8 @@ from roster.read.host_links import SESSION_KEY as HOST_LINK_SESSION_KEY
 from roster.read.host_links import host_link_live
 
 TOKEN_PREFIX = "crt_"
+TOKEN_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is noted at most this often (a busy app
+# calling REST many times a second would otherwise write the token's row on every call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +103,14 @@ def feed_token_revoke(*, token: FeedToken) -> None:
 
 
 def feed_token_get(*, raw: str) -> FeedToken | None:
-    """The live token of a raw bearer value, its use noted; None for an unknown or revoked one."""
+    """The live token of a raw bearer value, its use noted (at most once a minute); None for an
+    unknown or revoked one."""
     if not raw or len(raw) > 200:
         return None
     token = FeedToken.objects.filter(token_hash=token_hash(raw), revoked_at__isnull=True).first()
-    if token is not None:
-        FeedToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    if token is not None and (token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_EVERY):
+        FeedToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
 
 
