@@ -323,3 +323,40 @@ def test_a_search_is_one_query():
     with CaptureQueriesContext(connection) as queries:
         assert page_ids(Access(globs=("*-standup",)), q="ZE") == ["m-3"]
     assert len(queries.captured_queries) == 1
+
+
+# --- PostgreSQL: the indexes of migration 0009 serve the queries as written -----------------------
+
+
+def plan(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a few rows: make the index's use visible
+        cursor.execute(f"EXPLAIN {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def page_sql(**where) -> str:
+    with CaptureQueriesContext(connection) as queries:
+        meetings_page(access=EVERYTHING, where=MeetingFilter(**where))
+    return queries.captured_queries[-1]["sql"]
+
+
+@pytest.mark.postgres
+def test_the_first_page_is_read_in_index_order():
+    meetings_make(*SORT_ROWS)
+    first = plan(page_sql())
+    assert "roster_meeting_active_order" in first and "Sort" not in first  # no sort: the index's order
+
+
+@pytest.mark.postgres
+def test_an_attendee_search_of_three_characters_uses_the_trigram_index():
+    meetings_make(*SORT_ROWS, attendees={"m01": ["ann@acme"]})
+    assert "roster_attendee_user_trgm" in plan(page_sql(q="ann"))
+    assert "roster_attendee_user_trgm" not in plan(page_sql(q="an"))  # no trigram to look up
+
+
+@pytest.mark.postgres
+def test_jit_is_off():
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
