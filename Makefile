@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python -m bench.burst_ingest
 	$(BIN)/python -m bench.batch_cost
 	$(BIN)/python -m bench.live_bench
+	$(BIN)/python -m bench.list_bench
 
 migrate: install
 	$(BIN)/python manage.py migrate

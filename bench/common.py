@@ -179,15 +179,15 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def environment_prepare(*, sqs_endpoint: str | None = None) -> None:
+def environment_prepare(*, sqs_endpoint: str | None = None, database_url: str = BENCH_DATABASE_URL) -> None:
     """Set the environment the project's settings read, before Django is imported."""
-    url = urlsplit(BENCH_DATABASE_URL)
+    url = urlsplit(database_url)
     if url.hostname not in LOOPBACK:
-        raise SystemExit(f"bench: refusing a non-loopback database: {BENCH_DATABASE_URL}")
+        raise SystemExit(f"bench: refusing a non-loopback database: {database_url}")
     if not (url.path.lstrip("/") or "").startswith("bench"):
         raise SystemExit("bench: the bench database's name must start with 'bench' (it is dropped)")
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["DATABASE_URL"] = BENCH_DATABASE_URL
+    os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["CHIME_ALLOWED_ACCOUNTS"] = ""
     os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/0"
@@ -220,11 +220,11 @@ def database_recreate(database_url: str = BENCH_DATABASE_URL) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def django_setup(*, recreate: bool = False) -> None:
+def django_setup(*, recreate: bool = False, database_url: str = BENCH_DATABASE_URL) -> None:
     import django
 
     if recreate:
-        database_recreate()
+        database_recreate(database_url)
     django.setup()
     _channel_layer_isolate()
     if recreate:

@@ -64,6 +64,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _sqlite.setdefault("timeout", 30)
     _sqlite.setdefault("transaction_mode", "IMMEDIATE")
     _sqlite.setdefault("init_command", "PRAGMA journal_mode=WAL;")
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # No JIT: it compiles any query the planner costs above jit_above_cost, and a meeting list
+    # search (a correlated EXISTS over 500,000 attendees is costed in the millions) then spent
+    # 100 to 140 ms compiling to answer in 5 to 15 ms (docs/benchmarks.md, issue #13). Reads
+    # here are short OLTP queries; none gains from JIT.
+    _postgres = DATABASES["default"].setdefault("OPTIONS", {})
+    _postgres["options"] = f"{_postgres.get('options', '')} -c jit=off".strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

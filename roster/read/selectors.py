@@ -13,8 +13,20 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
-from django.db.models.functions import Coalesce, Upper
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, StrIndex, Upper
 from django.utils import timezone
 
 from roster.domain.attendance import Attendance, AttendeeTimes, attendance_summarize
@@ -141,6 +153,26 @@ class MeetingFilter:
     sort: str = "active"  # a MEETING_SORTS key
 
 
+TRIGRAM = 3  # pg_trgm indexes a substring of at least 3 characters (migration 0009)
+
+
+def _attendees_matching(q: str) -> QuerySet[Attendee]:
+    """Attendees whose externalUserId contains ``q``, case-insensitively, for a correlated EXISTS.
+
+    EXISTS, not ``meeting_id IN (...)``: when q matches many attendees (one letter), PostgreSQL
+    cannot hash the IN list within work_mem and rescans it for every meeting (seconds at 500,000
+    attendees); an EXISTS probes a meeting's own attendees and stops at the first match, or is
+    hashed when the matches are few. From 3 characters the trigram index answers the LIKE that
+    icontains writes. Under 3 it holds no trigram to look up and would be read whole, which the
+    planner underestimates (twice a table scan's time); the same test as STRPOS(UPPER(..)), which
+    no index serves, keeps PostgreSQL on a table scan.
+    """
+    if len(q) >= TRIGRAM:
+        return Attendee.objects.filter(external_user_id__icontains=q)
+    found = StrIndex(Upper("external_user_id"), Upper(Value(q, output_field=CharField())))
+    return Attendee.objects.alias(found=found).filter(found__gt=0)
+
+
 @dataclass(frozen=True, slots=True)
 class MeetingPage:
     meetings: list[Meeting]
@@ -162,11 +194,10 @@ def meetings_page(
     sort = MEETING_SORTS[where.sort]
     meetings = sort.apply(_meetings().filter(_in_scope(access)))
     if where.q:
-        attendees_matching = Attendee.objects.filter(external_user_id__icontains=where.q).values("meeting_id")
         meetings = meetings.filter(
             Q(external_meeting_id__icontains=where.q)
             | Q(meeting_id=where.q)
-            | Q(meeting_id__in=attendees_matching)
+            | Exists(_attendees_matching(where.q).filter(meeting_id=OuterRef("meeting_id")))
         )
     if where.status:
         meetings = meetings.filter(status=where.status)

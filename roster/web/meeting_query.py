@@ -21,6 +21,7 @@ from roster.read.serializers import meeting_as_dict
 
 STATUSES = ("active", "ended", "unknown")
 Q_MAX = 200
+BIGINT = range(-(2**63), 2**63)  # what a database integer holds (SQLite's, PostgreSQL's bigint)
 
 
 class BadQuery(ValueError):
@@ -54,10 +55,18 @@ def _cursor_decode(cursor: str, *, sort: str) -> list[Any]:
         cursor_sort != sort
         or not isinstance(after, list)
         or len(after) != len(keys)
-        or not all(type(value) is key.kind for value, key in zip(after, keys, strict=True))
+        or not all(_fits(value, key.kind) for value, key in zip(after, keys, strict=True))
     ):
         raise BadQuery("cursor", "the cursor is not one this server gave for this sort")
     return after
+
+
+def _fits(value: Any, kind: type) -> bool:
+    """A cursor key the database can compare: of its sort key's type, an integer within 64 bits,
+    text without NUL (PostgreSQL refuses it, so either would be a server error, not a 400)."""
+    if type(value) is not kind:
+        return False
+    return value in BIGINT if kind is int else "\x00" not in value
 
 
 def _epoch_ms(name: str, text: str) -> int | None:
@@ -82,6 +91,8 @@ def meeting_query_parse(params: Mapping[str, str]) -> MeetingQuery:
     q = params.get("q", "").strip()
     if len(q) > Q_MAX:
         raise BadQuery("q", f"q is at most {Q_MAX} characters")
+    if "\x00" in q:
+        raise BadQuery("q", "q cannot hold a NUL character")
     status = params.get("status", "")
     if status not in ("", *STATUSES):
         raise BadQuery("status", f"status is one of {', '.join(STATUSES)}")

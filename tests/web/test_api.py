@@ -3,8 +3,10 @@ an invisible meeting indistinguishable from an absent one, untrusted text escape
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -251,3 +253,133 @@ def test_admin_revokes_tokens(admin_client):
     assert token.revoked_at is not None
     detail = admin_client.get(f"/admin/roster/feedtoken/{token.pk}/change/")
     assert detail.status_code == 200 and raw.encode() not in detail.content  # shown once, at creation
+
+
+# --- GET /api/meetings/: search, filters, sorts, cursor paging (issue #13) -------------------------
+
+
+def meetings_list(client, **params) -> dict:
+    response = client.get("/api/meetings/", params)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body) == {"meetings", "next"}
+    return body
+
+
+@pytest.fixture
+def many_meetings():
+    """55 started meetings (more than a default page), 'list-00' newest; one attendee each."""
+    t0 = 1_704_103_200_000  # 2024-01-01T10:00:00Z
+    details = []
+    for i in range(55):
+        meeting_id = f"list-{i:02d}"
+        base = {"meetingId": meeting_id, "externalMeetingId": f"team-{i:02d}"}
+        details.append({**base, "eventType": "chime:MeetingStarted", "timestamp": t0 - i * 60_000})
+        details.append(
+            {
+                **base,
+                "eventType": "chime:AttendeeJoined",
+                "timestamp": t0 - i * 60_000 + 1,
+                "attendeeId": f"a-{i}",
+                "externalUserId": f"person-{i:02d}@example.com",
+            }
+        )
+    ingest(details)
+    return [f"list-{i:02d}" for i in range(55)]
+
+
+def test_meeting_list_pages_by_cursor(admin_client, many_meetings):
+    first = meetings_list(admin_client)
+    assert [m["meeting_id"] for m in first["meetings"]] == many_meetings[:50]  # default limit 50
+    assert first["meetings"][0]["external_meeting_id"] == "team-00" and first["next"]
+    second = meetings_list(admin_client, cursor=first["next"])
+    assert ([m["meeting_id"] for m in second["meetings"]], second["next"]) == (many_meetings[50:], None)
+
+    seen, cursor = [], ""
+    while True:
+        body = meetings_list(admin_client, limit=7, sort="oldest", **({"cursor": cursor} if cursor else {}))
+        seen += [m["meeting_id"] for m in body["meetings"]]
+        if not (cursor := body["next"]):
+            break
+    assert seen == many_meetings[::-1]
+    assert len(meetings_list(admin_client, limit=200)["meetings"]) == 55
+
+
+def test_meeting_list_searches_and_filters(admin_client, many_meetings):
+    def ids(**params) -> list[str]:
+        return [m["meeting_id"] for m in meetings_list(admin_client, **params)["meetings"]]
+
+    assert ids(q="TEAM-07") == ["list-07"]  # externalMeetingId, any case
+    assert ids(q="list-08") == ["list-08"]  # exact meetingId
+    assert ids(q="Person-09@") == ["list-09"]  # an attendee's externalUserId
+    assert ids(q="person-1", sort="name") == [f"list-{i}" for i in range(10, 20)]
+    assert ids(status="ended") == [] and len(ids(status="active")) == 50
+    # 2024-01-01T10:00:00Z is list-00's start: started_after is inclusive, started_before exclusive.
+    assert ids(started_after="2024-01-01T09:58:00Z") == ["list-00", "list-01", "list-02"]
+    assert ids(started_after="2024-01-01T09:58:00Z", started_before="2024-01-01T10:00:00Z") == [
+        "list-01",
+        "list-02",
+    ]
+    assert ids(started_after="2024-01-01T10:58:00+01:00") == ["list-00", "list-01", "list-02"]
+    assert ids(started_before="2023-12-31") == []
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"status": "running"}, "status"),
+        ({"sort": "random"}, "sort"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "201"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"limit": "-1"}, "limit"),
+        ({"started_after": "yesterday"}, "started_after"),
+        ({"started_before": "2024-13-01"}, "started_before"),
+        ({"cursor": "not a cursor"}, "cursor"),
+        ({"cursor": "bm90IGpzb24"}, "cursor"),  # base64 of "not json"
+        ({"q": "x" * 201}, "q"),
+        ({"q": "a\x00b"}, "q"),
+    ],
+)
+def test_meeting_list_refuses_a_bad_query(admin_client, params, param):
+    response = admin_client.get("/api/meetings/", params)
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["error"], body["param"]) == ("bad_query", param) and body["message"]
+
+
+def test_meeting_list_refuses_a_tampered_or_foreign_cursor(admin_client, many_meetings):
+    cursor = meetings_list(admin_client, limit=2)["next"]
+    assert meetings_list(admin_client, limit=2, cursor=cursor)["meetings"]  # it works as given
+
+    def refused(cursor: str, **params) -> bool:
+        response = admin_client.get("/api/meetings/", {"cursor": cursor, **params})
+        return response.status_code == 400 and response.json()["param"] == "cursor"
+
+    assert refused(cursor, sort="newest")  # another sort's cursor
+    assert refused(cursor[:-3])  # cut
+    assert refused(cursor + "A")  # lengthened
+    sort, keys = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    for forged in (
+        [sort, keys[:-1]],  # a key missing
+        [sort, [str(keys[0]), *keys[1:]]],  # a key of the wrong type
+        [sort, [True, *keys[1:]]],
+        [sort, [keys[0], 2**70, keys[2]]],  # beyond the database's integers
+        [sort, [keys[0], keys[1], "list-\x00"]],  # a NUL no database text holds
+        ["nosuchsort", keys],
+        {"sort": sort},
+    ):
+        raw = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+        assert refused(raw), forged
+
+
+def test_meeting_list_scope_through_a_token(client, many_meetings):
+    _, raw = feed_token_create(name="team-0x", meetings="team-0?")
+    listed = [m["meeting_id"] for m in client.get("/api/meetings/", **bearer(raw)).json()["meetings"]]
+    assert listed == [f"list-0{i}" for i in range(10)]
+    searched = client.get("/api/meetings/", {"q": "person-1"}, **bearer(raw)).json()
+    assert searched == {"meetings": [], "next": None}  # people of meetings outside the scope
+    paged = client.get("/api/meetings/", {"limit": 4}, **bearer(raw)).json()
+    rest = client.get("/api/meetings/", {"limit": 10, "cursor": paged["next"]}, **bearer(raw)).json()
+    assert [m["meeting_id"] for m in paged["meetings"] + rest["meetings"]] == listed
+    assert rest["next"] is None
