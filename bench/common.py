@@ -191,6 +191,7 @@ def environment_prepare(*, sqs_endpoint: str | None = None, database_url: str = 
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["CHIME_ALLOWED_ACCOUNTS"] = ""
     os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    os.environ.setdefault("ROSTER_NAMESPACE", f"bench-{uuid.uuid4().hex[:12]}")  # Redis is shared
     os.environ.update(AWS_TEST_ENV)
     # Never let boto3 find real credentials or a real endpoint.
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import environ
 
+from config.namespace import namespace_default
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -105,12 +107,18 @@ HOST_LINK_MAX_HOURS = env.float("HOST_LINK_MAX_HOURS", default=24.0)
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
+# Every Redis channel, group and key of this deployment carries this name (config/namespace.py):
+# deployments sharing a Redis server never hear each other.
+ROSTER_NAMESPACE = env.str("ROSTER_NAMESPACE", default="") or namespace_default(
+    database=DATABASES["default"], redis_url=REDIS_URL
+)
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         # The prefix of every Redis channel of the layer; the broadcaster (roster.live.layer) reads it
-        # from here too. "asgi" is channels-redis' own default.
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "asgi"},
+        # from here too.
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": ROSTER_NAMESPACE},
     }
 }
 
@@ -120,6 +128,8 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Every key kombu writes (queues, unacked, pidbox, fan-out channels) under this deployment's name.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{ROSTER_NAMESPACE}:"}
 # Queue backlog and in-flight counts (GetQueueAttributes) for admin, /metrics and the dashboard.
 QUEUE_HEALTH_SECONDS = env.float("QUEUE_HEALTH_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {

@@ -24,7 +24,13 @@ from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
 from roster.read.access import Access, access_for_session, access_for_token, bearer_token
 from roster.read.host_links import host_link_live
-from roster.read.selectors import meeting_read, meeting_visible, meetings_visible, roster_read
+from roster.read.selectors import (
+    meeting_external_id,
+    meeting_read,
+    meeting_visible,
+    meetings_visible,
+    roster_read,
+)
 
 
 @database_sync_to_async
@@ -32,6 +38,25 @@ def _visible(access: Access, meeting_ids: list[str] | None) -> list[Meeting | No
     if meeting_ids is None:
         return list(meetings_visible(access=access))
     return [meeting_visible(access=access, meeting_id=m) for m in meeting_ids]
+
+
+_KNOWN_MAX = 100_000
+_known: dict[str, str] = {}  # meeting_id -> external id, as this process's database holds them
+
+
+async def _in_database(first: protocol.First, access: Access) -> bool:
+    """Whether this deployment's database holds the meeting and the access allows it as stored
+    there. A meeting's first message on a socket is checked once per process, not per socket:
+    the answer is remembered (a meeting row is never deleted while its deltas flow)."""
+    external = _known.get(first.meeting_id)
+    if external != first.external_meeting_id:  # not seen yet, or not as the message says: ask
+        external = await database_sync_to_async(meeting_external_id)(meeting_id=first.meeting_id)
+        if external is None:
+            return False
+        if len(_known) >= _KNOWN_MAX:
+            _known.clear()
+        _known[first.meeting_id] = external
+    return access.allows(meeting_id=first.meeting_id, external_meeting_id=external)
 
 
 class RosterSocket(AsyncWebsocketConsumer):
@@ -186,6 +211,11 @@ class RosterSocket(AsyncWebsocketConsumer):
         judged = self.session.judge(message)
         if isinstance(judged, str):
             await self.send(text_data=judged)
+        elif isinstance(judged, protocol.First):
+            if await _in_database(judged, self.session.access):
+                await self.send(text_data=judged.text)
+            else:  # held nothing after all: a real next message is a gap, repaired from the database
+                self.session.forget(judged.meeting_id)
         elif judged is not None:  # a gap: the changes since what the client holds, if still in scope
             (meeting,) = await _visible(self.session.access, [judged.meeting_id])
             if meeting is not None:

@@ -2,12 +2,16 @@
 
 Loaded with ``-p`` (pyproject.toml), so it runs before pytest-django reads the settings. An explicit
 ``DATABASE_URL`` always wins: ``make test`` sets one for each of its two runs (PostgreSQL, SQLite).
+
+Each run also takes a ROSTER_NAMESPACE of its own (the processes it starts inherit it): Redis is
+shared by everything on the machine, and a demo or another run must not hear this one.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import uuid
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 
@@ -22,6 +26,7 @@ def _postgres_answers() -> bool:
 
 if "DATABASE_URL" not in os.environ and _postgres_answers():
     os.environ["DATABASE_URL"] = POSTGRES_URL
+os.environ["ROSTER_NAMESPACE"] = f"test-{uuid.uuid4().hex[:12]}"
 
 
 def pytest_report_header() -> str:

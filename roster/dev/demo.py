@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,6 +340,8 @@ def child_env(
         DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
+        # Redis is shared by everything on the machine: the demo hears only itself.
+        ROSTER_NAMESPACE=base.get("ROSTER_NAMESPACE") or f"demo-{uuid.uuid4().hex[:12]}",
         SQS_QUEUE_URLS=",".join(queue_urls),
         AWS_ENDPOINT_URL_SQS=sqs_endpoint,
         AWS_ACCESS_KEY_ID="demo",

@@ -132,6 +132,17 @@ class Gap:
     with_attendees: bool
 
 
+@dataclass(frozen=True, slots=True)
+class First:
+    """The first message of a meeting the client holds nothing of, to forward once the socket has
+    seen the meeting in its own database under this external id (a message on the layer proves
+    nothing: another deployment, or anyone who can publish to Redis, may have sent it)."""
+
+    meeting_id: str
+    external_meeting_id: str
+    text: str
+
+
 @dataclass
 class FeedSession:
     """Protocol v1 for one socket: its state, and every decision that depends on it."""
@@ -174,6 +185,10 @@ class FeedSession:
         """The client holds ``seq`` of this meeting (a list's row it said is current)."""
         self.seqs[meeting_id] = seq
 
+    def forget(self, meeting_id: str) -> None:
+        """The client holds nothing of this meeting (a First that was not sent)."""
+        self.seqs.pop(meeting_id, None)
+
     def caught_up(self, roster: dict[str, Any], *, seq: int, since: int | None, with_attendees: bool) -> str:
         """The frame of a catch-up read (of a meeting at ``seq`` before it); the client holds the
         read's seq from now on."""
@@ -183,10 +198,10 @@ class FeedSession:
         attendees = roster["attendees"] if with_attendees else []
         return frame("changes" if usable else "snapshot", meeting, attendees)
 
-    def judge(self, message: dict[str, Any]) -> str | Gap | None:
+    def judge(self, message: dict[str, Any]) -> str | First | Gap | None:
         """A broadcaster message: its text to forward (its seq is then held: send it), None to drop
-        it (not followed, out of scope, a duplicate), or a Gap. The hot path: nothing allocated
-        unless a gap."""
+        it (not followed, out of scope, a duplicate), a First to check before forwarding, or a
+        Gap. The hot path (a meeting already held): nothing allocated."""
         kind = message["type"]
         if kind not in (DELTA_TYPE, SUMMARY_TYPE):
             return None
@@ -209,6 +224,8 @@ class FeedSession:
         if not first_of_list and seq > (1 if held is None else held + 1):
             return Gap(meeting_id=meeting_id, held=held, with_attendees=with_attendees)
         self.seqs[meeting_id] = seq
+        if held is None:
+            return First(meeting_id, message["external_meeting_id"], message["text"])
         return message["text"]
 
     def _allows(self, message: dict[str, Any]) -> bool:

@@ -44,8 +44,12 @@ from roster.ops.health import queue_name
 
 logger = logging.getLogger(__name__)
 
-KEY_EVENTS = "chime-roster:metrics:events"
-KEY_LATENCY = "chime-roster:metrics:ingest-latency"
+
+def _key(name: str) -> str:
+    """A metrics key of this deployment (ROSTER_NAMESPACE)."""
+    return f"{settings.ROSTER_NAMESPACE}:metrics:{name}"
+
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REDIS_TIMEOUT_SECONDS = 0.5
 PAUSE_AFTER_FAILURE_SECONDS = 5.0
@@ -155,11 +159,11 @@ def ingest_committed(committed: Committed) -> None:
     try:
         pipe = _redis.client().pipeline(transaction=False)
         for field, count in merged.items():
-            pipe.hincrby(KEY_EVENTS, field, count)
+            pipe.hincrby(_key("events"), field, count)
         if seconds is not None:
-            pipe.hincrby(KEY_LATENCY, _bucket(seconds), 1)
-            pipe.hincrby(KEY_LATENCY, "count", 1)
-            pipe.hincrbyfloat(KEY_LATENCY, "sum", seconds)
+            pipe.hincrby(_key("ingest-latency"), _bucket(seconds), 1)
+            pipe.hincrby(_key("ingest-latency"), "count", 1)
+            pipe.hincrbyfloat(_key("ingest-latency"), "sum", seconds)
         pipe.execute()
     except Exception as exc:  # metrics must never fail an ingest
         _redis.failed(exc)
@@ -195,8 +199,8 @@ class RosterCollector:
         )
         try:
             pipe = _redis.client().pipeline(transaction=False)
-            pipe.hgetall(KEY_EVENTS)
-            pipe.hgetall(KEY_LATENCY)
+            pipe.hgetall(_key("events"))
+            pipe.hgetall(_key("ingest-latency"))
             raw_events, raw_latency = pipe.execute()
         except Exception as exc:  # a scrape shows the store down, it does not fail
             logger.warning("metrics: Redis unavailable (%s)", type(exc).__name__)

@@ -213,6 +213,12 @@ def meetings_page(
     return MeetingPage(meetings=rows, after=[getattr(rows[-1], k.name) for k in sort.keys] if more else None)
 
 
+def meeting_external_id(*, meeting_id: str) -> str | None:
+    """The meeting's externalMeetingId ("" when none), or None when this database has no such
+    meeting (a socket checks a meeting's first message from the layer with it)."""
+    return Meeting.objects.filter(meeting_id=meeting_id).values_list("external_meeting_id", flat=True).first()
+
+
 def meeting_visible(*, access: Access, meeting_id: str) -> Meeting | None:
     """The meeting, or None when it does not exist *or* the caller may not see it (same answer)."""
     meeting = _meetings().filter(meeting_id=meeting_id).first()

@@ -29,12 +29,12 @@ from roster.sources.sqs import DrainLoop, accounts_warn, queue_sources_seed
 
 logger = logging.getLogger(__name__)
 
-LOCK_PREFIX = "chime-roster:drain-slot"
-
 
 def slot_key(queue_url: str, slot: int) -> str:
+    """The Redis lock of one drain slot of a queue, in this deployment's namespace: two
+    deployments draining the same queue each run their own slots."""
     digest = hashlib.sha1(queue_url.encode()).hexdigest()[:16]
-    return f"{LOCK_PREFIX}:{digest}:{slot}"
+    return f"{settings.ROSTER_NAMESPACE}:drain-slot:{digest}:{slot}"
 
 
 @dataclass

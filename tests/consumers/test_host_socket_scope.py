@@ -18,7 +18,7 @@ from django.test import Client
 from config.asgi import application
 from roster.dev.chime import as_bare, meeting_stream
 from roster.ingest import IncomingMessage, messages_ingest
-from roster.live.broadcast import publisher
+from roster.live.broadcast import RosterChange, change_messages, publisher
 from roster.models import AccessRule, Meeting
 from tests.consumers.test_feed import receive
 
@@ -138,6 +138,33 @@ async def test_a_meeting_list_without_snapshots_catches_up_its_rows_only(tag):
     delta = await receive(communicator)
     assert delta["type"] == "delta" and delta["meeting"]["meeting_id"] == shown[0]["meetingId"]
     assert delta["meeting"]["seq"] == shown_seq + 1
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("attendees", [True, False], ids=["roster", "meeting-list"])
+async def test_a_meeting_this_database_does_not_hold_is_never_forwarded(tag, attendees):
+    """Whatever arrives on the layer: a delta of a meeting this deployment's database does not
+    hold (another deployment's, or forged by anyone who can publish to Redis) reaches no socket,
+    nor a delta that names a meeting the database holds under another external id."""
+    board = stream(139, "board", tag)
+    await ingest(board[:3])  # outside the rule
+    communicator = await dashboard(await host_cookie(f"{tag}-sales-*"))
+    subscribe = {"type": "subscribe", "meetings": "*", "attendees": attendees, "snapshots": attendees}
+    await communicator.send_json_to(subscribe)
+    await communicator.send_json_to({"type": "ping"})  # answered once the subscription is in place
+    assert (await receive(communicator))["type"] == "pong"
+
+    ghost = {"meeting_id": f"{tag}-ghost", "external_meeting_id": f"{tag}-sales-ghost", "seq": 1}
+    disguised = {"meeting_id": board[0]["meetingId"], "external_meeting_id": f"{tag}-sales-x", "seq": 1}
+    forged = []
+    for meeting in (ghost, disguised):
+        forged += change_messages(RosterChange(meeting=meeting, attendees=[{"attendee_id": "a", "seq": 1}]))
+    await database_sync_to_async(publisher.submit)(forged)  # straight onto the layer
+    real = stream(138, "sales-real", tag)
+    await ingest(real[:3])  # published after the forged ones, on the same groups
+    delta = await receive(communicator)
+    assert delta["meeting"]["meeting_id"] == real[0]["meetingId"]  # the first to arrive
+    assert await communicator.receive_nothing(timeout=0.5)
     await communicator.disconnect()
 
 

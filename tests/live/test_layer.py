@@ -70,10 +70,12 @@ async def test_sentinel_hosts_and_other_layers_are_left_to_group_send():
         assert redis_groups(layer=get_channel_layer()) is None
 
 
-async def test_the_publisher_and_the_consumers_use_the_prefix_of_settings():
-    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] == "asgi"  # today's, made explicit
+async def test_the_publisher_and_the_consumers_use_the_deployments_namespace():
+    namespace = settings.ROSTER_NAMESPACE
+    assert namespace.startswith("test-")  # this run's own (tests/pytest_database.py)
+    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] == namespace
     ours = redis_groups(layer=get_channel_layer())
-    assert ours is not None and ours.prefix == "asgi" == group_fanout().layer._get_layer().prefix
+    assert ours is not None and ours.prefix == namespace == group_fanout().layer._get_layer().prefix
 
 
 class Collector:

@@ -22,6 +22,7 @@ from roster.live.protocol import (
     SUMMARY_TYPE,
     BadRequest,
     FeedSession,
+    First,
     Gap,
     Subscription,
     frame,
@@ -271,6 +272,17 @@ def test_a_list_without_snapshots_takes_each_meetings_first_object_as_is_then_ch
     )
     feed.unfollow(None)
     assert not feed.list_unheld
+
+
+def test_a_meetings_first_message_is_checked_before_it_is_sent_then_forwarded_as_is():
+    feed = session("sales-*", follow_all=True)
+    first = broadcast("m-1", 1, external="sales-1")
+    assert feed.judge(first) == First("m-1", "sales-1", first["text"])  # the socket checks it
+    assert feed.judge(broadcast("m-1", 1, external="sales-1")) is None  # held meanwhile
+    second = broadcast("m-1", 2, external="sales-1")
+    assert feed.judge(second) is second["text"]
+    feed.forget("m-1")  # the check failed: nothing held, the next is a gap repaired from the database
+    assert feed.judge(broadcast("m-1", 3, external="sales-1")) == Gap("m-1", None, True)
 
 
 def test_unknown_broadcast_types_and_unfollowed_meetings_are_ignored():
