@@ -110,6 +110,7 @@ def data_build(*, meetings: int, attendees: int, seed: int = SEED) -> dict[str, 
                     )  # fmt: skip
         cursor.execute("VACUUM ANALYZE roster_meeting")
         cursor.execute("VACUUM ANALYZE roster_attendee")
+        cursor.execute("VACUUM ANALYZE roster_meetinguser")  # filled by the triggers of migration 0010
     sample = meeting_rows[meetings // 3]
     person = next(
         a for (a,) in _query("SELECT external_user_id FROM roster_attendee ORDER BY id LIMIT 1 OFFSET 12345")

@@ -90,6 +90,25 @@ class Attendee(models.Model):
         return self.external_user_id or self.attendee_id
 
 
+class MeetingUser(models.Model):
+    """Every externalUserId a meeting has seen, upper-cased, once: what the meeting list searches.
+
+    Written only by database triggers on roster_attendee (migration 0010), when an attendee row
+    is inserted or its externalUserId changes, never by Python: the ingest path does not know it
+    exists. Kept apart from Attendee so the search indexes (trigram, and 1- and 2-character
+    grams on PostgreSQL) are written once per person, not on each of an attendee's changes.
+    """
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="+")
+    user_upper = models.CharField(max_length=TEXT)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["meeting", "user_upper"], name="meeting_user_unique")]
+
+    def __str__(self) -> str:
+        return self.user_upper
+
+
 class Event(models.Model):
     """The append-only event log: every occurrence once, identified by its natural key."""
 

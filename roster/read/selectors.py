@@ -14,11 +14,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import (
+    BooleanField,
     Case,
     CharField,
     Count,
     Exists,
     F,
+    Func,
     IntegerField,
     OuterRef,
     Q,
@@ -26,14 +28,14 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, StrIndex, Upper
+from django.db.models.functions import Coalesce, Upper
 from django.utils import timezone
 
 from roster.domain.attendance import Attendance, AttendeeTimes, attendance_summarize
 from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
 from roster.domain.globs import glob_regex
 from roster.domain.timeline import timeline_build
-from roster.models import Attendee, Event, Meeting, Quarantine, QueueSource, VoiceConnectorStream
+from roster.models import Attendee, Event, Meeting, MeetingUser, Quarantine, QueueSource, VoiceConnectorStream
 from roster.read.access import Access
 from roster.read.serializers import (
     ATTENDEE_FIELDS,
@@ -153,24 +155,42 @@ class MeetingFilter:
     sort: str = "active"  # a MEETING_SORTS key
 
 
-TRIGRAM = 3  # pg_trgm indexes a substring of at least 3 characters (migration 0009)
+class _HoldsShortPiece(Func):
+    """``user_upper`` holds ``piece`` (1 or 2 characters). On PostgreSQL, through the GIN index of
+    every 1- and 2-character piece of a name (migration 0010), the one index a search this short
+    can use; elsewhere, a plain position test."""
+
+    function = "INSTR"
+    template = "%(function)s(%(expressions)s) > 0"
+    output_field = BooleanField()
+    conditional = True
+
+    def __init__(self, piece: Any) -> None:
+        super().__init__(F("user_upper"), piece)
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        # roster_short_grams(user_upper) @> ARRAY[piece]::text[], the indexed expression as is.
+        return self.as_sql(
+            compiler,
+            connection,
+            template="roster_short_grams(%(expressions)s]::text[]",
+            arg_joiner=") @> ARRAY[",
+        )
 
 
-def _attendees_matching(q: str) -> QuerySet[Attendee]:
-    """Attendees whose externalUserId contains ``q``, case-insensitively, for a correlated EXISTS.
+TRIGRAM = 3  # pg_trgm indexes a substring of at least 3 characters
 
-    EXISTS, not ``meeting_id IN (...)``: when q matches many attendees (one letter), PostgreSQL
-    cannot hash the IN list within work_mem and rescans it for every meeting (seconds at 500,000
-    attendees); an EXISTS probes a meeting's own attendees and stops at the first match, or is
-    hashed when the matches are few. From 3 characters the trigram index answers the LIKE that
-    icontains writes. Under 3 it holds no trigram to look up and would be read whole, which the
-    planner underestimates (twice a table scan's time); the same test as STRPOS(UPPER(..)), which
-    no index serves, keeps PostgreSQL on a table scan.
-    """
+
+def _people_matching(q: str) -> QuerySet[MeetingUser]:
+    """The meetings' people whose externalUserId contains ``q``, case-insensitively (both sides
+    upper-cased by the database, as the triggers of migration 0010 store them), for a correlated
+    EXISTS. From 3 characters the trigram index answers the LIKE; under 3, the index of short
+    pieces. EXISTS, not ``meeting_id IN (...)``: a one-letter search matches most people, and
+    an IN list that large is rescanned for every meeting."""
+    upper = Upper(Value(q, output_field=CharField()))
     if len(q) >= TRIGRAM:
-        return Attendee.objects.filter(external_user_id__icontains=q)
-    found = StrIndex(Upper("external_user_id"), Upper(Value(q, output_field=CharField())))
-    return Attendee.objects.alias(found=found).filter(found__gt=0)
+        return MeetingUser.objects.filter(user_upper__contains=upper)
+    return MeetingUser.objects.filter(_HoldsShortPiece(upper))
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +217,7 @@ def meetings_page(
         meetings = meetings.filter(
             Q(external_meeting_id__icontains=where.q)
             | Q(meeting_id=where.q)
-            | Exists(_attendees_matching(where.q).filter(meeting_id=OuterRef("meeting_id")))
+            | Exists(_people_matching(where.q).filter(meeting_id=OuterRef("meeting_id")))
         )
     if where.status:
         meetings = meetings.filter(status=where.status)
