@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: install test test-postgres test-sqlite lint bench migrate demo
+.PHONY: install prerequisites test test-postgres test-sqlite lint bench migrate demo
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@echo "installing into $(VENV): pip says what it fetches (the first time takes a minute or two)"
@@ -14,14 +14,19 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed
 
+# PostgreSQL and Redis answering (started when not), Debian's Chromium (installed when not), or
+# a stop at once with the one command to run.
+prerequisites:
+	@tests/setup/prerequisites.sh
+
 # The whole suite on PostgreSQL, then again on the embedded SQLite default (what needs
 # PostgreSQL's row locks or other processes is deselected there).
-test: lint test-postgres test-sqlite
+test: prerequisites lint test-postgres test-sqlite
 
-test-postgres: install
+test-postgres: install prerequisites
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
 
-test-sqlite: install
+test-sqlite: install prerequisites
 	DATABASE_URL=sqlite:///$(CURDIR)/db.sqlite3 $(BIN)/pytest -q
 
 lint: install
