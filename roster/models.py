@@ -99,7 +99,8 @@ class MeetingUser(models.Model):
     grams on PostgreSQL) are written once per person, not on each of an attendee's changes.
     """
 
-    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: meeting_user_unique leads with meeting_id.
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="+", db_index=False)
     user_upper = models.CharField(max_length=TEXT)
 
     class Meta:
