@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import sys
 import threading
 import time
@@ -179,6 +180,14 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def secret_key_ensure() -> str:
+    """The settings require a SECRET_KEY (DEBUG is off): unless one is set, a key for this run, in
+    the environment every child inherits, so they all sign and check alike."""
+    if not os.environ.get("SECRET_KEY"):
+        os.environ["SECRET_KEY"] = secrets.token_urlsafe(50)
+    return os.environ["SECRET_KEY"]
+
+
 def environment_prepare(*, sqs_endpoint: str | None = None, database_url: str = BENCH_DATABASE_URL) -> None:
     """Set the environment the project's settings read, before Django is imported."""
     url = urlsplit(database_url)
@@ -192,6 +201,7 @@ def environment_prepare(*, sqs_endpoint: str | None = None, database_url: str = 
     os.environ["CHIME_ALLOWED_ACCOUNTS"] = ""
     os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/0"
     os.environ.setdefault("ROSTER_NAMESPACE", f"bench-{uuid.uuid4().hex[:12]}")  # Redis is shared
+    secret_key_ensure()
     os.environ.update(AWS_TEST_ENV)
     # Never let boto3 find real credentials or a real endpoint.
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):

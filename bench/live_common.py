@@ -58,6 +58,7 @@ def child_env(*, sqs_endpoint: str | None = None, **extra: str) -> dict[str, str
     for url in (DATABASE_URL, REDIS_URL, sqs_endpoint):
         if url and urlsplit(url).hostname not in LOOPBACK:
             raise SystemExit(f"live bench: refusing a non-loopback address: {url}")
+    common.secret_key_ensure()  # before the copy: this process and its children share it
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE",)}
     env.update(AWS_TEST_ENV)
     env.update(

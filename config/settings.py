@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config.namespace import namespace_default
 
@@ -11,9 +12,45 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")
 DEBUG = env.bool("DEBUG", default=False)
+
+# Required when DEBUG is off. With DEBUG on and no key: one fixed, public development key, so that
+# every process (Daphne, Celery, manage.py) signs and checks sessions and host links alike; a random
+# key per process would void in Daphne the host link `manage.py host_link` printed. The
+# "django-insecure-" prefix makes `check --deploy` flag it (security.W009).
+DEVELOPMENT_SECRET_KEY = "django-insecure-chime-roster-development-key-never-deploy-it"
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set and DEBUG is off: set SECRET_KEY in the environment (or .env) to a "
+            "long random value, the same for every process of the deployment. Make one with: "
+            'python -c "import secrets; print(secrets.token_urlsafe(50))" '
+            "(for development only, DEBUG=true uses a public key instead)."
+        )
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
+# Earlier keys still accepted when checking signatures: change SECRET_KEY without signing everybody
+# out, then drop the old key once what it signed has expired.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# HTTPS, behind a proxy that terminates TLS (docs/operations.md, "Production settings"). The
+# defaults keep plain http working: the demo, the tests, a development server.
+SECURE_PROXY_SSL_HEADER = env.tuple("SECURE_PROXY_SSL_HEADER", default=None) or None
+if SECURE_PROXY_SSL_HEADER is not None and len(SECURE_PROXY_SSL_HEADER) != 2:
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER is a header and the value that means https, comma separated: "
+        "HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Load balancers and Prometheus probe the backend over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 
 INSTALLED_APPS = [
     "daphne",

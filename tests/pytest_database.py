@@ -4,12 +4,15 @@ Loaded with ``-p`` (pyproject.toml), so it runs before pytest-django reads the s
 ``DATABASE_URL`` always wins: ``make test`` sets one for each of its two runs (PostgreSQL, SQLite).
 
 Each run also takes a ROSTER_NAMESPACE of its own (the processes it starts inherit it): Redis is
-shared by everything on the machine, and a demo or another run must not hear this one.
+shared by everything on the machine, and a demo or another run must not hear this one. And a
+SECRET_KEY of its own, which the settings require (DEBUG is off) and the processes it starts
+(Daphne, Celery workers, manage.py) share with it: a host link signed here opens there.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import uuid
 
@@ -27,6 +30,7 @@ def _postgres_answers() -> bool:
 if "DATABASE_URL" not in os.environ and _postgres_answers():
     os.environ["DATABASE_URL"] = POSTGRES_URL
 os.environ["ROSTER_NAMESPACE"] = f"test-{uuid.uuid4().hex[:12]}"
+os.environ["SECRET_KEY"] = secrets.token_urlsafe(50)
 
 
 def pytest_report_header() -> str:
