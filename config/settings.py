@@ -142,6 +142,11 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chime-roster <norepl
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 HOST_LINK_MAX_HOURS = env.float("HOST_LINK_MAX_HOURS", default=24.0)
 
+# Open sockets ask again this often whether their token, user or host link still grants what it
+# did (consumers.access_watch: one round of queries per Daphne process, not per socket). Revoked
+# access must stop within 5 s (DESIGN.md), so keep it well below that.
+ACCESS_RECHECK_SECONDS = env.float("ACCESS_RECHECK_SECONDS", default=2.0)
+
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
 # Every Redis channel, group and key of this deployment carries this name (config/namespace.py):

@@ -5,6 +5,8 @@ joined through the process's fan-out (consumers.fanout) before the snapshot is r
 committed change falls between them; broadcast frames are forwarded as the broadcaster
 serialised them, and a frame past the held ``seq`` + 1 (the channel layer may lose some) is
 replaced by a catch-up from the database: a client that applies what it gets holds the roster.
+Its credential is asked again every few seconds with all of the process's (consumers.access_watch):
+when it ends the socket closes with 4403; when its scope narrows, meetings are unsubscribed.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth.models import AnonymousUser
 
+from consumers.access_watch import access_watch
 from consumers.fanout import group_fanout
 from roster.live import protocol
 from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
 from roster.read.access import Access, access_for_session, access_for_token, bearer_token
-from roster.read.host_links import host_link_live
 from roster.read.selectors import (
     meeting_external_id,
     meeting_read,
     meeting_visible,
+    meetings_external_ids,
     meetings_visible,
     roster_read,
 )
@@ -66,7 +69,6 @@ class RosterSocket(AsyncWebsocketConsumer):
     allow_session = False  # a logged-in Django session (AuthMiddlewareStack)
     heartbeat_seconds = 20.0
     auth_timeout_seconds = 10.0
-    link_check_seconds = 5.0  # a host link's socket closes this soon after the link ends
     metrics_endpoint = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -76,6 +78,7 @@ class RosterSocket(AsyncWebsocketConsumer):
         self.pending: deque[dict[str, Any]] = deque()  # broadcast messages that arrived during a turn
         self.timers: list[asyncio.Task] = []
         self.counted = False  # accepted and not yet disconnected: an open socket for /metrics
+        self.revoked = False  # the credential ended: nothing more is forwarded or answered
 
     async def connect(self) -> None:
         header = self._authorization_header()
@@ -103,6 +106,7 @@ class RosterSocket(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         try:
+            access_watch().discard(self)
             for timer in self.timers:
                 timer.cancel()
             for group in self.session.groups:
@@ -115,6 +119,8 @@ class RosterSocket(AsyncWebsocketConsumer):
     # --- client -> server ------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.revoked:
+            return
         async with self.serial:
             try:
                 await self._request(text_data)
@@ -208,6 +214,8 @@ class RosterSocket(AsyncWebsocketConsumer):
             await self._pending_apply()  # what arrived during a gap repair
 
     async def _broadcast_apply(self, message: dict[str, Any]) -> None:
+        if self.revoked:
+            return
         judged = self.session.judge(message)
         if isinstance(judged, str):
             await self.send(text_data=judged)
@@ -231,18 +239,46 @@ class RosterSocket(AsyncWebsocketConsumer):
     async def _hello(self, access: Access) -> None:
         await self.send(text_data=self.session.hello(access, heartbeat_seconds=self.heartbeat_seconds))
         self.timers.append(asyncio.ensure_future(self._heartbeats()))
-        if access.link_id is not None:
-            self.timers.append(asyncio.ensure_future(self._link_watch(access.link_id)))
+        access_watch().add(self, access)
 
-    async def _link_watch(self, link_id: int) -> None:
-        """Pages ask at every request; an open socket asks every few seconds."""
-        while True:
-            await asyncio.sleep(self.link_check_seconds)
-            if await database_sync_to_async(host_link_live)(link_id=link_id) is None:
-                ended = protocol.error_text("revoked", "the host link expired or was revoked")
-                await self.send(text_data=ended)
-                await self.close(code=protocol.CLOSE_REVOKED)
+    # --- the credential, asked again (consumers.access_watch) ------------------------------
+
+    def access_changed(self, access: Access | None) -> None:
+        """Pages ask at every request; an open socket is told by its process's access watch.
+        Acted on in a task of its own, so one socket waiting for its turn holds up no other."""
+        self.timers = [timer for timer in self.timers if not timer.done()]
+        if access is None:
+            self.revoked = True  # from now on: before the error frame is even sent
+            self.timers.append(asyncio.ensure_future(self._revoke()))
+        else:
+            self.timers.append(asyncio.ensure_future(self._rescope(access)))
+
+    async def _revoke(self) -> None:
+        """The token, user or host link ended: an error ``revoked``, then close 4403 with the same
+        reason (Daphne sends no close reason: the error frame is the one a client can count on)."""
+        access = self.session.access
+        message, credential = (access.ended_message, access.credential) if access else ("access ended", "")
+        await self.send(text_data=protocol.error_text("revoked", message, credential=credential))
+        await self.close(code=protocol.CLOSE_REVOKED, reason=message)
+
+    async def _rescope(self, access: Access) -> None:
+        """The credential's meetings changed: those the socket followed and may no longer see are
+        forgotten, each with an ``unsubscribed``. In the socket's turn, so no frame of theirs
+        is judged by the old scope after this."""
+        async with self.serial:
+            if self.revoked:
                 return
+            try:
+                known = self.session.known()
+                read = database_sync_to_async(meetings_external_ids)
+                externals = await read(meeting_ids=known) if known else {}
+                gone, groups = self.session.rescope(access, externals)
+                for group in groups:
+                    await self._leave(group)
+                for meeting_id in gone:
+                    await self.send(text_data=protocol.unsubscribed_text(meeting_id))
+            finally:
+                await self._pending_apply()
 
     async def _heartbeats(self) -> None:
         while True:

@@ -2,8 +2,9 @@
 
     python -m examples.feed_client --url ws://127.0.0.1:8000/ws/feed/ --token crt_... [--meetings ID ...]
 
-Keeps the highest seq per meeting and reconnects with backoff and `since`, so nothing is missed.
-Needs only the `websockets` package.
+Keeps the highest seq per meeting and reconnects with backoff and `since`, so nothing is missed;
+stops (exit status 3) when the server closes with 4403: the token was revoked, reconnecting with
+it is pointless. Needs only the `websockets` package.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ import random
 import sys
 
 import websockets
+
+CLOSE_REVOKED = 4403  # after an error "revoked" (docs/feed.md, "When access changes")
+
+
+class Revoked(Exception):
+    """The server ended this token's access."""
 
 
 def describe(attendee: dict) -> str:
@@ -62,6 +69,9 @@ class Follower:
                     self.show(message)
                     if self.limit is not None and self.printed >= self.limit:
                         return
+                elif message["type"] == "unsubscribed":  # left the token's scope: hold nothing of it
+                    self.seqs.pop(message["meeting_id"], None)
+                    print(f"unsubscribed {message['meeting_id']} ({message['reason']})", flush=True)
                 elif message["type"] == "error":
                     print(f"error {message['code']}: {message['message']}", file=sys.stderr, flush=True)
 
@@ -72,6 +82,9 @@ class Follower:
                 await self.session()
                 return
             except (OSError, websockets.ConnectionClosed) as exc:
+                closed = getattr(exc, "rcvd", None)
+                if closed is not None and closed.code == CLOSE_REVOKED:
+                    raise Revoked(closed.reason or "access revoked") from None
                 wait = min(backoff, 15.0) * (0.5 + random.random())
                 print(
                     f"disconnected ({exc}); reconnecting in {wait:.1f}s with since={self.seqs}",
@@ -91,7 +104,12 @@ def main() -> None:
     if not args.token:
         parser.error("--token (or ROSTER_FEED_TOKEN) is required")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(Follower(url=args.url, token=args.token, meetings=args.meetings, limit=args.limit).run())
+        follower = Follower(url=args.url, token=args.token, meetings=args.meetings, limit=args.limit)
+        try:
+            asyncio.run(follower.run())
+        except Revoked as revoked:
+            print(f"stopped: {revoked}", file=sys.stderr)
+            sys.exit(3)
 
 
 if __name__ == "__main__":

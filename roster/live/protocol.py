@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 PROTOCOL = 1
 MAX_LISTED = 1000
 CLOSE_UNAUTHENTICATED = 4401
-CLOSE_REVOKED = 4403  # after an error "revoked": the credential ended (a host link, so far)
+CLOSE_REVOKED = 4403  # after an error "revoked": the token, user or host link ended
 
 GROUP_ALL = "roster.all"  # full deltas of every meeting ("*" subscribers, filtered by access)
 GROUP_LIST = "roster.list"  # meeting-only deltas (meeting lists)
@@ -43,6 +44,11 @@ def message_text(message: dict[str, Any]) -> str:
 
 def error_text(code: str, message: str, **extra: Any) -> str:
     return message_text({"type": "error", "code": code, "message": message, **extra})
+
+
+def unsubscribed_text(meeting_id: str, reason: str = "scope") -> str:
+    """The server stopped following a meeting for the client (it left the socket's scope)."""
+    return message_text({"type": "unsubscribed", "meeting_id": meeting_id, "reason": reason})
 
 
 class Access(Protocol):
@@ -188,6 +194,34 @@ class FeedSession:
     def forget(self, meeting_id: str) -> None:
         """The client holds nothing of this meeting (a First that was not sent)."""
         self.seqs.pop(meeting_id, None)
+
+    def known(self) -> list[str]:
+        """Every meeting the session lists or holds a seq of: what a new scope is judged on."""
+        return sorted(self.listed | self.seqs.keys())
+
+    def rescope(self, access: Access, externals: Mapping[str, str]) -> tuple[list[str], list[str]]:
+        """The credential now grants ``access`` (a rule removed or added, a glob edited). Every
+        meeting of :meth:`known` it no longer allows is forgotten (listed, held seq), so none of
+        its later messages is forwarded, and a widened scope later starts it over from a snapshot.
+
+        ``externals``: the externalMeetingId of those meetings ("" or absent: none). Returns the
+        meetings the client followed that left the scope (each gets an ``unsubscribed``) and the
+        groups to leave."""
+        self.access = access
+        following_held = self.follow_all or self.follow_list
+        gone: list[str] = []
+        groups: list[str] = []
+        for meeting_id in self.known():
+            if access.allows(meeting_id=meeting_id, external_meeting_id=externals.get(meeting_id, "")):
+                continue
+            if meeting_id in self.listed:
+                self.listed.discard(meeting_id)
+                groups.append(meeting_group(meeting_id))
+                gone.append(meeting_id)
+            elif following_held:
+                gone.append(meeting_id)
+            self.seqs.pop(meeting_id, None)
+        return gone, groups
 
     def caught_up(self, roster: dict[str, Any], *, seq: int, since: int | None, with_attendees: bool) -> str:
         """The frame of a catch-up read (of a meeting at ``seq`` before it); the client holds the

@@ -8,6 +8,7 @@ join intervals the attendance summary is made of.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -237,6 +238,18 @@ def meeting_external_id(*, meeting_id: str) -> str | None:
     """The meeting's externalMeetingId ("" when none), or None when this database has no such
     meeting (a socket checks a meeting's first message from the layer with it)."""
     return Meeting.objects.filter(meeting_id=meeting_id).values_list("external_meeting_id", flat=True).first()
+
+
+def meetings_external_ids(*, meeting_ids: Collection[str]) -> dict[str, str]:
+    """The externalMeetingId ("" when none) of each of these meetings this database holds: a
+    socket whose scope changed judges what it follows with them (a list of thousands is read in
+    chunks, within every database's limit on parameters)."""
+    ids = list(meeting_ids)
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        rows = Meeting.objects.filter(meeting_id__in=ids[start : start + 500])
+        found.update(rows.values_list("meeting_id", "external_meeting_id"))
+    return found
 
 
 def meeting_visible(*, access: Access, meeting_id: str) -> Meeting | None:

@@ -316,10 +316,11 @@ export class LiveFeed {
     // after its hello (a server refusing us) keeps backing off.
     if (this.helloAt && Date.now() - this.helloAt > 5000) this.attempt = 0;
     this.helloAt = 0;
-    // 4401: the server no longer knows us (session gone); 4403: our host link ended. Keep
-    // retrying slowly, show offline.
+    // 4401: the server no longer knows us (session gone); 4403: our access ended (the error
+    // "revoked" before it says whose: a host link, or the account). Keep retrying slowly, show offline.
     this.signedOut = code === 4401 || code === 4403;
-    this.linkEnded = code === 4403;
+    this.linkEnded = code === 4403 && this.revokedCredential !== "user";
+    this.accessEnded = code === 4403 && this.revokedCredential === "user";
     if (this.signedOut) this.attempt = Math.max(this.attempt, this.offlineAfterAttempts);
     this.attempt += 1;
     this.setState(this.attempt >= this.offlineAfterAttempts || navigator.onLine === false ? "offline" : "reconnecting");
@@ -424,6 +425,7 @@ export class LiveFeed {
         if (this.statusEl) this.statusEl.title = `Server: ${msg.code || "error"} ${msg.message || ""}`.trim();
         // A meeting the server cannot serve will send no snapshot: stop waiting for it.
         if (typeof msg.meeting_id === "string") this.settle(msg.meeting_id);
+        if (msg.code === "revoked") this.revokedCredential = msg.credential;
         if (this.onError) this.onError(msg);
         return;
       case "snapshot":
@@ -573,6 +575,7 @@ export class LiveFeed {
       this.bannerEl.hidden = !stale;
       let text = "Reconnecting: the data below may be out of date.";
       if (state === "offline" && this.linkEnded) text = "This host link has ended: ask for a new one.";
+      else if (state === "offline" && this.accessEnded) text = "Your access has ended: ask an operator.";
       else if (state === "offline" && this.signedOut) text = "Signed out: log in again to resume live updates.";
       else if (state === "offline") text = "Offline: the data below may be out of date. Retrying…";
       else if (!this.everLive) text = "Connecting to live updates…";

@@ -81,3 +81,22 @@ def test_admin_shows_derived_rows_read_only(admin_client):
     quarantine = Quarantine.objects.get()
     page = admin_client.get(f"/admin/roster/quarantine/{quarantine.pk}/change/")
     assert page.status_code == 200 and b"&lt;x&gt;" in page.content
+
+
+def test_revoke_feed_token_revokes_by_name_and_refuses_an_unknown_name():
+    from roster.models import FeedToken
+    from roster.read.access import access_for_token, feed_token_create
+
+    _, raw = feed_token_create(name="wallboard")
+    _, kept = feed_token_create(name="crm")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("revoke_feed_token", "wallboard", stdout=out, stderr=err)
+    assert out.getvalue().splitlines()[-1] == "revoked=1 name=wallboard"
+    assert access_for_token(raw=raw) is None and access_for_token(raw=kept) is not None
+    assert FeedToken.objects.get(name="wallboard").revoked_at is not None
+
+    out, err = io.StringIO(), io.StringIO()
+    call_command("revoke_feed_token", "wallboard", stdout=out, stderr=err)  # again: nothing to do
+    assert out.getvalue().splitlines()[-1] == "revoked=0 name=wallboard" and "already" in err.getvalue()
+    with pytest.raises(CommandError, match="no feed token is named 'walboard'"):
+        call_command("revoke_feed_token", "walboard")

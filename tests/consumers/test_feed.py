@@ -501,8 +501,8 @@ async def test_a_short_lived_command_publishes_before_it_exits(subprocess_env, t
     await communicator.disconnect()
 
 
-async def test_a_host_link_socket_sees_its_meetings_until_the_link_ends(monkeypatch):
-    monkeypatch.setattr(RosterSocket, "link_check_seconds", 0.2)
+async def test_a_host_link_socket_sees_its_meetings_until_the_link_ends(settings):
+    settings.ACCESS_RECHECK_SECONDS = 0.2
     sales, board = named(77, "sales-emea"), named(78, "board")
     await ingest(sales[:6])
     await ingest(board[:6])
@@ -536,7 +536,11 @@ async def test_a_host_link_socket_sees_its_meetings_until_the_link_ends(monkeypa
     await database_sync_to_async(host_link_revoke)(link=link)
     ended = await receive_until(communicator, lambda m: m["type"] == "error")
     assert ended[-1]["code"] == "revoked"
-    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    assert await communicator.receive_output(timeout=5) == {
+        "type": "websocket.close",
+        "code": 4403,
+        "reason": "the host link expired or was revoked",
+    }
     await communicator.disconnect()
     _, connected, code = await link_socket(cookie)
     assert not connected and code == 4401  # the session it opened no longer opens a socket

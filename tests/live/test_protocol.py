@@ -298,3 +298,46 @@ def test_nothing_is_forwarded_before_authentication():
     feed = FeedSession(follow_all=True, follow_list=True)
     assert feed.judge(broadcast("m", 1)) is None
     assert feed.judge(broadcast("m", 1, kind=SUMMARY_TYPE)) is None
+
+
+# --- a scope that changed (a rule removed or added) --------------------------------------------
+
+
+def test_a_narrower_scope_unsubscribes_what_left_it_and_forgets_it():
+    feed = session("sales-*", listed={"m-1", "m-2"}, seqs={"m-1": 4, "m-2": 7})
+    externals = {"m-1": "sales-emea", "m-2": "sales-board"}
+    gone, groups = feed.rescope(GlobAccess("sales-emea"), externals)
+    assert gone == ["m-2"] and groups == [meeting_group("m-2")]
+    assert feed.listed == {"m-1"} and feed.seqs == {"m-1": 4}
+    assert feed.judge(broadcast("m-2", 8, external="sales-board")) is None  # never forwarded again
+    assert feed.judge(broadcast("m-1", 5, external="sales-emea")) is not None
+
+
+def test_a_star_follower_loses_the_meetings_it_held_and_later_ones_outside():
+    feed = session("*", follow_all=True, seqs={"m-1": 3, "m-2": 5})
+    gone, groups = feed.rescope(GlobAccess("sales-*"), {"m-1": "sales-1", "m-2": "board"})
+    assert gone == ["m-2"] and groups == []  # "*" keeps its group: the new scope filters it
+    assert feed.seqs == {"m-1": 3}
+    assert feed.judge(broadcast("m-2", 6, external="board")) is None
+    assert feed.judge(broadcast("m-9", 1, external="board")) is None  # a new meeting outside
+    assert feed.judge(broadcast("m-1", 4, external="sales-1")) is not None
+
+
+def test_meetings_not_followed_are_forgotten_without_an_unsubscribed():
+    feed = session("*", listed={"m-1"}, seqs={"m-1": 2, "m-2": 9})  # m-2: held, then unsubscribed
+    gone, groups = feed.rescope(GlobAccess("nothing"), {"m-1": "a", "m-2": "b"})
+    assert gone == ["m-1"] and groups == [meeting_group("m-1")]
+    assert feed.seqs == {} and feed.listed == set()
+
+
+def test_a_wider_scope_drops_nothing_and_a_meeting_back_in_scope_starts_from_a_snapshot():
+    feed = session("sales-*", follow_all=True, seqs={"m-1": 3})
+    assert feed.rescope(GlobAccess("board"), {"m-1": "sales-1"}) == (["m-1"], [])
+    assert feed.rescope(GlobAccess("*"), {}) == ([], [])
+    assert feed.judge(broadcast("m-1", 4, external="sales-1")) == Gap("m-1", None, True)  # a catch-up
+
+
+def test_a_meeting_is_judged_by_its_external_id_or_its_meeting_id():
+    feed = session("*", listed={"room-1", "m-2"}, seqs={"room-1": 1, "m-2": 1})
+    gone, _ = feed.rescope(GlobAccess("room-*"), {"m-2": "room-2"})  # room-1 unknown: by its id
+    assert gone == [] and feed.known() == ["m-2", "room-1"]

@@ -92,3 +92,32 @@ def test_host_signs_in_sees_their_meetings_only_live_and_signs_out(daphne, artif
         page.goto(f"{base}/meetings/{ids['sales-emea']}/")
         assert page.url.startswith(f"{base}/login/?next=")  # the session is gone
     assert dialogs == []
+
+
+def test_a_host_deactivated_while_watching_is_told_their_access_ended(daphne):
+    """Deactivated in admin or by a direct update, a host's open page stops being live within 5 s
+    and says why; not as a host link's would (the error before the close names the account)."""
+    from django.conf import settings
+    from django.test import Client
+
+    tag = uuid.uuid4().hex[:8]
+    details = meeting_stream(
+        seed=143, attendees=2, end=False, meeting_id=f"{tag}-m143", external_meeting_id=f"{tag}-sales"
+    )
+    ingest(details)
+    host = User.objects.create_user("host", password=PASSWORD)
+    AccessRule.objects.create(user=host, meetings=f"{tag}-*")
+    browser = Client()
+    browser.force_login(host)
+    session = browser.cookies[settings.SESSION_COOKIE_NAME].value
+    dialogs: list[str] = []
+    with chromium_page(dialogs) as page:
+        page.context.add_cookies(
+            [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": f"http://{daphne}/"}]
+        )
+        page.goto(f"http://{daphne}/meetings/{details[0]['meetingId']}/")
+        page.wait_for_selector("#connection-status[data-state=live]", timeout=15000)
+        in_thread(lambda: User.objects.filter(pk=host.pk).update(is_active=False))
+        page.wait_for_selector("#connection-status[data-state=offline]", timeout=20000)
+        assert page.locator("#stale-banner").inner_text() == "Your access has ended: ask an operator."
+    assert dialogs == []
