@@ -290,13 +290,15 @@ class VoiceConnectorStreamAdmin(ReadOnlyAdmin):
 
 @admin.register(Quarantine)
 class QuarantineAdmin(NoAddOrChange, admin.ModelAdmin):
-    """Rejected messages: read, reprocess through the ingest service, or delete."""
+    """Rejected messages, one row per message (``deliveries``: how often it came): read,
+    reprocess through the ingest service, or delete."""
 
     list_display = (
         "received_at",
         "reason_code",
         "short_reason",
         queue_name,
+        "deliveries",
         "body_size",
         "truncated",
         "reprocessed",
@@ -306,10 +308,13 @@ class QuarantineAdmin(NoAddOrChange, admin.ModelAdmin):
     search_fields = ("reason", "sqs_message_id")
     fields = (
         "received_at",
+        "deliveries",
+        "last_received_at",
         "reason_code",
         "reason",
         "queue",
         "sqs_message_id",
+        "source_key",
         "body_size",
         "truncated",
         "body_pretty",

@@ -175,7 +175,11 @@ class VoiceConnectorStream(models.Model):
 
 
 class Quarantine(models.Model):
-    """A message that was not accepted, kept with its reason (bad input is never lost)."""
+    """A message that was not accepted, kept with its reason (bad input is never lost): one row per
+    message, however often it is delivered (SQS redelivers one whose delete was lost, SNS retries,
+    a file is ingested again). ``source_key`` names the message (roster.ingest.service.
+    quarantine_key); each delivery after the first adds to ``deliveries`` and moves
+    ``last_received_at``, the rest of the row stays the first delivery's."""
 
     KEEP_BYTES = 64 * 1024
 
@@ -186,7 +190,14 @@ class Quarantine(models.Model):
     reason = models.TextField()
     queue = models.CharField(max_length=1024, blank=True, default="")
     sqs_message_id = models.CharField(max_length=TEXT, blank=True, default="")
-    received_at = models.DateTimeField()
+    received_at = models.DateTimeField(help_text="the first delivery")
+    source_key = models.CharField(
+        max_length=80, help_text="the message: its queue and MessageId (SQS), else its source and body digest"
+    )
+    deliveries = models.PositiveIntegerField(
+        default=1, help_text="times the message was received and quarantined"
+    )
+    last_received_at = models.DateTimeField(help_text="the latest delivery")
 
     class Outcome(models.TextChoices):
         APPLIED = "applied"
@@ -201,6 +212,8 @@ class Quarantine(models.Model):
     reprocess_detail = models.TextField(blank=True, default="", help_text="the new reason, or why not")
 
     class Meta:
+        # A constraint, not unique=True: a digest, never searched with LIKE (as Event.key).
+        constraints = [models.UniqueConstraint(fields=["source_key"], name="quarantine_source_unique")]
         indexes = [
             models.Index(fields=["-received_at"], name="quarantine_received_idx"),
             models.Index(fields=["reason_code"], name="quarantine_reason_idx"),

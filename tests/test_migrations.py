@@ -1,14 +1,18 @@
 """Migrations stay valid on an existing database: a meeting stored under 0006 (with the old peak
-ledger columns) goes on after the latest migration, swept once by its next batch."""
+ledger columns) goes on after the latest migration, swept once by its next batch; quarantine rows
+stored under 0010 get their keys, one row per message."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from roster.dev.chime import BASE_TS, as_json, detail, envelope
-from roster.models import Meeting
+from roster.ingest import IncomingMessage, messages_ingest
+from roster.models import Meeting, Quarantine
 from tests.conftest import ingest
 
 BEFORE = [("roster", "0006_meeting_peak_tail")]
@@ -36,3 +40,60 @@ def test_a_meeting_stored_before_peak_marks_goes_on_after_migrating():
     meeting = Meeting.objects.get(pk="m-old")
     assert (meeting.peak_joined, meeting.joined_count, meeting.seq) == (2, 1, 4)
     assert meeting.peak_marks == {"last": [BASE_TS + 5, 7], "at": [BASE_TS, 3]}
+
+
+QUARANTINE_BEFORE = [("roster", "0010_meeting_users")]
+SQS_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/chime-events"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_quarantine_rows_stored_before_keys_are_keyed_and_redeliveries_folded():
+    """0011 keys the rows already stored as ingest keys new ones: SQS rows by queue and MessageId,
+    the others by source and body. The extra rows a redelivery made are folded into the first
+    (its deliveries count them); a redelivery after migrating finds the row."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("roster")
+    executor.migrate(QUARANTINE_BEFORE)
+    old = MigrationExecutor(connection).loader.project_state(QUARANTINE_BEFORE).apps
+    quarantine = old.get_model("roster", "Quarantine")
+    at = [datetime(2026, 11, 30, 12, minute, tzinfo=UTC) for minute in range(6)]
+
+    def stored(body: bytes, queue: str, message_id: str, received_at: datetime, **more) -> int:
+        return quarantine.objects.create(
+            body=body[: 64 * 1024], body_size=len(body), truncated=len(body) > 64 * 1024,
+            reason_code="not_json", reason="bad", queue=queue, sqs_message_id=message_id,
+            received_at=received_at, **more,
+        ).pk  # fmt: skip
+
+    first = stored(b"{", SQS_QUEUE, "id-1", at[0])
+    stored(
+        b"{", SQS_QUEUE, "id-1", at[2], reprocessed=True, reprocess_outcome="rejected", reprocessed_at=at[3]
+    )  # redelivered
+    stored(b"{", SQS_QUEUE, "id-1", at[4])  # and again
+    twin = stored(b"{", SQS_QUEUE, "id-2", at[1])  # the same body, another message
+    line = stored(b"[", "file:a.jsonl", "line:1", at[0])
+    stored(b"[", "file:a.jsonl", "line:1", at[3])  # the file ingested again
+    big = [stored(b"x" * 70_000, "file:a.jsonl", f"line:{n}", at[0]) for n in (2, 3)]  # truncated: kept
+    MigrationExecutor(connection).migrate(latest)
+
+    rows = {q.pk: q for q in Quarantine.objects.all()}
+    assert sorted(rows) == sorted([first, twin, line, *big])
+    assert (rows[first].deliveries, rows[first].received_at, rows[first].last_received_at) == (
+        3,
+        at[0],
+        at[4],
+    )
+    assert rows[first].reprocess_outcome == "rejected"  # the last attempt of the message, kept
+    assert (rows[twin].deliveries, rows[twin].last_received_at) == (1, at[1])
+    assert (rows[line].deliveries, rows[line].last_received_at) == (2, at[3])
+    assert [rows[pk].deliveries for pk in big] == [1, 1]
+    assert len({q.source_key for q in rows.values()}) == len(rows)
+
+    # Redeliveries after the upgrade find the rows 0011 keyed.
+    messages_ingest(
+        messages=[IncomingMessage(body="{", queue=SQS_QUEUE, message_id="id-1", keyed_by_id=True)]
+    )
+    messages_ingest(messages=[IncomingMessage(body="[", queue="file:a.jsonl", message_id="line:7")])
+    assert Quarantine.objects.count() == len(rows)
+    assert Quarantine.objects.get(pk=first).deliveries == 4
+    assert Quarantine.objects.get(pk=line).deliveries == 3

@@ -10,6 +10,7 @@ on one meeting serialise on its row lock, so no update is lost and no event appl
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -41,11 +42,15 @@ OUTCOMES = ("applied", "duplicate", "quarantined")
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
-    """One message body and where it came from (for tracing; never for identity)."""
+    """One message body and where it came from. An event's identity is its natural key, never
+    these; a quarantined message's is :func:`quarantine_key`: by ``queue`` and ``message_id`` when
+    ``keyed_by_id`` (a source that redelivers a message under the same id: SQS), else by ``queue``
+    and the body (a file line, an SNS delivery)."""
 
     body: str | bytes
     queue: str = ""
     message_id: str = ""
+    keyed_by_id: bool = False
 
 
 Parsed = tuple[IncomingMessage, ChimeEvent | Rejection]
@@ -153,15 +158,33 @@ def _after_commit(committed: hooks.Committed) -> None:
         transaction.on_commit(partial(hook, committed), robust=True)
 
 
+def quarantine_key(*, message: IncomingMessage, raw: bytes) -> str:
+    """What names a quarantined message across its deliveries (``raw``: its whole body, as bytes).
+
+    ``id:`` + SHA-256 of (queue, message id) when the message is ``keyed_by_id`` (SQS keeps the
+    MessageId through every redelivery, and two messages sent with one body are two messages);
+    else ``body:`` + SHA-256 of (queue, whole body): a file line has no id that survives a second
+    run, and an SNS retry is the same signed body. Migration 0011 keys stored rows the same way.
+    """
+    digest = hashlib.sha256(message.queue.encode("utf-8", "surrogatepass") + b"\0")
+    if message.keyed_by_id and message.message_id:
+        digest.update(message.message_id.encode("utf-8", "surrogatepass"))
+        return "id:" + digest.hexdigest()
+    digest.update(raw)
+    return "body:" + digest.hexdigest()
+
+
 def _quarantine(
     store: Store, *, rejected: Sequence[tuple[IncomingMessage, Rejection]], received_at: datetime
 ) -> None:
-    """Keep every rejected body (or its first 64 KiB) with its reason."""
+    """Keep every rejected body (or its first 64 KiB) with its reason, one row per message: a
+    message quarantined before (redelivered) counts one more delivery on its row."""
     rows = []
     for message, rejection in rejected:
         raw = message.body.encode("utf-8", "surrogatepass") if isinstance(message.body, str) else message.body
         rows.append(
             {
+                "source_key": quarantine_key(message=message, raw=raw),
                 "body": raw[: Quarantine.KEEP_BYTES],
                 "body_size": len(raw),
                 "truncated": len(raw) > Quarantine.KEEP_BYTES,
@@ -170,11 +193,13 @@ def _quarantine(
                 "queue": message.queue,
                 "sqs_message_id": message.message_id,
                 "received_at": received_at,
+                "last_received_at": received_at,
+                "deliveries": 1,
             }
         )
     if rows:
         logger.info("quarantined %d message(s): %s", len(rows), "; ".join(str(r) for _, r in rejected[:5]))
-        store.quarantine_insert(rows=rows)
+        store.quarantine_upsert(rows=rows)
 
 
 def _events_apply(

@@ -20,7 +20,8 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from roster.domain.fold import STORED_EVENT_FIELDS, AttendeeState, StoredEvent
@@ -54,8 +55,28 @@ class Store:
         for amount, keys in by_amount.items():
             Event.objects.filter(key__in=keys).update(duplicate_count=F("duplicate_count") + amount)
 
-    def quarantine_insert(self, *, rows: Sequence[dict[str, Any]]) -> None:
-        Quarantine.objects.bulk_create([Quarantine(**row) for row in rows])
+    def quarantine_upsert(self, *, rows: Sequence[dict[str, Any]]) -> None:
+        """One row per ``source_key``: a key not stored yet is inserted, as its first row in
+        ``rows`` with the ``deliveries`` of all of them; a stored key adds those ``deliveries`` to
+        its row and takes the latest ``last_received_at``. The rest of a stored row (body, reason,
+        ``received_at``) stays the first delivery's."""
+        merged = _deliveries_merged(rows)
+        if not merged:
+            return
+        keys = [row["source_key"] for row in merged]
+        stored = set(Quarantine.objects.filter(source_key__in=keys).values_list("source_key", flat=True))
+        for row in merged:
+            if row["source_key"] in stored:
+                Quarantine.objects.filter(source_key=row["source_key"]).update(
+                    deliveries=F("deliveries") + row["deliveries"],
+                    last_received_at=Greatest(
+                        "last_received_at",
+                        Value(row["last_received_at"], output_field=models.DateTimeField()),
+                    ),
+                )
+        Quarantine.objects.bulk_create(
+            [Quarantine(**row) for row in merged if row["source_key"] not in stored]
+        )
 
     # --- meetings and their rows ---------------------------------------------------------------
 
@@ -267,6 +288,29 @@ class PostgresStore(Store):
             ((row[0], AttendeeState(*_json_decoded(row[1:], _ATTENDEE_JSON))) for row in rows), every, touched
         )
 
+    def quarantine_upsert(self, *, rows: Sequence[dict[str, Any]]) -> None:
+        # One statement; a redelivery racing another worker's waits for its row, then adds to it.
+        # Plain parameters, not a JSON document: bodies are bytes, and a batch holds few rejections.
+        merged = _deliveries_merged(rows)
+        if not merged:
+            return
+        # Every column, the model's defaults for those the rows leave out (no database defaults).
+        fields = [field for field in Quarantine._meta.concrete_fields if not field.primary_key]
+        objects = [Quarantine(**row) for row in merged]
+        table = Quarantine._meta.db_table
+        values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(objects))
+        self._execute(
+            f"INSERT INTO {table} ({_quoted([field.column for field in fields])}) VALUES {values} "
+            'ON CONFLICT ("source_key") DO UPDATE SET '
+            f'"deliveries" = {table}."deliveries" + EXCLUDED."deliveries", '
+            f'"last_received_at" = GREATEST({table}."last_received_at", EXCLUDED."last_received_at")',
+            [
+                field.get_db_prep_save(getattr(obj, field.attname), connection)
+                for obj in objects
+                for field in fields
+            ],
+        )
+
     def _insert(
         self,
         *,
@@ -336,6 +380,23 @@ def _meeting_columns(meeting: MeetingRecord) -> dict[str, Any]:
 
 def _attendee_columns(state: AttendeeState) -> dict[str, Any]:
     return {name: getattr(state, name) for name in ATTENDEE_RECORD_FIELDS}
+
+
+def _deliveries_merged(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Quarantine rows, one per ``source_key`` (a message delivered twice in one batch: PostgreSQL's
+    upsert cannot touch a row twice in one statement): each the first of its key, in the order
+    they came (the rows' ids keep the arrival order), with the deliveries summed and the latest
+    ``last_received_at``. Not in key order as the log's keys are: two batches holding the same
+    two poison messages in opposite orders at once is a rare deadlock, retried like any other."""
+    merged: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        first = merged.get(row["source_key"])
+        if first is None:
+            merged[row["source_key"]] = dict(row)
+        else:
+            first["deliveries"] += row["deliveries"]
+            first["last_received_at"] = max(first["last_received_at"], row["last_received_at"])
+    return list(merged.values())
 
 
 def _rows_by_meeting(

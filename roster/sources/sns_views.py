@@ -88,6 +88,8 @@ def sns_endpoint(request: HttpRequest) -> JsonResponse:
     topic, message_id = doc["TopicArn"], doc["MessageId"]
     if kind == sns.NOTIFICATION:
         # The whole SNS body: roster.domain.events unwraps the Notification like one read from SQS.
+        # Quarantined, it is keyed by its body (not keyed_by_id): an SNS retry is the same signed
+        # body, and a body under a MessageId already seen is never folded into that row unseen.
         result = messages_ingest(
             messages=[IncomingMessage(body=body, queue=f"sns:{topic}", message_id=message_id)]
         )

@@ -4,7 +4,9 @@ A message is deleted only after the transaction that stored it (or quarantined i
 A transient failure (database or network down) deletes nothing: SQS redelivers the batch after
 its visibility timeout and the natural key makes the redelivery harmless. A message that the
 ingest cannot store for any other reason is isolated (the batch is split) and quarantined with
-the error, then deleted: one poison message never blocks a queue.
+the error, then deleted: one poison message never blocks a queue. A poison message redelivered
+(its delete lost to a crash) finds its quarantine row by queue and MessageId and counts one more
+delivery there.
 """
 
 from __future__ import annotations
@@ -176,7 +178,8 @@ def queue_drain_once(
     try:
         result = messages_ingest_isolating(
             messages=[
-                IncomingMessage(body=m["Body"], queue=queue_url, message_id=m["MessageId"]) for m in received
+                IncomingMessage(body=m["Body"], queue=queue_url, message_id=m["MessageId"], keyed_by_id=True)
+                for m in received
             ]
         )
     finally:

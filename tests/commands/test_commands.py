@@ -36,6 +36,22 @@ def test_ingest_file_then_roster_json(tmp_path):
     assert [a["attendee_id"] for a in roster["attendees"]] == ["att-60-0", "att-60-1", "att-60-2"]
 
 
+def test_a_file_ingested_twice_quarantines_each_bad_line_once(tmp_path):
+    """A file has no message ids: a bad line is known again by its body (within the file's name),
+    so a second run after a crash counts a delivery instead of adding a row."""
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"broken": \n[]\n')
+    for _ in range(2):
+        out = io.StringIO()
+        call_command("ingest_file", str(path), stdout=out)
+        assert out.getvalue().strip().splitlines()[-1] == "received=2 applied=0 duplicates=0 quarantined=2"
+    rows = Quarantine.objects.order_by("reason_code")
+    assert [(q.reason_code, q.queue, q.deliveries) for q in rows] == [
+        ("not_json", "file:events.jsonl", 2),
+        ("not_object", "file:events.jsonl", 2),
+    ]
+
+
 def test_roster_of_unknown_meeting_is_an_error():
     with pytest.raises(CommandError, match="no meeting"):
         call_command("roster", "nope")

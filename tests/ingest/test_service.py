@@ -177,6 +177,79 @@ def test_oversize_body_keeps_its_first_64_kib(settings):
     assert row.truncated and row.body_size == 100 * 1024 and len(bytes(row.body)) == 64 * 1024
 
 
+POISON = '{"meetingId": "x" "eventType": 1}'
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/chime-events"
+
+
+def quarantined() -> dict[tuple[str, str], int]:
+    """(queue, message id) -> deliveries of each quarantine row."""
+    return {(q.queue, q.sqs_message_id): q.deliveries for q in Quarantine.objects.all()}
+
+
+def test_a_redelivered_sqs_message_is_one_quarantine_row_counting_its_deliveries():
+    """Quarantined, then the delete lost (a crash): SQS delivers the same MessageId again. A
+    second message with the same body is another message: its own row."""
+    message = IncomingMessage(body=POISON, queue=QUEUE_URL, message_id="id-1", keyed_by_id=True)
+    twin = IncomingMessage(body=POISON, queue=QUEUE_URL, message_id="id-2", keyed_by_id=True)
+    assert messages_ingest(messages=[message]).quarantined == 1
+    assert messages_ingest(messages=[message, twin]).quarantined == 2  # messages, not rows
+    assert messages_ingest(messages=[message, message]).quarantined == 2  # twice in one batch
+    assert quarantined() == {(QUEUE_URL, "id-1"): 4, (QUEUE_URL, "id-2"): 1}
+    row = Quarantine.objects.get(sqs_message_id="id-1")
+    assert row.last_received_at > row.received_at and row.reason_code == "not_json"
+
+
+def test_without_a_delivery_id_a_message_is_its_source_and_body():
+    """A file (or the SNS endpoint) has no id that survives a retry: the body's digest, within its
+    source, is the message. A file ingested twice is one row per bad body."""
+    lines = [
+        IncomingMessage(body=POISON, queue="file:a.jsonl", message_id="line:1"),
+        IncomingMessage(body="[]", queue="file:a.jsonl", message_id="line:2"),
+    ]
+    assert messages_ingest(messages=lines).quarantined == 2
+    assert messages_ingest(messages=lines).quarantined == 2
+    messages_ingest(messages=[IncomingMessage(body=POISON, queue="file:b.jsonl", message_id="line:1")])
+    assert quarantined() == {
+        ("file:a.jsonl", "line:1"): 2,
+        ("file:a.jsonl", "line:2"): 2,
+        ("file:b.jsonl", "line:1"): 1,
+    }
+
+
+def test_the_digest_is_of_the_whole_body_not_of_the_kept_64_kib(settings):
+    settings.MAX_MESSAGE_BYTES = 1024
+    head = "y" * (100 * 1024)
+    ingest([head + "a", head + "b", head + "a"])
+    assert sorted(Quarantine.objects.values_list("deliveries", flat=True)) == [1, 2]
+
+
+def test_a_message_the_database_refuses_again_after_a_redelivery_is_one_row(monkeypatch):
+    from roster.ingest import service
+
+    real = service.messages_ingest
+
+    def refusing(*, messages):
+        if any(b"boom" in m.body for m in messages):
+            raise ValueError("the database refused it")
+        return real(messages=messages)
+
+    monkeypatch.setattr(service, "messages_ingest", refusing)
+    details = meeting_stream(seed=77, attendees=1, end=False)[:2]
+    poison = IncomingMessage(
+        body=as_bare({**details[0], "boom": 1}).encode(), queue=QUEUE_URL, message_id="p", keyed_by_id=True
+    )
+    batch = [
+        IncomingMessage(
+            body=as_bare(details[0]).encode(), queue=QUEUE_URL, message_id="ok", keyed_by_id=True
+        ),
+        poison,
+    ]
+    assert service.messages_ingest_isolating(messages=batch).quarantined == 1
+    assert service.messages_ingest_isolating(messages=batch).quarantined == 1
+    row = Quarantine.objects.get()
+    assert (row.reason_code, row.deliveries) == ("ingest_failed", 2)
+
+
 def test_seq_rises_once_per_changing_batch_and_marks_changed_rows():
     details = meeting_stream(seed=6, attendees=3, end=False)
     meeting_id = details[0]["meetingId"]

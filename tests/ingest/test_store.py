@@ -3,7 +3,7 @@ and on SQLite (the portable Store), so each test here holds both to the same ans
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -172,19 +172,44 @@ def test_streams_lock_creates_blank_rows_and_streams_write_stores_the_state(stor
     assert store.streams_lock(keys=set()) == {}
 
 
-def test_quarantine_insert_keeps_the_bytes(store):
-    store.quarantine_insert(
-        rows=[
-            {
-                "body": b"\xff not utf-8",
-                "body_size": 12,
-                "truncated": False,
-                "reason_code": "not_utf8",
-                "reason": "bad",
-                "queue": "q",
-                "sqs_message_id": "m",
-                "received_at": NOW,
-            }
-        ]
-    )
-    assert bytes(Quarantine.objects.get().body) == b"\xff not utf-8"
+def quarantine_row(
+    key: str, *, body: bytes = b"\xff not utf-8", at: datetime = NOW, reason: str = "bad"
+) -> dict:
+    return {
+        "source_key": key,
+        "body": body,
+        "body_size": len(body),
+        "truncated": False,
+        "reason_code": "not_utf8",
+        "reason": reason,
+        "queue": "q",
+        "sqs_message_id": "m",
+        "received_at": at,
+        "last_received_at": at,
+        "deliveries": 1,
+    }
+
+
+def test_quarantine_upsert_keeps_one_row_per_key_and_counts_its_deliveries(store):
+    later = NOW + timedelta(minutes=5)
+    with transaction.atomic():  # a key twice in one batch (SQS delivers at least once)
+        store.quarantine_upsert(
+            rows=[
+                quarantine_row("k1"),
+                quarantine_row("k2", body=b"two"),
+                quarantine_row("k2", body=b"two", at=later),
+            ]
+        )
+    with transaction.atomic():  # a redelivery in a later batch
+        store.quarantine_upsert(rows=[quarantine_row("k3"), quarantine_row("k1", at=later, reason="again")])
+    store.quarantine_upsert(rows=[])
+    store.quarantine_upsert(rows=[quarantine_row("k3", at=NOW - timedelta(minutes=1))])  # a late one
+    rows = {q.source_key: q for q in Quarantine.objects.all()}
+    assert {key: (q.deliveries, q.received_at, q.last_received_at) for key, q in rows.items()} == {
+        "k1": (2, NOW, later),
+        "k2": (2, NOW, later),
+        "k3": (2, NOW, NOW),  # the latest delivery stays the latest
+    }
+    assert bytes(rows["k1"].body) == b"\xff not utf-8"  # the bytes as received
+    assert rows["k1"].reason == "bad"  # the first delivery's reason is kept
+    assert bytes(rows["k2"].body) == b"two"

@@ -186,6 +186,21 @@ def test_reprocess_applies_dedupes_and_marks_without_new_quarantine_rows(operato
 
 
 @pytest.mark.django_db
+def test_quarantine_shows_how_often_a_message_was_delivered(operator):
+    redelivered = IncomingMessage(body="[]", queue="q-test", message_id="id-1", keyed_by_id=True)
+    for _ in range(3):
+        messages_ingest(messages=[redelivered])
+    ingest("{")
+    listed = operator.get(f"{ADMIN}/quarantine/")
+    assert "column-deliveries" in listed.content.decode()
+    assert {q.sqs_message_id: q.deliveries for q in listed.context["cl"].result_list} == {"id-1": 3, "m-0": 1}
+    row = Quarantine.objects.get(sqs_message_id="id-1")
+    html = operator.get(f"{ADMIN}/quarantine/{row.pk}/change/").content.decode()
+    assert re.search(r"Deliveries:</label>\s*<div[^>]*>3</div>", html), html
+    assert "Last received at:" in html and "Source key:" in html
+
+
+@pytest.mark.django_db
 def test_quarantine_rows_can_be_deleted(operator):
     ingest("[]")
     row = Quarantine.objects.get()

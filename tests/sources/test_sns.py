@@ -242,6 +242,18 @@ def test_signed_notification_with_bad_inner_json_is_quarantined(client, fetches,
     assert not Event.objects.exists()
 
 
+def test_a_quarantined_notification_retried_by_sns_is_one_row_counting_both(client, fetches, signing_key):
+    """SNS retries when it hears no 2xx in time (our answer lost, say): the same body again. The
+    body's digest identifies it; the same Message under a new MessageId is another message."""
+    doc = notification('{"detail-type": "Chime Meeting State Change", ', key=signing_key)
+    first, second = post(client, doc), post(client, doc)
+    assert first.json()["quarantined"] == second.json()["quarantined"] == 1  # messages, not rows
+    row = Quarantine.objects.get()
+    assert (row.deliveries, row.sqs_message_id) == (2, doc["MessageId"])
+    post(client, notification(doc["Message"], key=signing_key))
+    assert sorted(Quarantine.objects.values_list("deliveries", flat=True)) == [1, 2]
+
+
 # --- confirmations ----------------------------------------------------------------------------------
 
 

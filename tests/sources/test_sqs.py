@@ -1,14 +1,17 @@
 """Draining a real local SQS endpoint (moto server over HTTP): delete only after commit, poison
-quarantined then deleted, transient failures delete nothing, two queues apply once, and a drain
-killed with SIGKILL mid-batch loses nothing and applies nothing twice."""
+quarantined then deleted (and once per message, however often SQS redelivers it), transient
+failures delete nothing, two queues apply once, and a drain killed with SIGKILL mid-batch loses
+nothing and applies or quarantines nothing twice."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg
@@ -50,6 +53,39 @@ def test_drain_ingests_commits_then_deletes_and_quarantines_poison(sqs, make_que
     poison = Quarantine.objects.order_by("reason_code")
     assert [q.reason_code for q in poison] == ["not_json", "not_object"]
     assert all(q.queue == queue and q.sqs_message_id for q in poison)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_poison_message_redelivered_after_a_crash_before_its_delete_is_quarantined_once(
+    sqs, make_queue, monkeypatch
+):
+    """The crash window: the quarantine committed, the delete never happened, the message came
+    back after its visibility timeout. One row per message, its deliveries counted; two messages
+    with the same body are two messages (two MessageIds)."""
+    from roster.sources import sqs as sqs_source
+
+    queue = make_queue(visibility_timeout=2)
+    poison = ['{"meetingId": "x" "eventType": 1}', "[]", "[]"]
+    send_bodies(sqs, queue, poison)
+    real_delete = sqs_source.queue_delete
+    monkeypatch.setattr(sqs_source, "queue_delete", lambda **kwargs: None)  # dies before its delete
+    first = queue_drain_once(client=sqs, queue_url=queue, wait_seconds=1)
+    assert (first.received, first.quarantined) == (3, 3)
+    assert queue_depth(sqs, queue) == (0, 3)  # in flight, not deleted
+    monkeypatch.setattr(sqs_source, "queue_delete", real_delete)
+
+    time.sleep(2.2)  # the visibility timeout: SQS delivers all three again
+    again = queue_drain_once(client=sqs, queue_url=queue, wait_seconds=2)
+    assert (again.received, again.quarantined) == (3, 3)  # messages, as drain_sqs prints them
+    assert queue_depth(sqs, queue) == (0, 0)
+    rows = list(Quarantine.objects.order_by("reason_code", "sqs_message_id"))
+    assert [(q.reason_code, q.deliveries) for q in rows] == [
+        ("not_json", 2),
+        ("not_object", 2),
+        ("not_object", 2),
+    ]
+    assert len({q.sqs_message_id for q in rows}) == 3
+    assert all(q.queue == queue and q.last_received_at > q.received_at for q in rows)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -164,15 +200,63 @@ def _wait_for(predicate, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+class SwallowingProxy:
+    """A TCP proxy to the SQS endpoint. Once ``swallow`` is set, whatever a client sends is dropped
+    unanswered (the client waits for an answer that never comes); on leaving, every connection is
+    closed. A request swallowed is never carried out."""
+
+    def __init__(self, endpoint: str) -> None:
+        host, port = endpoint.rsplit("/", 1)[-1].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.swallow = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.sockets: list[socket.socket] = [self.server]
+
+    def __enter__(self) -> SwallowingProxy:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if not (requests and self.swallow.is_set()):
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(
     subprocess_env, sqs, make_queue, sqs_endpoint
 ):
-    queue = make_queue(visibility_timeout=2)
+    queue = make_queue(visibility_timeout=3)
     details = meeting_stream(seed=40, attendees=6)
     meeting_id = details[0]["meetingId"]
-    send_bodies(sqs, queue, bodies(details, seed=40))
+    # Poison first: every batch of this test carries it (moto hands out messages in order).
+    poison = ['{"meetingId": "x" "eventType": 1}', "[]", "[]"]
+    send_bodies(sqs, queue, poison + bodies(details, seed=40))
 
     # 1. Killed inside its transaction: hold the meeting row lock so the drain blocks mid-batch.
     from roster.models import Meeting
@@ -194,36 +278,42 @@ def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(
         drain.send_signal(signal.SIGKILL)
         drain.wait(10)
         blocker.rollback()
-    assert Event.objects.count() == 0  # its transaction died with it
+    assert Event.objects.count() == 0 and Quarantine.objects.count() == 0  # its transaction died with it
 
-    # 2. Killed between commit and delete: freeze the SQS endpoint once a batch has committed.
-    moto_pid = int(
-        subprocess.run(
-            ["pgrep", "-f", f"roster.dev.local_sqs -H 127.0.0.1 -p {sqs_endpoint.rsplit(':', 1)[1]}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()[0]
-    )
-    drain = _drain_process(queue, subprocess_env)
-    _wait_for(lambda: Event.objects.count() > 0)
-    os.kill(moto_pid, signal.SIGSTOP)
-    try:
+    # 2. Killed between commit and delete. Once every message is visible again (so the first
+    # receive is not the poison alone, which would commit and be deleted without waiting on the
+    # lock), the drain, talking to SQS through the proxy, waits on the meeting's lock with its
+    # batch (poison quarantined in it) in hand; the proxy freezes, the lock goes, the batch
+    # commits and its delete is swallowed: then SIGKILL. (SIGSTOP on the endpoint would not do:
+    # the delete waits in its socket and is carried out when it resumes.)
+    _wait_for(lambda: queue_depth(sqs, queue) == (len(poison) + len(details), 0))
+    with _test_db_connect() as blocker, SwallowingProxy(sqs_endpoint) as proxy:
+        blocker.execute("SELECT 1 FROM roster_meeting WHERE meeting_id = %s FOR UPDATE", [meeting_id])
+        drain = _drain_process(queue, dict(subprocess_env, AWS_ENDPOINT_URL_SQS=proxy.url))
+        _wait_for(waiting_on_lock)
+        proxy.swallow.set()
+        blocker.rollback()
+        _wait_for(lambda: Event.objects.count() > 0)
+        time.sleep(0.5)  # time for the delete to be sent (and swallowed)
         drain.send_signal(signal.SIGKILL)
         drain.wait(10)
-    finally:
-        os.kill(moto_pid, signal.SIGCONT)
+    assert sum(queue_depth(sqs, queue)) == len(poison) + len(details)  # nothing deleted
     committed_before_restart = Event.objects.count()
     assert committed_before_restart > 0
+    assert Quarantine.objects.count() == len(poison)  # committed, not deleted: they come back
 
     # 3. Restart after the visibility timeout: everything arrives, nothing twice.
-    time.sleep(2.5)
+    _wait_for(lambda: queue_depth(sqs, queue) == (len(poison) + len(details), 0))
     done = manage("drain_sqs", "--queue-url", queue, "--until-empty", env=subprocess_env)
     assert done.returncode == 0, done.stderr
     assert Event.objects.count() == len(details)
     assert stored(meeting_id) == expected(details)
     assert queue_depth(sqs, queue) == (0, 0)
     assert summary(done.stdout)[1] == len(details) - committed_before_restart
+    # Redelivered poison is counted on its row: one row per poison message, never one per delivery.
+    assert summary(done.stdout)[3] == len(poison)  # quarantined= counts the messages received
+    assert Quarantine.objects.count() == len(poison)
+    assert sorted(Quarantine.objects.values_list("deliveries", flat=True)) == [2] * len(poison)
 
 
 def test_background_deleter_deletes_after_close_and_survives_a_failing_delete(sqs, make_queue, caplog):

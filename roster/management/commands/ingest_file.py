@@ -36,6 +36,8 @@ class Command(BaseCommand):
                 body = line.rstrip(b"\r\n")
                 if not body.strip():
                     continue
+                # A line number is no identity (the file may change): a bad line quarantined in
+                # an earlier run is known again by its body, within the file's name.
                 batch.append(IncomingMessage(body=body, queue=source, message_id=f"line:{number}"))
                 if len(batch) >= BATCH:
                     total.add(messages_ingest(messages=batch))
