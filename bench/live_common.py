@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from bench import common
 from bench.common import LOOPBACK, pid_cpu_seconds
-from roster.dev.processes import Child, Supervisor, free_port
+from roster.dev.processes import Child, Supervisor, daphne_command, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -341,7 +341,7 @@ def daphne_main(args: list[str]) -> None:
 
     _profiled(
         profile,
-        lambda: CommandLineInterface().run(["-b", "127.0.0.1", "-p", port, "config.asgi:application"]),
+        lambda: CommandLineInterface().run(daphne_command(int(port))[3:]),  # the argv after "-m daphne"
     )
 
 

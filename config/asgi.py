@@ -14,8 +14,13 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 http_app = ASGIStaticFilesHandler(django_asgi_app)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from consumers import backlog  # noqa: E402
 from consumers.routing import websocket_urlpatterns  # noqa: E402
+
+# Daphne's websocket protocol, bounded: a client that stops reading is closed 4408.
+backlog.install(max_unsent_bytes=settings.SOCKET_MAX_PENDING_BYTES)
 
 application = ProtocolTypeRouter(
     {

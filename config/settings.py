@@ -205,6 +205,15 @@ MAX_MESSAGE_BYTES = env.int("MAX_MESSAGE_BYTES", default=262144)
 # SNS HTTPS endpoint (/sns/): topics whose messages are accepted; empty accepts none.
 SNS_ALLOWED_TOPIC_ARNS = env.list("SNS_ALLOWED_TOPIC_ARNS", default=[])
 
+# Limits per websocket (docs/feed.md, "Limits"). A client over them gets an error frame
+# (rate_limited, too_large, too_many_meetings) and keeps its socket; one that stops reading is
+# closed 4408 once more than SOCKET_MAX_PENDING_BYTES wait to be sent to it (consumers.backlog).
+SOCKET_REQUESTS_PER_SECOND = env.float("SOCKET_REQUESTS_PER_SECOND", default=10.0)
+SOCKET_REQUESTS_BURST = env.int("SOCKET_REQUESTS_BURST", default=50)
+SOCKET_MAX_MEETINGS = env.int("SOCKET_MAX_MEETINGS", default=1000)
+SOCKET_MAX_FRAME_BYTES = env.int("SOCKET_MAX_FRAME_BYTES", default=131072)
+SOCKET_MAX_PENDING_BYTES = env.int("SOCKET_MAX_PENDING_BYTES", default=4194304)
+
 # Operations: /healthz, /metrics, the queue lag warning in the dashboard header.
 # /metrics answers `Authorization: Bearer <METRICS_TOKEN>`; empty: staff sessions only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -18,11 +18,13 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
 from consumers.access_watch import access_watch
 from consumers.fanout import group_fanout
 from roster.live import protocol
+from roster.live.limits import SocketGuard, SocketLimits
 from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
 from roster.read.access import Access, access_for_session, access_for_token, bearer_token
@@ -79,6 +81,7 @@ class RosterSocket(AsyncWebsocketConsumer):
         self.timers: list[asyncio.Task] = []
         self.counted = False  # accepted and not yet disconnected: an open socket for /metrics
         self.revoked = False  # the credential ended: nothing more is forwarded or answered
+        self.guard = SocketGuard(SocketLimits.from_settings(settings))  # what the client may send
 
     async def connect(self) -> None:
         header = self._authorization_header()
@@ -120,6 +123,10 @@ class RosterSocket(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.revoked:
+            return
+        refused = self.guard.admit(text_data, bytes_data)  # before any parsing or reading
+        if refused is not None:
+            await self.send(text_data=refused)
             return
         async with self.serial:
             try:
@@ -178,6 +185,7 @@ class RosterSocket(AsyncWebsocketConsumer):
                 elif meeting is not None:
                     await self._catch_up(meeting, since[meeting_id], with_attendees=False)
             return
+        self.guard.meetings_check(self.session.listed, subscription.meetings)
         found = await _visible(self.session.access, subscription.meetings)
         for meeting_id, meeting in zip(subscription.meetings, found, strict=True):
             if meeting is None:  # absent and out of scope look the same

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from roster.dev.chime import as_bare
-from roster.dev.processes import ROOT, Child, Supervisor, free_port, sqs_endpoint_start
+from roster.dev.processes import ROOT, Child, Supervisor, daphne_command, free_port, sqs_endpoint_start
 from roster.domain.events import event_parse
 from roster.domain.fold import roster_fold
 from roster.ingest import IncomingMessage, IngestResult, messages_ingest
@@ -201,8 +201,7 @@ def in_thread(fn, *args, **kwargs) -> None:
 def daphne(subprocess_env, processes) -> str:
     """A real Daphne serving config.asgi on a free port, on this test's database; its address."""
     port = free_port()
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
-    processes.spawn("daphne", argv, env=subprocess_env, stop_timeout=30)
+    processes.spawn("daphne", daphne_command(port), env=subprocess_env, stop_timeout=30)
     processes.wait_port(port, what="waiting for daphne", timeout=30)
     return f"127.0.0.1:{port}"
 

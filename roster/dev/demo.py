@@ -34,6 +34,7 @@ from roster.dev.chime import ACCOUNT
 from roster.dev.processes import (
     ROOT,
     Supervisor,
+    daphne_command,
     free_port,
     http_ok,
     port_is_free,
@@ -461,7 +462,7 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
     with progress.step("starting Daphne, a Celery worker, Celery beat and the simulator") as step:
         web = supervisor.spawn(
             "daphne",
-            [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            daphne_command(port),
             env=env,
         )
         supervisor.spawn(

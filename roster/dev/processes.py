@@ -208,6 +208,40 @@ class Supervisor:
                 signal.signal(sig, handler)
 
 
+# Daphne -----------------------------------------------------------------------------------------
+
+# The websocket ping (docs/operations.md): an idle socket is pinged after PING_INTERVAL_SECONDS and
+# dropped when no pong came PING_TIMEOUT_SECONDS later, so a dead peer is found within about
+# their sum. Every start command of ours says them; production's does the same.
+PING_INTERVAL_SECONDS = 20
+PING_TIMEOUT_SECONDS = 20
+
+
+def daphne_command(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    ping_interval: int = PING_INTERVAL_SECONDS,
+    ping_timeout: int = PING_TIMEOUT_SECONDS,
+) -> list[str]:
+    """The argv of a Daphne serving config.asgi on ``host:port``, with the websocket ping set
+    (whole seconds: Daphne's options are integers)."""
+    return [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        host,
+        "-p",
+        str(port),
+        "--ping-interval",
+        str(ping_interval),
+        "--ping-timeout",
+        str(ping_timeout),
+        "config.asgi:application",
+    ]
+
+
 # Ports, HTTP, the local SQS endpoint ----------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ ingested into one reach their own feed and metrics and never the other's.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from config.namespace import namespace_default
 from roster.dev.chime import as_bare, meeting_stream
-from roster.dev.processes import free_port
+from roster.dev.processes import daphne_command, free_port
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.live.broadcast import publisher
 from roster.ops.metrics import metrics_render
@@ -84,8 +83,7 @@ def test_two_deployments_on_one_redis_never_hear_each_other(daphne, subprocess_e
     ).stdout.split()[-1]
     assert namespace_b.startswith("roster-") and namespace_b != settings.ROSTER_NAMESPACE
     port_b = free_port()
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port_b), "config.asgi:application"]
-    processes.spawn("daphne-b", argv, env=env_b, stop_timeout=30)
+    processes.spawn("daphne-b", daphne_command(port_b), env=env_b, stop_timeout=30)
     processes.wait_port(port_b, what="waiting for deployment B's daphne", timeout=30)
 
     _, token_a = feed_token_create(name="app-a")
