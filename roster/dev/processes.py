@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roster.dev import local_sqs
+from roster.dev import chime_api, local_sqs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -242,7 +242,7 @@ def daphne_command(
     ]
 
 
-# Ports, HTTP, the local SQS endpoint ----------------------------------------------------------
+# Ports, HTTP, the local SQS and Chime API endpoints ------------------------------------------------
 
 
 def free_port() -> int:
@@ -296,3 +296,15 @@ def sqs_endpoint_start(
         lambda: http_ok(f"{url}/moto-api/"), what="waiting for the local SQS endpoint", timeout=timeout
     )
     return url
+
+
+def chime_api_start(
+    supervisor: Supervisor, *, env: Mapping[str, str] | None = None, timeout: float = 30.0
+) -> str:
+    """The local Chime SDK Meetings endpoint (roster.dev.chime_api) as a process on a free loopback
+    port, as infrastructure; its URL (for AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS) once it listens.
+    It answers every unsigned request 403, so readiness is the open port."""
+    port = free_port()
+    supervisor.spawn("chime-api", chime_api.server_command(port=port), env=env, tier=0)
+    supervisor.wait(lambda: port_open(port), what="waiting for the local Chime API endpoint", timeout=timeout)
+    return f"http://127.0.0.1:{port}"

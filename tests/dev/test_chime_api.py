@@ -17,7 +17,7 @@ from botocore.config import Config
 
 from roster.dev import chime_api
 from roster.dev.chime_api import ChimeApi, ChimeApiServer
-from roster.dev.processes import ROOT
+from roster.dev.processes import ROOT, Supervisor, chime_api_start
 
 pytestmark = pytest.mark.once
 
@@ -330,6 +330,21 @@ def test_it_runs_as_a_process_and_prints_its_url():
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+def test_the_supervisor_starts_it(tmp_path):
+    with Supervisor(log_dir=tmp_path) as supervisor:
+        url = chime_api_start(supervisor)
+        chime = boto3.client(
+            "chime-sdk-meetings",
+            region_name="us-east-1",
+            endpoint_url=url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=NO_RETRIES,
+        )
+        with pytest.raises(chime.exceptions.NotFoundException):
+            chime.get_meeting(MeetingId=str(uuid.uuid4()))
 
 
 def test_server_command_is_the_module():
