@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from roster.dev.chime_api import ChimeApi
 from roster.domain.events import (
     CHIME_SOURCE,
     MEETING_DETAIL_TYPE,
@@ -625,6 +626,40 @@ def live_traffic(
 # --- what queues deliver --------------------------------------------------------------------
 
 
+LOSABLE = ("chime:MeetingEnded", "chime:AttendeeLeft")  # the losses users report, and the harmful ones
+
+
+def chime_api_mirror(api: ChimeApi, doc: dict[str, Any], *, region: str = REGION) -> None:
+    """What Chime's API shows once ``doc`` has happened, whether or not its event is delivered: a
+    meeting exists from its start until it ends (then GetMeeting answers NotFound), an attendee
+    from AttendeeAdded (or a first join) until AttendeeDeleted. An attendee who left is still
+    listed, as in Chime: ListAttendees lists attendees who have not been deleted."""
+    event_type = str(doc.get("eventType", "")).removeprefix("chime:")
+    meeting_id = doc.get("meetingId")
+    if not meeting_id or event_type.startswith("MediaPipeline"):
+        return
+    if event_type == "MeetingEnded":
+        api.meeting_end(meeting_id)
+        return
+    if meeting_id not in api.meeting_ids():
+        api.meeting_put(
+            region=region,
+            meeting_id=meeting_id,
+            external_meeting_id=doc.get("externalMeetingId"),
+            media_region=doc.get("mediaRegion"),
+        )
+    attendee_id = doc.get("attendeeId")
+    if not attendee_id:
+        return
+    if event_type == "AttendeeDeleted":
+        api.attendee_remove(meeting_id, attendee_id)
+    elif event_type in ("AttendeeAdded", "AttendeeJoined") and attendee_id not in api.attendee_ids(
+        meeting_id
+    ):
+        user = doc.get("externalUserId") or attendee_id
+        api.attendee_put(meeting_id, external_user_id=user, attendee_id=attendee_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One body for one target queue (0 = the main queue, 1 = the SNS-wrapped mirror)."""
@@ -642,11 +677,16 @@ def deliveries(
     duplicates: float = 0.0,
     poison: float = 0.0,
     shuffle_window: int = 0,
+    lose: float = 0.0,
+    lost: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[Delivery]:
     """Bodies as the queues receive them: ``kind`` of body (or "mixed": any of KINDS), copies
     through SNS to the mirror, second deliveries, poison, and local reordering within
-    ``shuffle_window`` bodies."""
+    ``shuffle_window`` bodies. With ``lose``, that share of MeetingEnded and AttendeeLeft events
+    never arrives on any queue (Chime's delivery is best effort: what reconcile repairs); each
+    lost detail is handed to ``lost``."""
     rng = random.Random(seed ^ 0x5EED)
+    losing = random.Random(seed ^ 0x1055)  # its own draws: lose=0 leaves every other draw as it was
     window: list[Delivery] = []
 
     def wrapped(doc: dict[str, Any], how: str = "") -> str:
@@ -662,6 +702,10 @@ def deliveries(
             yield Delivery(0, rng.choice(POISON))
 
     for doc in details:
+        if lose and doc.get("eventType") in LOSABLE and losing.random() < lose:
+            if lost is not None:
+                lost(doc)
+            continue
         for delivery in produced(doc):
             if shuffle_window <= 1:
                 yield delivery

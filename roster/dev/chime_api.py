@@ -321,6 +321,13 @@ class ChimeApi:
                 raise KeyError(meeting_id)
             return self._attendee_add(meeting, external_user_id, capabilities, attendee_id).attendee_id
 
+    def attendee_remove(self, meeting_id: str, attendee_id: str) -> bool:
+        """Delete an attendee as Chime does on AttendeeDeleted (not a call: no count, no throttle).
+        False when there was no such attendee."""
+        with self._lock:
+            meeting = self._meetings.get(meeting_id)
+            return meeting is not None and meeting.attendees.pop(attendee_id, None) is not None
+
     def meeting_ids(self, region: str | None = None) -> list[str]:
         with self._lock:
             return [m.meeting_id for m in self._meetings.values() if region in (None, m.region)]

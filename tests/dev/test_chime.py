@@ -3,17 +3,23 @@ webinar's join burst over a primary and its replicas, delivery out of order, liv
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from roster.dev.chime import (
+    LOSABLE,
     MEETING_CAPACITY,
     accepted,
     arrival_order,
     as_envelope,
+    chime_api_mirror,
+    deliveries,
     live_traffic,
     meeting_stream,
     webinar_family,
 )
+from roster.dev.chime_api import ChimeApi
 from roster.domain import fold
 
 
@@ -78,3 +84,38 @@ def test_live_traffic_turns_video_on_only_for_attendees_joined_a_second_before()
     )
     joins_only = live_traffic(meetings=[("m-1", "one")], prefix="f", seed=1, video=False, clock=lambda: 5_000)
     assert [next(joins_only)[0] for _ in range(3)] == ["j:f-000000", "j:f-000001", "j:f-000002"]
+
+
+def test_lost_deliveries_are_meeting_ends_and_leaves_only_and_the_rest_is_untouched():
+    stream = meeting_stream(seed=5, attendees=6)
+    kept = [d.body for d in deliveries(stream, seed=5)]
+    lost: list[dict] = []
+    losing = [d.body for d in deliveries(stream, seed=5, lose=1.0, lost=lost.append)]
+    assert lost and {doc["eventType"] for doc in lost} <= set(LOSABLE)
+    assert "chime:MeetingEnded" in {doc["eventType"] for doc in lost}
+    assert len(losing) == len(kept) - len(lost)
+    assert not any(doc["eventType"] in LOSABLE for doc in (json.loads(body)["detail"] for body in losing))
+    assert [d.body for d in deliveries(stream, seed=5, lose=0.0)] == kept  # no loss, same draws
+    some: list[dict] = []
+    list(deliveries(meeting_stream(seed=6, attendees=30), seed=6, lose=0.3, lost=some.append))
+    assert 0 < len(some) < 31  # a share, not all
+
+
+def test_the_api_mirror_shows_what_happened_whatever_was_delivered():
+    api = ChimeApi()
+    stream = meeting_stream(seed=7, attendees=4, end=False, meeting_id="m-7")
+    for doc in stream:
+        chime_api_mirror(api, doc)
+    people = {  # content shares are not attendees Chime lists (AttendeeContentJoined: not mirrored)
+        doc["attendeeId"]
+        for doc in stream
+        if doc["eventType"] in ("chime:AttendeeAdded", "chime:AttendeeJoined")
+    }
+    assert people and not any("#" in person for person in people)
+    assert api.meeting_ids() == ["m-7"]
+    left = {doc["attendeeId"] for doc in stream if doc["eventType"] == "chime:AttendeeLeft"}
+    deleted = {doc["attendeeId"] for doc in stream if doc["eventType"] == "chime:AttendeeDeleted"}
+    assert set(api.attendee_ids("m-7")) == people - deleted  # a leave does not unlist
+    assert left - deleted <= set(api.attendee_ids("m-7"))
+    chime_api_mirror(api, {"eventType": "chime:MeetingEnded", "meetingId": "m-7", "timestamp": 1})
+    assert api.meeting_ids() == [] and api.attendee_ids("m-7") == []

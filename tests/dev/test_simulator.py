@@ -15,7 +15,7 @@ from roster.dev.chime import as_envelope, deliveries, happened_at, meetings_inte
 from roster.domain import fold as machine
 from roster.domain.events import KIND_VOICE_CONNECTOR, ChimeEvent, Rejection, event_parse
 from roster.domain.timeline import timeline_build
-from roster.models import Event, Quarantine, VoiceConnectorStream
+from roster.models import Event, Meeting, Quarantine, VoiceConnectorStream
 from roster.sources.sqs import queue_drain_once
 from tests.conftest import expected, queue_depth, stored
 
@@ -171,3 +171,21 @@ def test_simulate_sends_meeting_minutes_as_they_happen_and_streams_calls(sqs, ma
     assert set(VoiceConnectorStream.objects.values_list("status", flat=True)) <= {"ENDED", "FAILED"}
     meeting_id = generated[0]["meetingId"]
     assert stored(meeting_id) == expected([d for d in generated if d.get("meetingId") == meeting_id])
+
+
+@pytest.mark.sqs
+@pytest.mark.django_db(transaction=True)
+def test_simulate_can_lose_meeting_ends_and_leaves_on_the_way(sqs, make_queue):
+    queue = make_queue()
+    out = io.StringIO()
+    call_command(
+        "simulate", "--queue-url", queue, "--meetings", "1", "--attendees", "4", "--rate", "5000",
+        "--count", "60", "--lose", "1", "--seed", "3", "--start-ms", "0", stdout=out,
+    )  # fmt: skip
+    counts = {name: int(n) for name, n in (part.split("=") for part in out.getvalue().split())}
+    assert counts["lost"] > 0 and counts["bodies"] == counts["events"] - counts["lost"]
+    while queue_drain_once(client=sqs, queue_url=queue, wait_seconds=1).received:
+        pass
+    assert Event.objects.count() == counts["events"] - counts["lost"]
+    assert not Event.objects.filter(event_type__in=["MeetingEnded", "AttendeeLeft"]).exists()
+    assert Meeting.objects.filter(status="active").exists()  # what a lost end leaves behind

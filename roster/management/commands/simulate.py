@@ -46,6 +46,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--duplicates", type=float, default=0.0, help="probability of a second delivery")
         parser.add_argument("--poison", type=float, default=0.0, help="share of malformed messages")
+        parser.add_argument(
+            "--lose",
+            type=float,
+            default=0.0,
+            help="share of MeetingEnded and AttendeeLeft events never delivered (what reconcile repairs)",
+        )
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--count", type=int, help="stop after this many events")
         parser.add_argument("--forever", action="store_true", help="start a new meeting whenever one ends")
@@ -69,6 +75,7 @@ class Command(BaseCommand):
         if options["count"] is not None:
             events = itertools.islice(events, options["count"])
         counted = _Counted(events)
+        lost: list[str] = []
         bodies = deliveries(
             counted,
             seed=options["seed"],
@@ -77,6 +84,8 @@ class Command(BaseCommand):
             duplicates=options["duplicates"],
             poison=options["poison"],
             shuffle_window=(5 if minutes else 20) if options["shuffle"] else 0,
+            lose=options["lose"],
+            lost=lambda doc: lost.append(doc["eventType"]),
         )
         targets = [options["queue_url"], options["sns_queue_url"]]
         client = sqs_client(queue_url=options["queue_url"])
@@ -115,7 +124,9 @@ class Command(BaseCommand):
             pass
         for target in pending:
             flush(target)
-        self.stdout.write(f"events={counted.count} bodies={sent}")
+        self.stdout.write(
+            f"events={counted.count} bodies={sent}" + (f" lost={len(lost)}" if options["lose"] else "")
+        )
 
 
 class _Counted:
