@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roster.dev.chime import as_json, detail, envelope
+from roster.dev.chime import as_json, chime_event, detail, envelope
 from roster.domain.events import SOURCE_CHIME, SOURCE_RECONCILE, ChimeEvent, Rejection, event_parse
 from roster.domain.fold import roster_fold
 from roster.domain.repairs import (
@@ -19,6 +19,7 @@ from roster.domain.repairs import (
     meeting_ended_repair,
     repair_event,
 )
+from roster.domain.timeline import timeline_build
 
 MEETING = "m-r"
 
@@ -94,3 +95,24 @@ def test_a_body_cannot_claim_to_be_a_repair():
 def test_a_repair_body_the_parser_refuses_raises():
     with pytest.raises(ValueError):
         repair_event(json.dumps({"eventType": "chime:MeetingEnded", "meetingId": MEETING}))  # no timestamp
+
+
+def test_the_timeline_marks_repairs_apart_until_a_real_event_supersedes_them():
+    joined = chime_event("AttendeeJoined", MEETING, "a1", 100)
+    deleted = repair_event(attendee_deleted_repair(meeting_id=MEETING, attendee_id="a1", timestamp=300))
+    added = repair_event(
+        attendee_added_repair(meeting_id=MEETING, attendee_id="a2", external_user_id="bo", timestamp=300)
+    )
+    timeline = timeline_build(MEETING, [joined, deleted, added])
+    lanes = {lane["attendee_id"]: lane for lane in timeline["lanes"]}
+    assert lanes["a1"]["repairs"] == [{"at": 300, "type": "AttendeeDeleted", "source": SOURCE_RECONCILE}]
+    assert lanes["a1"]["segments"] == [{"kind": "present", "start": 100, "end": 300}]
+    assert lanes["a2"]["repairs"] == [{"at": 300, "type": "AttendeeAdded", "source": SOURCE_RECONCILE}]
+    assert timeline["repairs"] == []
+
+    real = chime_event("AttendeeDeleted", MEETING, "a1", 400)
+    lanes = {
+        lane["attendee_id"]: lane for lane in timeline_build(MEETING, [joined, deleted, added, real])["lanes"]
+    }
+    assert lanes["a1"]["repairs"] == []
+    assert lanes["a1"]["segments"] == [{"kind": "present", "start": 100, "end": 400}]
