@@ -202,7 +202,10 @@ def superseded_drop(events: Iterable[FoldableEvent]) -> list[FoldableEvent]:
     """The events less the synthesized ones a real event of their slot supersedes. A set rule
     (which slots have a real event), so the result does not depend on the events' order."""
     events = list(events)
+    if not any(event.source == SOURCE_RECONCILE for event in events):
+        return events  # no repair (the usual case): nothing to look up
     real = {_superseding_slot(event) for event in events if supersedes_repairs(event)}
+    real.discard(None)
     if not real:
         return events
     return [event for event in events if not (is_synthesized(event) and _superseding_slot(event) in real)]
