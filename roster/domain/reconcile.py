@@ -5,7 +5,8 @@ roster are the caller's, so the rules can be checked on their own.
 The rules, as ROSTER.md reads:
 
 - GetMeeting answers NotFound: a synthesized MeetingEnded (the attendee checks stop: the missed
-  list is cleared).
+  list is cleared), unless the meeting's control region is unknown: then it was asked in
+  ``CHIME_CONTROL_REGION``, a guess, and a meeting is never ended on a guess (nothing changes).
 - GetMeeting answers: ``PrimaryMeetingId`` (when present) sets ``primary_meeting_id``;
   ``ExternalMeetingId`` and ``MediaRegion`` fill blanks, never overwrite.
 - ListAttendees (every page): an attendee the roster has and Chime has not listed in two checks in
@@ -67,6 +68,7 @@ class MeetingView:
     primary_meeting_id: str | None = None
     external_meeting_id: str = ""
     media_region: str = ""
+    control_region: str = ""  # the region of its EventBridge envelopes; "" when only bare details came
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ def reconcile_plan(
     meeting_id, at = view.meeting_id, view.latest_event_at
     timed = at is not None and view.status != STATUS_ENDED
     if meeting is None:
+        if not view.control_region:  # asked where CHIME_CONTROL_REGION says: a guess
+            return Repairs(meeting_id=meeting_id)
         bodies = (meeting_ended_repair(meeting_id=meeting_id, timestamp=at),) if timed else ()
         return Repairs(
             meeting_id=meeting_id, bodies=bodies, facts=MeetingFacts(reconcile_missed=()), ended=bool(bodies)

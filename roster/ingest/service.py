@@ -113,7 +113,9 @@ def repairs_ingest(*, repairs: Sequence[Repairs]) -> IngestResult:
     of source ``reconcile`` through the same path as real ones (dedupe in their own key space, log,
     fold, seq, hooks), and each meeting's facts (primary, blanks filled, the missed list) in the
     same transaction. A repair the parser refuses is a bug of the builder: it raises, never goes
-    to quarantine (reprocessing would read it as a real event)."""
+    to quarantine (reprocessing would read it as a real event). One ``Repairs`` per meeting."""
+    if len({repair.meeting_id for repair in repairs}) != len(repairs):
+        raise ValueError("one Repairs per meeting: a meeting's facts are stored once per call")
     messages = [
         IncomingMessage(body=body, queue=SOURCE_RECONCILE, source=SOURCE_RECONCILE)
         for repair in repairs

@@ -288,9 +288,9 @@ def timeline_get(*, meeting: Meeting) -> dict[str, Any]:
     return timeline
 
 
-def reconcile_view_get(*, meeting_id: str) -> tuple[MeetingView, str] | None:
+def reconcile_view_get(*, meeting_id: str) -> MeetingView | None:
     """What a reconcile check reads of one meeting before it calls the Chime API: the planner's
-    view (roster.domain.reconcile) and the meeting's control region ("" when unknown). The latest
+    view (roster.domain.reconcile), its control region ("" when unknown) included. The latest
     known event is that of its meeting and pipeline events (their timestamps are Chime's)."""
     meeting = (
         Meeting.objects.filter(meeting_id=meeting_id)
@@ -325,8 +325,9 @@ def reconcile_view_get(*, meeting_id: str) -> tuple[MeetingView, str] | None:
         primary_meeting_id=primary,
         external_meeting_id=external,
         media_region=media_region,
+        control_region=region,
     )
-    return view, region
+    return view
 
 
 def attendance_get(*, meeting: Meeting, now_ms: int | None = None) -> Attendance:

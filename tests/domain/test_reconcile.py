@@ -26,7 +26,15 @@ FOUND = ChimeMeeting(primary_meeting_id=None, external_meeting_id="standup", med
 
 
 def view(**kwargs) -> MeetingView:
-    return MeetingView(**{"meeting_id": MEETING, "status": "active", "latest_event_at": 900, **kwargs})
+    return MeetingView(
+        **{
+            "meeting_id": MEETING,
+            "status": "active",
+            "latest_event_at": 900,
+            "control_region": "us-east-1",
+            **kwargs,
+        }
+    )
 
 
 def events_of(repairs: Repairs) -> list[tuple[str, str, int]]:
@@ -40,6 +48,20 @@ def test_not_found_ends_the_meeting_at_its_latest_known_event():
     plan = reconcile_plan(view=view(missed=frozenset({"a1"})), meeting=None, attendees=None)
     assert events_of(plan) == [("MeetingEnded", "", 900)]
     assert plan.ended and plan.facts.reconcile_missed == ()
+
+
+def test_not_found_where_the_region_is_a_guess_changes_nothing():
+    """A meeting seen through bare details only was asked in CHIME_CONTROL_REGION: never ended."""
+    plan = reconcile_plan(
+        view=view(control_region="", missed=frozenset({"a1"})), meeting=None, attendees=None
+    )
+    assert plan.bodies == () and not plan.ended and plan.facts.reconcile_missed is None
+    found = reconcile_plan(
+        view=view(control_region="", attendees=[AttendeeView("a1", "joined")], missed=frozenset({"a1"})),
+        meeting=FOUND,
+        attendees=[],
+    )
+    assert found.removed == ("a1",)  # found there: the region was right, the check counts
 
 
 def test_not_found_without_a_known_event_or_once_ended_synthesizes_nothing():

@@ -15,7 +15,7 @@ from roster.domain.reconcile import ChimeAttendee, ChimeMeeting, MeetingView, re
 from roster.domain.repairs import Repairs, meeting_ended_repair
 from roster.ingest import IncomingMessage, hooks, messages_ingest, repairs_ingest
 from roster.models import Attendee, Event, Meeting, Quarantine
-from roster.read.selectors import roster_get, timeline_get
+from roster.read.selectors import reconcile_view_get, roster_get, timeline_get
 from tests.conftest import ingest
 
 pytestmark = pytest.mark.django_db
@@ -56,11 +56,9 @@ def test_a_synthesized_meeting_end_is_applied_then_superseded_by_the_real_one(
     before = Meeting.objects.get(pk=MEETING)
     assert before.status == "active" and before.control_region == "us-east-1"  # from the envelope
 
-    plan = reconcile_plan(
-        view=MeetingView(meeting_id=MEETING, status="active", latest_event_at=1_500),
-        meeting=None,  # GetMeeting: NotFound
-        attendees=None,
-    )
+    view = reconcile_view_get(meeting_id=MEETING)  # what the check reads first
+    assert (view.latest_event_at, view.control_region) == (1_500, "us-east-1")
+    plan = reconcile_plan(view=view, meeting=None, attendees=None)  # GetMeeting: NotFound
     with django_capture_on_commit_callbacks(execute=True):
         result = repairs_ingest(repairs=[plan])
     assert (result.applied, result.duplicates, result.quarantined) == (1, 0, 0)
@@ -191,3 +189,13 @@ def test_a_repair_the_parser_refuses_raises_and_is_never_quarantined():
     with pytest.raises(ValueError):
         repairs_ingest(repairs=[broken])
     assert not Quarantine.objects.exists() and not Event.objects.exists()
+
+
+def test_two_repairs_of_one_meeting_in_one_call_are_refused():
+    twice = [
+        Repairs(meeting_id=MEETING),
+        Repairs(meeting_id=MEETING, facts=MeetingFacts(reconcile_missed=())),
+    ]
+    with pytest.raises(ValueError):
+        repairs_ingest(repairs=twice)
+    assert not Meeting.objects.exists()

@@ -428,7 +428,7 @@ def test_the_reconcile_view_is_the_roster_the_planner_reads():
     )
     ingest(event("m-v", "AttendeeJoined", 1_000, "b"), event("m-v", "AttendeeLeft", 4_000, "a"))
     Meeting.objects.filter(pk="m-v").update(reconcile_missed=["a"])
-    view, region = reconcile_view_get(meeting_id="m-v")
-    assert region == "ap-southeast-2"
+    view = reconcile_view_get(meeting_id="m-v")
+    assert view.control_region == "ap-southeast-2"
     assert (view.status, view.latest_event_at, view.missed) == ("active", 4_000, frozenset({"a"}))
     assert [(a.attendee_id, a.presence) for a in view.attendees] == [("a", "left"), ("b", "joined")]
