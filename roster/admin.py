@@ -222,6 +222,7 @@ class EventAdmin(ReadOnlyAdmin):
     list_display = (
         "type",
         "kind",
+        "source",
         "meeting",
         "attendee",
         "happened",
@@ -229,12 +230,13 @@ class EventAdmin(ReadOnlyAdmin):
         "duplicate_count",
         "received_at",
     )
-    list_filter = (EventTypeFilter, "kind", "queue")
+    list_filter = (EventTypeFilter, "kind", "source", "queue")
     # Ids are pasted whole: exact (case-insensitive) matches, not a LIKE scan of the log.
     search_fields = ("=meeting_id", "=attendee_id", "=key", "=envelope_id", "=sqs_message_id")
     show_full_result_count = False  # the log is large: no second COUNT(*) per page
     fields = (
         "kind",
+        "source",
         "detail_type",
         "event_type",
         "meeting_id",

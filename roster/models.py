@@ -39,6 +39,15 @@ class Meeting(models.Model):
     # Fold bookkeeping for peak_joined (roster.domain.peak.PeakState.marks): where the last step
     # counted and the peak are. Null for a meeting stored before it: its next batch sweeps.
     peak_marks = models.JSONField(null=True, blank=True, default=None)
+    # A replica's primary meeting (ROSTER.md "Meeting families"), learned from the Chime API.
+    primary_meeting_id = models.CharField(max_length=ID, null=True, blank=True)
+    # The Chime control region (the region of the meeting's EventBridge envelopes): where
+    # reconcile asks; blank when only bare details were seen.
+    control_region = models.CharField(max_length=TEXT, blank=True, default="", db_default="")
+    # Reconcile's two-miss rule: attendee ids its last check did not find in ListAttendees.
+    # The new columns have database defaults: a worker of the previous release (rolling upgrade)
+    # creates rows without them.
+    reconcile_missed = models.JSONField(default=list, db_default=[], blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -46,6 +55,7 @@ class Meeting(models.Model):
         indexes = [
             models.Index(fields=["status", "-started_at"], name="meeting_list_idx"),
             models.Index(fields=["external_meeting_id"], name="meeting_external_idx"),
+            models.Index(fields=["primary_meeting_id"], name="meeting_primary_idx"),
         ]
 
     def __str__(self) -> str:
@@ -79,6 +89,9 @@ class Attendee(models.Model):
     folded_ts = models.BigIntegerField(default=-1)
     folded_rank = models.SmallIntegerField(default=-1)
     external_user_id_own = models.BooleanField(default=False)
+    repaired = models.BooleanField(
+        default=False, db_default=False, help_text="a synthesized (reconcile) event is folded in"
+    )
 
     class Meta:
         constraints = [
@@ -129,6 +142,14 @@ class Event(models.Model):
     sqs_message_id = models.CharField(max_length=TEXT, blank=True, default="")
     received_at = models.DateTimeField()
     duplicate_count = models.PositiveIntegerField(default=0)
+    # A database default too: a writer that leaves the column out (an older worker during a
+    # rolling upgrade) logs a Chime event.
+    source = models.CharField(
+        max_length=16,
+        default="chime",
+        db_default="chime",
+        help_text="chime, or reconcile: synthesized from the Chime API",
+    )
 
     class Meta:
         # A constraint, not unique=True: the key is a digest, never searched with LIKE, so no

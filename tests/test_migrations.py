@@ -1,6 +1,7 @@
 """Migrations stay valid on an existing database: a meeting stored under 0006 (with the old peak
 ledger columns) goes on after the latest migration, swept once by its next batch; quarantine rows
-stored under 0010 get their keys, one row per message."""
+stored under 0010 get their keys, one row per message; rows stored under 0011 get 0012's sources
+and control regions."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from roster.dev.chime import BASE_TS, as_json, detail, envelope
-from roster.ingest import IncomingMessage, messages_ingest
-from roster.models import Meeting, Quarantine
+from roster.domain.repairs import Repairs, meeting_ended_repair
+from roster.ingest import IncomingMessage, messages_ingest, repairs_ingest
+from roster.models import Event, Meeting, MeetingUser, Quarantine
 from tests.conftest import ingest
 
 BEFORE = [("roster", "0006_meeting_peak_tail")]
@@ -97,3 +99,66 @@ def test_quarantine_rows_stored_before_keys_are_keyed_and_redeliveries_folded():
     assert Quarantine.objects.count() == len(rows)
     assert Quarantine.objects.get(pk=first).deliveries == 4
     assert Quarantine.objects.get(pk=line).deliveries == 3
+
+
+REPAIRS_BEFORE = [("roster", "0011_quarantine_once_per_message")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_meetings_and_events_stored_before_repairs_get_sources_regions_and_go_on():
+    """0012 on a database with rows: logged events are Chime's, a meeting learns its control
+    region from its logged envelopes (blank when only bare details came), and a row of the
+    previous release (inserted without the new columns, as its workers do during a rolling
+    upgrade) takes the database defaults; then ingest and repairs go on."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("roster")
+    executor.migrate(REPAIRS_BEFORE)
+    old = MigrationExecutor(connection).loader.project_state(REPAIRS_BEFORE).apps
+    received = datetime(2026, 12, 1, tzinfo=UTC)
+    for meeting_id, regions in (("m-env", ["", "us-east-1"]), ("m-bare", [""])):
+        old.get_model("roster", "Meeting").objects.create(meeting_id=meeting_id, status="active", seq=1)
+        for n, region in enumerate(regions):
+            old.get_model("roster", "Event").objects.create(
+                key=f"{meeting_id}-{n}", kind="meeting", detail_type="Chime Meeting State Change",
+                event_type="chime:AttendeeJoined", meeting_id=meeting_id, attendee_id=f"a-{n}",
+                parent_id=f"a-{n}", timestamp=BASE_TS, detail={}, region=region, received_at=received,
+            )  # fmt: skip
+    MigrationExecutor(connection).migrate(latest)
+
+    regions = dict(Meeting.objects.values_list("meeting_id", "control_region"))
+    assert regions == {"m-env": "us-east-1", "m-bare": ""}
+    assert set(Event.objects.values_list("source", flat=True)) == {"chime"}
+    assert Meeting.objects.get(pk="m-env").reconcile_missed == []
+    assert Meeting.objects.get(pk="m-env").primary_meeting_id is None
+
+    with connection.cursor() as cursor:  # what a worker of the previous release writes
+        cursor.execute(
+            "INSERT INTO roster_event (key, kind, detail_type, event_type, meeting_id, attendee_id,"
+            " parent_id, timestamp, detail, envelope_id, account, region, queue, sqs_message_id,"
+            " received_at, duplicate_count) VALUES ('k-old', 'meeting', 'x', 'chime:Old', 'm-env', '',"
+            " '', 1, '{}', '', '', '', '', '', %s, 0)",
+            [datetime(2026, 12, 1, tzinfo=UTC)],
+        )
+        cursor.execute(
+            "INSERT INTO roster_meeting (meeting_id, external_meeting_id, media_region, status,"
+            " peak_joined, joined_count, dropped_count, video_count, sharing_count, pipelines, seq,"
+            " created_at, updated_at) VALUES ('m-old-worker', '', '', 'unknown', 0, 0, 0, 0, 0, '{}',"
+            " 0, %s, %s)",
+            [datetime(2026, 12, 1, tzinfo=UTC)] * 2,
+        )
+    assert Event.objects.get(key="k-old").source == "chime"
+    old_worker = Meeting.objects.get(pk="m-old-worker")
+    assert (old_worker.control_region, old_worker.reconcile_missed) == ("", [])
+
+    ingest([as_json(envelope(detail("AttendeeJoined", "m-env", "a-9", BASE_TS + 5, externalUserId="zed")))])
+    # SQLite rebuilt roster_attendee: 0010's triggers must be there again.
+    assert MeetingUser.objects.filter(meeting_id="m-env", user_upper="ZED").exists()
+    repairs_ingest(
+        repairs=[
+            Repairs(
+                meeting_id="m-env", bodies=(meeting_ended_repair(meeting_id="m-env", timestamp=BASE_TS + 5),)
+            )
+        ]
+    )
+    assert Meeting.objects.get(pk="m-env").status == "ended"
+    assert Event.objects.filter(source="reconcile").count() == 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +36,13 @@ MAX_TEXT_LENGTH = 256
 MAX_TIMESTAMP_MS = 2**63 - 1
 
 CONTENT_SUFFIX = "#content"
+
+# Where an event comes from (shared/ROSTER.md "Repairs from the Chime API"): Chime's own stream,
+# or an event reconcile synthesized from the Chime API. Only the reconcile caller of ingest says
+# "reconcile" (roster.ingest.IncomingMessage.source); nothing in a body can.
+SOURCE_CHIME = "chime"
+SOURCE_RECONCILE = "reconcile"
+SOURCES = (SOURCE_CHIME, SOURCE_RECONCILE)
 # JSON escapes that decode to strings PostgreSQL refuses: U+0000 and UTF-16 surrogates.
 _RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
@@ -62,6 +69,7 @@ class ChimeEvent:
     envelope_id: str = ""
     account: str = ""
     region: str = ""
+    source: str = SOURCE_CHIME
 
     @property
     def parent_id(self) -> str:
@@ -106,12 +114,37 @@ def event_parse(
     *,
     allowed_accounts: frozenset[str] = frozenset(),
     max_bytes: int = 262144,
+    source: str = SOURCE_CHIME,
 ) -> ChimeEvent | Rejection:
-    """Parse one message body. Never raises for bad input: returns a Rejection instead."""
+    """Parse one message body. Never raises for bad input: returns a Rejection instead.
+
+    ``source`` is the caller's word, never the body's: ``reconcile`` is given only by the reconcile
+    path (a body claiming it, in any field, is an ordinary Chime event or rejected), and a
+    reconcile body must be a bare meeting-event detail, keyed in the reconcile key space.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown event source {source!r}")
     try:
-        return _parse(body, allowed_accounts=allowed_accounts, max_bytes=max_bytes)
+        event = _parse(body, allowed_accounts=allowed_accounts, max_bytes=max_bytes)
     except _Reject as reject:
         return reject.rejection
+    if source == SOURCE_CHIME:
+        return event
+    if event.kind != KIND_MEETING or event.envelope_id or event.account or event.region:
+        return Rejection("bad_repair", "a reconcile repair must be a bare Chime meeting-event detail")
+    return repair_keyed(event)
+
+
+def repair_keyed(event: ChimeEvent) -> ChimeEvent:
+    """The synthesized twin of a parsed meeting event: source ``reconcile`` and a natural key of
+    its own key space, so a real event is never taken for a duplicate of a synthesized one."""
+    return replace(
+        event,
+        source=SOURCE_RECONCILE,
+        key=natural_key(
+            SOURCE_RECONCILE, event.meeting_id, event.attendee_id, event.event_type, event.timestamp
+        ),
+    )
 
 
 def _parse(body: str | bytes, *, allowed_accounts: frozenset[str], max_bytes: int) -> ChimeEvent:

@@ -23,6 +23,10 @@ Choices where ROSTER.md is silent:
 - ``transcription`` is the status word; ``transcription_message`` carries that event's message.
 - Event types of a ``#content`` attendee other than AttendeeContent* create the parent row but
   change no flag. Unknown types rank with the rank-4 group.
+- Superseding (ROSTER.md "Repairs"): a synthesized (``reconcile``) MeetingEnded is dropped when a
+  real one is known; a synthesized AttendeeAdded / AttendeeDeleted when a real one of the same
+  type and attendee id is known. The rule reads the set of events, not their order, so it keeps
+  order independence; :func:`sorted_unique` applies it, so every fold path does.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from roster.domain.events import CONTENT_SUFFIX, KIND_MEETING, KIND_PIPELINE, parent_attendee_id
+from roster.domain.events import (
+    CONTENT_SUFFIX,
+    KIND_MEETING,
+    KIND_PIPELINE,
+    SOURCE_CHIME,
+    SOURCE_RECONCILE,
+    parent_attendee_id,
+)
 
 PREFIX = "chime:"
 
@@ -100,6 +111,7 @@ class FoldableEvent(Protocol):
     attendee_id: str
     timestamp: int
     detail: Mapping[str, Any]
+    source: str
 
 
 class StoredEvent(NamedTuple):
@@ -111,9 +123,13 @@ class StoredEvent(NamedTuple):
     attendee_id: str
     timestamp: int
     detail: dict[str, Any]
+    source: str = SOURCE_CHIME
 
 
-STORED_EVENT_FIELDS = ("key", "kind", "event_type", "attendee_id", "timestamp", "detail")
+STORED_EVENT_FIELDS = ("key", "kind", "event_type", "attendee_id", "timestamp", "detail", "source")
+
+# Attendee types whose synthesized events a real event of the same type and attendee supersedes.
+SUPERSEDED_ATTENDEE_TYPES = frozenset({"AttendeeAdded", "AttendeeDeleted"})
 
 
 def type_name(event_type: str) -> str:
@@ -155,12 +171,53 @@ def changes_attendee(event: FoldableEvent) -> bool:
 parent_of = parent_attendee_id  # the roster row an attendee's events fold into
 
 
+def is_synthesized(event: FoldableEvent) -> bool:
+    """An event reconcile made from the Chime API rather than one Chime sent."""
+    return event.source == SOURCE_RECONCILE
+
+
+def supersedable(event: FoldableEvent) -> bool:
+    """A synthesized event that a real one can make void (MeetingEnded, AttendeeAdded/Deleted)."""
+    return is_synthesized(event) and _superseding_slot(event) is not None
+
+
+def supersedes_repairs(event: FoldableEvent) -> bool:
+    """A real event that makes void the synthesized events of its slot."""
+    return not is_synthesized(event) and _superseding_slot(event) is not None
+
+
+def _superseding_slot(event: FoldableEvent) -> tuple[str, str] | None:
+    """What a real event and its synthesized twins share: (attendee id, type), or None."""
+    if event.kind != KIND_MEETING:
+        return None
+    name = type_name(event.event_type)
+    if name == "MeetingEnded" and not event.attendee_id:
+        return ("", name)
+    if name in SUPERSEDED_ATTENDEE_TYPES and event.attendee_id:
+        return (event.attendee_id, name)
+    return None
+
+
+def superseded_drop(events: Iterable[FoldableEvent]) -> list[FoldableEvent]:
+    """The events less the synthesized ones a real event of their slot supersedes. A set rule
+    (which slots have a real event), so the result does not depend on the events' order."""
+    events = list(events)
+    if not any(event.source == SOURCE_RECONCILE for event in events):
+        return events  # no repair (the usual case): nothing to look up
+    real = {_superseding_slot(event) for event in events if supersedes_repairs(event)}
+    real.discard(None)
+    if not real:
+        return events
+    return [event for event in events if not (is_synthesized(event) and _superseding_slot(event) in real)]
+
+
 def sorted_unique(events: Iterable[FoldableEvent]) -> list[FoldableEvent]:
-    """Drop duplicates by natural key (the first seen is kept) and put the rest in fold order."""
+    """Drop duplicates by natural key (the first seen is kept) and superseded repairs, and put the
+    rest in fold order."""
     unique: dict[str, FoldableEvent] = {}
     for event in events:
         unique.setdefault(event.key, event)
-    return sorted(unique.values(), key=fold_order)
+    return sorted(superseded_drop(unique.values()), key=fold_order)
 
 
 @dataclass(slots=True)
@@ -186,6 +243,8 @@ class AttendeeState:
     folded_ts: int = -1
     folded_rank: int = -1
     external_user_id_own: bool = False
+    # A synthesized event is folded in: a later real AttendeeAdded/Deleted may void it (re-derive).
+    repaired: bool = False
     # The meeting's seq when this row last changed in what a client sees: kept by ingest (a change
     # feed's resume point), never by the fold, and not part of the row's state (not compared).
     seq: int = field(default=0, compare=False)
@@ -273,6 +332,8 @@ def attendee_apply(state: AttendeeState, event: FoldableEvent) -> None:
     ts = event.timestamp
     rank = RANK.get(name, DEFAULT_RANK)
     state.folded_ts, state.folded_rank = ts, rank
+    if supersedable(event):
+        state.repaired = True
     if name == "MeetingEnded":
         if state.presence in (PRESENCE_JOINED, PRESENCE_AUTHORIZED):
             state.presence = PRESENCE_LEFT

@@ -26,9 +26,11 @@ from roster.domain.fold import (
     fold_order,
     is_meeting_end,
     is_meeting_level,
+    is_synthesized,
     meeting_fold,
     meeting_identify,
     parent_of,
+    supersedes_repairs,
 )
 from roster.domain.peak import Intervals, PeakState, peak_advance, peak_sweep, steps_moved
 
@@ -50,6 +52,7 @@ MEETING_PUBLIC_FIELDS = (
     "transcription",
     "transcription_message",
     "pipelines",
+    "primary_meeting_id",
     "seq",
 )
 # The meeting fields meeting_fold derives from meeting-level events.
@@ -69,6 +72,12 @@ class MeetingRecord(MeetingState):
     sharing_count: int = 0
     seq: int = 0
     peak_marks: dict[str, Any] | None = None
+    # A replica's primary (ROSTER.md "Meeting families"), from the Chime API (reconcile).
+    primary_meeting_id: str | None = None
+    # The Chime control region: the ``region`` of the meeting's first EventBridge envelope.
+    control_region: str = ""
+    # Attendee ids the last reconcile check found missing from ListAttendees (the two-miss rule).
+    reconcile_missed: list[str] = field(default_factory=list)
 
     @classmethod
     def new(cls, meeting_id: str) -> MeetingRecord:
@@ -77,6 +86,22 @@ class MeetingRecord(MeetingState):
 
     def public(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in MEETING_PUBLIC_FIELDS)
+
+    def private(self) -> tuple[Any, ...]:
+        """The stored columns a client never sees: they move without a seq."""
+        return (self.peak_marks, self.control_region, list(self.reconcile_missed))
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingFacts:
+    """What reconcile learned of a meeting from the Chime API (roster.domain.reconcile), stored in
+    the transaction of its repairs: ``primary_meeting_id`` is set when given, external id and media
+    region fill blanks only, ``reconcile_missed`` replaces the stored list when given."""
+
+    primary_meeting_id: str | None = None
+    external_meeting_id: str = ""
+    media_region: str = ""
+    reconcile_missed: tuple[str, ...] | None = None
 
 
 MEETING_RECORD_FIELDS = tuple(f.name for f in fields(MeetingRecord))
@@ -130,26 +155,38 @@ class _Work:
     new_states: dict[str, AttendeeState] = field(default_factory=dict)
     peak: PeakState | None = None  # after the batch; None until known (a sweep is due)
     before: tuple[Any, ...] = ()
+    before_private: tuple[Any, ...] = ()
+    facts: MeetingFacts | None = None
 
 
 def meetings_fold(
-    *, meetings: Mapping[str, MeetingRecord], events: Iterable[FoldableEvent], reads: FoldReads
+    *,
+    meetings: Mapping[str, MeetingRecord],
+    events: Iterable[FoldableEvent],
+    reads: FoldReads,
+    facts: Mapping[str, MeetingFacts] | None = None,
 ) -> list[MeetingFolded]:
-    """Fold a batch's new meeting events (stored, deduplicated) into their meetings."""
+    """Fold a batch's new meeting events (stored, deduplicated) into their meetings, and store
+    reconcile's ``facts`` (by meeting id: those meetings are in ``meetings``, events or not)."""
+    facts = facts or {}
     by_meeting: dict[str, list[FoldableEvent]] = defaultdict(list)
     for event in events:
         by_meeting[event.meeting_id].append(event)
+    for meeting_id in facts:
+        by_meeting.setdefault(meeting_id, [])
     work = [
         _Work(
             meeting=meetings[meeting_id],
             events=batch,
             meeting_level=any(is_meeting_level(event) for event in batch),
             ended=any(is_meeting_end(event) for event in batch),
+            facts=facts.get(meeting_id),
         )
         for meeting_id, batch in by_meeting.items()
     ]
     for item in work:
         item.before = item.meeting.public()
+        item.before_private = item.meeting.private()
         for event in item.events:
             if changes_attendee(event):
                 item.by_parent[parent_of(event.attendee_id)].append(event)
@@ -198,9 +235,16 @@ def _refold_needed(item: _Work) -> set[str]:
         if row is None:
             if item.meeting.status == STATUS_ENDED:
                 refold.add(parent)  # stored MeetingEnded events apply to it
-        elif not can_advance(row, events):
+        elif not can_advance(row, events) or _voids_or_is_repair(row, events):
             refold.add(parent)
     return refold
+
+
+def _voids_or_is_repair(row: AttendeeState, events: Sequence[FoldableEvent]) -> bool:
+    """A repair onto a stored row (a real event of its slot may be folded in), or a real Added /
+    Deleted onto a row holding a repair (it may void it): the row is re-derived, since superseding
+    removes an event already folded, which advancing in place cannot undo."""
+    return any(is_synthesized(event) or (row.repaired and supersedes_repairs(event)) for event in events)
 
 
 def _attendees_fold(item: _Work, *, histories: Mapping[str, list[FoldableEvent]]) -> None:
@@ -232,8 +276,18 @@ def _meeting_fields_fold(item: _Work, *, meeting_events: list[FoldableEvent] | N
         identity = MeetingState(meeting_id=meeting.meeting_id)
     for event in sorted(item.events, key=fold_order):
         meeting_identify(identity, event.detail)
+        # The envelope's region (ChimeEvent.region; a stored event has none): first known wins.
+        meeting.control_region = meeting.control_region or getattr(event, "region", "")
     meeting.external_meeting_id = meeting.external_meeting_id or identity.external_meeting_id
     meeting.media_region = meeting.media_region or identity.media_region
+    facts = item.facts
+    if facts is not None:
+        if facts.primary_meeting_id:
+            meeting.primary_meeting_id = facts.primary_meeting_id
+        meeting.external_meeting_id = meeting.external_meeting_id or facts.external_meeting_id
+        meeting.media_region = meeting.media_region or facts.media_region
+        if facts.reconcile_missed is not None:
+            meeting.reconcile_missed = sorted(set(facts.reconcile_missed))
 
 
 def _counts_move(meeting: MeetingRecord, state: AttendeeState | None, sign: int) -> None:
@@ -248,7 +302,6 @@ def _counts_move(meeting: MeetingRecord, state: AttendeeState | None, sign: int)
 def _finish(item: _Work) -> MeetingFolded:
     meeting, peak = item.meeting, item.peak
     assert peak is not None  # meetings_fold swept every meeting it could not advance
-    marks_before = meeting.peak_marks
     meeting.peak_joined, meeting.joined_count, meeting.peak_marks = peak.peak, peak.joined, peak.marks()
     written, changed_rows = [], []
     for parent, state in item.new_states.items():
@@ -271,5 +324,5 @@ def _finish(item: _Work) -> MeetingFolded:
         written=written,
         changed_rows=changed_rows,
         changed=changed,
-        meeting_written=changed or meeting.peak_marks != marks_before,
+        meeting_written=changed or meeting.private() != item.before_private,
     )

@@ -1,5 +1,10 @@
 """Timeline lanes for one meeting: when each attendee was present, on video and sharing, and when
-they dropped. Pure: the same fold as the roster (roster.domain.fold), watched event by event."""
+they dropped. Pure: the same fold as the roster (roster.domain.fold), watched event by event.
+
+Repairs (events reconcile synthesized from the Chime API, not superseded by a real one) are
+marked apart: ``repairs`` on the lane of the attendee they touch, and at the top level for a
+meeting-level one (MeetingEnded), each ``{"at", "type", "source": "reconcile"}``, so a reader can
+tell an interval closed by a lost event's repair from one Chime reported."""
 
 from __future__ import annotations
 
@@ -19,11 +24,16 @@ def _flags(state: machine.AttendeeState) -> dict[str, bool]:
     }
 
 
+def _repair_mark(event: machine.FoldableEvent) -> dict[str, Any]:
+    return {"at": event.timestamp, "type": machine.type_name(event.event_type), "source": event.source}
+
+
 def timeline_build(meeting_id: str, events: Iterable[machine.FoldableEvent]) -> dict[str, Any]:
     """Lanes in name order; open segments have ``end`` null (still going on)."""
     states: dict[str, machine.AttendeeState] = {}
     lanes: dict[str, dict[str, Any]] = {}
     open_since: dict[tuple[str, str], int] = {}
+    repairs: list[dict[str, Any]] = []
     first = last = None
 
     def observe(parent: str, before: dict[str, bool], ts: int) -> None:
@@ -42,6 +52,8 @@ def timeline_build(meeting_id: str, events: Iterable[machine.FoldableEvent]) -> 
             continue
         first = event.timestamp if first is None else first
         last = event.timestamp
+        if machine.is_meeting_level(event) and machine.is_synthesized(event):
+            repairs.append(_repair_mark(event))
         if machine.is_meeting_end(event):
             for parent, state in states.items():
                 before = _flags(state)
@@ -51,8 +63,16 @@ def timeline_build(meeting_id: str, events: Iterable[machine.FoldableEvent]) -> 
             parent = machine.parent_of(event.attendee_id)
             if parent not in states:
                 states[parent] = machine.AttendeeState(attendee_id=parent)
-                lanes[parent] = {"attendee_id": parent, "external_user_id": None, "segments": [], "drops": []}
+                lanes[parent] = {
+                    "attendee_id": parent,
+                    "external_user_id": None,
+                    "segments": [],
+                    "drops": [],
+                    "repairs": [],
+                }
             state = states[parent]
+            if machine.is_synthesized(event):
+                lanes[parent]["repairs"].append(_repair_mark(event))
             before, drops = _flags(state), state.drop_count
             machine.attendee_apply(state, event)
             if state.drop_count > drops:
@@ -65,4 +85,10 @@ def timeline_build(meeting_id: str, events: Iterable[machine.FoldableEvent]) -> 
     ordered = sorted(
         lanes.values(), key=lambda lane: (lane["external_user_id"] or lane["attendee_id"]).lower()
     )
-    return {"meeting_id": meeting_id, "start": first, "last_event_at": last, "lanes": ordered}
+    return {
+        "meeting_id": meeting_id,
+        "start": first,
+        "last_event_at": last,
+        "lanes": ordered,
+        "repairs": repairs,
+    }

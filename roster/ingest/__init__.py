@@ -9,6 +9,7 @@ from roster.ingest.service import (
     messages_ingest,
     messages_ingest_isolating,
     parsed_ingest,
+    repairs_ingest,
 )
 
 __all__ = (
@@ -19,4 +20,5 @@ __all__ = (
     "messages_ingest",
     "messages_ingest_isolating",
     "parsed_ingest",
+    "repairs_ingest",
 )

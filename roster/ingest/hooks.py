@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from roster.domain.plan import MeetingFolded
 
-Tally = tuple[str, str, str]  # (queue, event type or rejection code, outcome)
+Tally = tuple[str, str, str, str]  # (queue, event type or rejection code, outcome, source)
 
 
 @dataclass(frozen=True, slots=True)

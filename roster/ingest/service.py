@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -24,9 +24,18 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from roster.domain.events import KIND_MEETING, KIND_PIPELINE, KIND_VOICE_CONNECTOR, ChimeEvent, Rejection
+from roster.domain.events import (
+    KIND_MEETING,
+    KIND_PIPELINE,
+    KIND_VOICE_CONNECTOR,
+    SOURCE_CHIME,
+    SOURCE_RECONCILE,
+    ChimeEvent,
+    Rejection,
+)
 from roster.domain.events import event_parse as _event_parse
-from roster.domain.plan import MeetingFolded, meetings_fold
+from roster.domain.plan import MeetingFacts, MeetingFolded, meetings_fold
+from roster.domain.repairs import Repairs
 from roster.domain.streams import stream_key, streams_fold
 from roster.ingest import hooks
 from roster.ingest.store import Store, store_for_connection
@@ -51,6 +60,8 @@ class IncomingMessage:
     queue: str = ""
     message_id: str = ""
     keyed_by_id: bool = False
+    # ``reconcile`` only from the reconcile path (repairs_ingest): a body cannot claim it.
+    source: str = SOURCE_CHIME
 
 
 Parsed = tuple[IncomingMessage, ChimeEvent | Rejection]
@@ -63,7 +74,8 @@ class IngestResult:
     duplicates: int = 0
     quarantined: int = 0
     changed_meetings: dict[str, int] = field(default_factory=dict)  # meeting id -> its new seq
-    # (queue, event type or rejection code, outcome) -> messages; outcome is one of OUTCOMES.
+    # (queue, event type or rejection code, outcome, source) -> messages; outcome is one of
+    # OUTCOMES; source "chime" or "reconcile" (a repair applied counts as applied).
     tallies: Counter[hooks.Tally] = field(default_factory=Counter)
 
     def add(self, other: IngestResult) -> None:
@@ -87,6 +99,7 @@ def message_parse(*, message: IncomingMessage) -> ChimeEvent | Rejection:
         message.body,
         allowed_accounts=frozenset(settings.CHIME_ALLOWED_ACCOUNTS),
         max_bytes=settings.MAX_MESSAGE_BYTES,
+        source=message.source,
     )
 
 
@@ -95,18 +108,45 @@ def messages_ingest(*, messages: Sequence[IncomingMessage]) -> IngestResult:
     return parsed_ingest(parsed=[(message, message_parse(message=message)) for message in messages])
 
 
-def parsed_ingest(*, parsed: Sequence[Parsed]) -> IngestResult:
-    """Ingest bodies already parsed by :func:`message_parse` (quarantine reprocessing parses first)."""
+def repairs_ingest(*, repairs: Sequence[Repairs]) -> IngestResult:
+    """Ingest reconcile's repairs (roster.domain.reconcile): their synthesized events as messages
+    of source ``reconcile`` through the same path as real ones (dedupe in their own key space, log,
+    fold, seq, hooks), and each meeting's facts (primary, blanks filled, the missed list) in the
+    same transaction. A repair the parser refuses is a bug of the builder: it raises, never goes
+    to quarantine (reprocessing would read it as a real event). One ``Repairs`` per meeting."""
+    if len({repair.meeting_id for repair in repairs}) != len(repairs):
+        raise ValueError("one Repairs per meeting: a meeting's facts are stored once per call")
+    messages = [
+        IncomingMessage(body=body, queue=SOURCE_RECONCILE, source=SOURCE_RECONCILE)
+        for repair in repairs
+        for body in repair.bodies
+    ]
+    return parsed_ingest(
+        parsed=[(message, message_parse(message=message)) for message in messages],
+        facts={repair.meeting_id: repair.facts for repair in repairs},
+    )
+
+
+def parsed_ingest(
+    *, parsed: Sequence[Parsed], facts: Mapping[str, MeetingFacts] | None = None
+) -> IngestResult:
+    """Ingest bodies already parsed by :func:`message_parse` (quarantine reprocessing parses first),
+    and reconcile's ``facts`` by meeting id (:func:`repairs_ingest`)."""
     started = time.perf_counter()
     accepted = [(message, event) for message, event in parsed if isinstance(event, ChimeEvent)]
     rejected = [(message, event) for message, event in parsed if isinstance(event, Rejection)]
+    for message, rejection in rejected:
+        if message.source != SOURCE_CHIME:
+            raise ValueError(f"a {message.source} message was refused: {rejection}")
     for attempt in range(DEADLOCK_RETRIES):
         try:
             with transaction.atomic():
                 store = store_for_connection()
                 received_at = timezone.now()
                 _quarantine(store, rejected=rejected, received_at=received_at)
-                result, changes = _events_apply(store, accepted=accepted, received_at=received_at)
+                result, changes = _events_apply(
+                    store, accepted=accepted, received_at=received_at, facts=facts or {}
+                )
                 for hook in hooks.in_transaction:
                     hook(changes)
             break
@@ -119,7 +159,7 @@ def parsed_ingest(*, parsed: Sequence[Parsed]) -> IngestResult:
     result.received = len(parsed)
     result.quarantined = len(rejected)
     for message, rejection in rejected:
-        result.tallies[(message.queue, rejection.code, "quarantined")] += 1
+        result.tallies[(message.queue, rejection.code, "quarantined", message.source)] += 1
     _after_commit(
         hooks.Committed(
             changes=changes, tallies=Counter(result.tallies), seconds=time.perf_counter() - started
@@ -132,6 +172,8 @@ def messages_ingest_isolating(*, messages: Sequence[IncomingMessage]) -> IngestR
     """Ingest a batch; if it fails for a reason that is not transient, split it to find the message
     that cannot be stored and quarantine it with the error, so one poison message never blocks a
     queue. Transient database errors propagate: the caller deletes nothing."""
+    if any(message.source != SOURCE_CHIME for message in messages):
+        raise ValueError("repairs go through repairs_ingest: they are never quarantined")
     try:
         return messages_ingest(messages=messages)
     except TRANSIENT_DB_ERRORS:
@@ -144,7 +186,7 @@ def messages_ingest_isolating(*, messages: Sequence[IncomingMessage]) -> IngestR
             with transaction.atomic():
                 _quarantine(store_for_connection(), rejected=[(message, reason)], received_at=timezone.now())
             result = IngestResult(received=1, quarantined=1)
-            result.tallies[(message.queue, reason.code, "quarantined")] += 1
+            result.tallies[(message.queue, reason.code, "quarantined", message.source)] += 1
             _after_commit(hooks.Committed(tallies=Counter(result.tallies)))  # counted, not timed
             return result
     middle = len(messages) // 2
@@ -203,7 +245,11 @@ def _quarantine(
 
 
 def _events_apply(
-    store: Store, *, accepted: Sequence[tuple[IncomingMessage, ChimeEvent]], received_at: datetime
+    store: Store,
+    *,
+    accepted: Sequence[tuple[IncomingMessage, ChimeEvent]],
+    received_at: datetime,
+    facts: Mapping[str, MeetingFacts],
 ) -> tuple[IngestResult, list[MeetingFolded]]:
     result = IngestResult()
     first_by_key: dict[str, tuple[IncomingMessage, ChimeEvent]] = {}
@@ -214,7 +260,7 @@ def _events_apply(
             repeats[key] += 1
         else:
             first_by_key[key] = pair
-    if not first_by_key:
+    if not first_by_key and not facts:
         return result, []
 
     # The log insert runs before the meeting locks, so batches of one meeting write their log rows
@@ -227,7 +273,9 @@ def _events_apply(
     )
     events = [event for _, event in first_by_key.values()]
     meetings = store.meetings_lock(
-        meeting_ids=sorted({e.meeting_id for e in events if e.kind in (KIND_MEETING, KIND_PIPELINE)})
+        meeting_ids=sorted(
+            {e.meeting_id for e in events if e.kind in (KIND_MEETING, KIND_PIPELINE)} | set(facts)
+        )
     )
     streams = store.streams_lock(keys={stream_key(e) for e in events if e.kind == KIND_VOICE_CONNECTOR})
     repeats.update({key: 1 for key in first_by_key if key not in inserted})
@@ -239,7 +287,7 @@ def _events_apply(
     applied_ids = {id(pair) for pair in new_pairs}  # the first of each new key; the rest repeat
     for pair in accepted:
         outcome = "applied" if id(pair) in applied_ids else "duplicate"
-        result.tallies[(pair[0].queue, pair[1].event_type, outcome)] += 1
+        result.tallies[(pair[0].queue, pair[1].event_type, outcome, pair[1].source)] += 1
     new_events = [event for _, event in new_pairs]
     result.applied = len(new_events)
 
@@ -247,6 +295,7 @@ def _events_apply(
         meetings=meetings,
         events=[e for e in new_events if e.kind in (KIND_MEETING, KIND_PIPELINE)],
         reads=store,
+        facts=facts,
     )
     store.attendees_write(rows=[(item.meeting.meeting_id, row) for item in folded for row in item.written])
     store.meetings_write(meetings=[item.meeting for item in folded if item.meeting_written])
@@ -276,4 +325,5 @@ def _event_row(message: IncomingMessage, event: ChimeEvent, received_at: datetim
         "sqs_message_id": message.message_id,
         "received_at": received_at,
         "duplicate_count": 0,
+        "source": event.source,
     }

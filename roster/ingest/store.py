@@ -413,7 +413,9 @@ def _rows_by_meeting(
 
 # JSON columns come back from a raw PostgreSQL cursor as text: their positions in a record.
 _MEETING_JSON = tuple(
-    i for i, name in enumerate(MEETING_RECORD_FIELDS) if name in ("pipelines", "peak_marks")
+    i
+    for i, name in enumerate(MEETING_RECORD_FIELDS)
+    if name in ("pipelines", "peak_marks", "reconcile_missed")
 )
 _ATTENDEE_JSON = tuple(
     i for i, name in enumerate(ATTENDEE_RECORD_FIELDS) if name in ("capabilities", "intervals")

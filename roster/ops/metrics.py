@@ -35,7 +35,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from roster.domain.events import VOICE_CONNECTOR_STATUS_TIME_FIELD
+from roster.domain.events import SOURCE_CHIME, SOURCES, VOICE_CONNECTOR_STATUS_TIME_FIELD
 from roster.domain.fold import RANK, type_name
 from roster.ingest.hooks import Committed
 from roster.live.sockets import sockets_connected
@@ -85,6 +85,11 @@ def type_label(event_type: str) -> str:
     if not name:
         return "none"
     return name if name in KNOWN_TYPES or _FAMILY_TYPE.match(name) else "other"
+
+
+def source_label(source: str) -> str:
+    """``chime`` or ``reconcile`` (ROSTER.md: repairs carry their source in the metrics)."""
+    return source if source in SOURCES else "other"
 
 
 def queue_label(queue: str) -> str:
@@ -151,8 +156,8 @@ def ingest_committed(committed: Committed) -> None:
     if time.monotonic() < _redis.paused_until:
         return
     merged: Counter[str] = Counter()
-    for (queue, event_type, outcome), count in committed.tallies.items():
-        merged[SEP.join((queue_label(queue), type_label(event_type), outcome))] += count
+    for (queue, event_type, outcome, source), count in committed.tallies.items():
+        merged[SEP.join((queue_label(queue), type_label(event_type), outcome, source_label(source)))] += count
     seconds = committed.seconds
     if not merged and seconds is None:
         return
@@ -212,8 +217,9 @@ class RosterCollector:
 
         events = CounterMetricFamily(
             "chime_roster_events",
-            "Messages ingested, by queue, event type (or rejection code) and outcome",
-            labels=["queue", "type", "outcome"],
+            "Messages ingested, by queue, event type (or rejection code), outcome and source "
+            "(chime, or reconcile: repairs synthesized from the Chime API)",
+            labels=["queue", "type", "outcome", "source"],
         )
         received = CounterMetricFamily(
             "chime_roster_events_received",
@@ -221,12 +227,17 @@ class RosterCollector:
             labels=["queue", "type"],
         )
         totals: Counter[tuple[str, str]] = Counter()
-        for field, value in sorted((_decode(k), int(v)) for k, v in raw_events.items()):
+        by_labels: Counter[tuple[str, ...]] = Counter()
+        for field, value in ((_decode(k), int(v)) for k, v in raw_events.items()):
             parts = field.split(SEP)
-            if len(parts) != 3:
+            if len(parts) == 3:  # counted before the source label: all from Chime
+                parts.append(SOURCE_CHIME)
+            if len(parts) != 4:
                 continue
-            events.add_metric(parts, value)
+            by_labels[tuple(parts)] += value
             totals[(parts[0], parts[1])] += value
+        for labels, value in sorted(by_labels.items()):
+            events.add_metric(list(labels), value)
         for labels, value in sorted(totals.items()):
             received.add_metric(list(labels), value)
         yield events

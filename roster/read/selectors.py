@@ -33,8 +33,10 @@ from django.db.models.functions import Coalesce, Upper
 from django.utils import timezone
 
 from roster.domain.attendance import Attendance, AttendeeTimes, attendance_summarize
+from roster.domain.events import KIND_MEETING, KIND_PIPELINE
 from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
 from roster.domain.globs import glob_regex
+from roster.domain.reconcile import AttendeeView, MeetingView
 from roster.domain.timeline import timeline_build
 from roster.models import Attendee, Event, Meeting, MeetingUser, Quarantine, QueueSource, VoiceConnectorStream
 from roster.read.access import Access
@@ -284,6 +286,48 @@ def timeline_get(*, meeting: Meeting) -> dict[str, Any]:
     timeline = timeline_build(meeting.meeting_id, [StoredEvent(*row) for row in rows])
     timeline["end"] = meeting.ended_at if meeting.status == Meeting.Status.ENDED else None
     return timeline
+
+
+def reconcile_view_get(*, meeting_id: str) -> MeetingView | None:
+    """What a reconcile check reads of one meeting before it calls the Chime API: the planner's
+    view (roster.domain.reconcile), its control region ("" when unknown) included. The latest
+    known event is that of its meeting and pipeline events (their timestamps are Chime's)."""
+    meeting = (
+        Meeting.objects.filter(meeting_id=meeting_id)
+        .values_list(
+            "status",
+            "primary_meeting_id",
+            "external_meeting_id",
+            "media_region",
+            "reconcile_missed",
+            "control_region",
+        )
+        .first()
+    )
+    if meeting is None:
+        return None
+    status, primary, external, media_region, missed, region = meeting
+    latest = (
+        Event.objects.filter(meeting_id=meeting_id, kind__in=(KIND_MEETING, KIND_PIPELINE))
+        .order_by("-timestamp")
+        .values_list("timestamp", flat=True)
+        .first()
+    )
+    rows = Attendee.objects.filter(meeting_id=meeting_id).values_list(
+        "attendee_id", "presence", "external_user_id"
+    )
+    view = MeetingView(
+        meeting_id=meeting_id,
+        status=status,
+        latest_event_at=latest,
+        attendees=tuple(AttendeeView(*row) for row in rows.order_by("attendee_id")),
+        missed=frozenset(missed or ()),
+        primary_meeting_id=primary,
+        external_meeting_id=external,
+        media_region=media_region,
+        control_region=region,
+    )
+    return view
 
 
 def attendance_get(*, meeting: Meeting, now_ms: int | None = None) -> Attendance:

@@ -251,7 +251,7 @@ export class Timeline {
     // Bars of one kind across all lanes are one <path> each (a few elements instead of
     // thousands: SVG element creation dominates the cost). Each lane gets a label and an
     // invisible hit area whose <title> summarises the lane.
-    const d = { present: [], open: [], video: [], sharing: [], drop: [] };
+    const d = { present: [], open: [], video: [], sharing: [], drop: [], repair: [] };
     const r1 = (v) => Math.round(v * 10) / 10;
     const bar = (list, x1, x2, top, h) => {
       const w = Math.max(1.5, x2 - x1);
@@ -294,6 +294,13 @@ export class Timeline {
         const dx = r1(x(t));
         d.drop.push(`M${dx} ${cy - 6}l4 6l-4 6l-4 -6z`);
       }
+      // Repairs (events reconcile synthesized from the Chime API): a hollow square, apart from
+      // what Chime reported.
+      const repairs = (lane.repairs || []).filter((r) => r && typeof r.at === "number");
+      for (const r of repairs) {
+        const rx = r1(x(r.at));
+        d.repair.push(`M${rx - 4} ${cy - 4}h8v8h-8z`);
+      }
       const hit = svg("rect", { class: "hit", x: 0, y, width, height: LANE_H });
       hit.setAttribute("data-attendee-id", lane.attendee_id);
       const parts = [
@@ -303,6 +310,7 @@ export class Timeline {
       if (total.video) parts.push(`video ${formatDuration(total.video)}`);
       if (total.sharing) parts.push(`sharing ${formatDuration(total.sharing)}`);
       if (drops.length) parts.push(`${drops.length} drop${drops.length === 1 ? "" : "s"} (${drops.map(hms).join(", ")})`);
+      for (const r of repairs) parts.push(`repaired from the Chime API: ${String(r.type)} at ${hms(r.at)}`);
       hit.append(svgTitle(parts.join("\n")));
       hits.append(hit);
     });
@@ -328,10 +336,19 @@ export class Timeline {
       ["video", "seg video"],
       ["sharing", "seg sharing"],
       ["drop", "drop"],
+      ["repair", "repair"],
     ];
     for (const [key, cls] of kinds) if (d[key].length) paths.append(svg("path", { class: cls, d: d[key].join("") }));
     root.append(paths, labels, hits);
 
+    // A meeting-level repair (a synthesized MeetingEnded): a dotted line across every lane.
+    for (const r of this.data.repairs || []) {
+      if (!r || typeof r.at !== "number" || r.at < t0 || r.at > t1) continue;
+      const rx = x(r.at);
+      const line = svg("line", { class: "repair-line", x1: rx, x2: rx, y1: AXIS_H - 4, y2: height - PAD_B });
+      line.append(svgTitle(`repaired from the Chime API: ${String(r.type)} at ${formatClock(r.at)}`));
+      root.append(line);
+    }
     if (live && now >= t0 && now <= t1) {
       const nx = x(now);
       root.append(svg("line", { class: "now-line", x1: nx, x2: nx, y1: AXIS_H - 4, y2: height - PAD_B }));

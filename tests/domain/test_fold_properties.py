@@ -10,6 +10,8 @@
     and attendee_fold of one row equals that row of roster_fold.
 
 Timestamps come from a few milliseconds only, so same-ms ties (the rank table) are frequent.
+Synthesized (reconcile) events are mixed with real ones: superseding (shared/ROSTER.md "Repairs")
+must keep every property, and (d) checks what it does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from roster.dev.chime import BASE_TS, MEETING_ID, chime_event, unknown_event
-from roster.domain.events import KIND_MEETING, KIND_PIPELINE, KIND_UNKNOWN, ChimeEvent
+from roster.domain.events import KIND_MEETING, KIND_PIPELINE, KIND_UNKNOWN, SOURCE_RECONCILE, ChimeEvent
 from roster.domain.fold import (
     AttendeeState,
     Roster,
@@ -31,9 +33,18 @@ from roster.domain.fold import (
     is_meeting_level,
     parent_of,
     roster_fold,
+    superseded_drop,
+    type_name,
 )
 from roster.domain.peak import PeakState, peak_advance, peak_sweep, steps_moved
 from roster.domain.plan import MeetingFolded, MeetingRecord, meetings_fold
+from roster.domain.repairs import (
+    attendee_added_repair,
+    attendee_deleted_repair,
+    capabilities_repair,
+    meeting_ended_repair,
+    repair_event,
+)
 
 PROPERTY_SETTINGS = settings(
     max_examples=300,
@@ -168,7 +179,32 @@ def unknown_kind_events(draw) -> ChimeEvent:
     return event
 
 
+@st.composite
+def repair_events(draw) -> ChimeEvent:
+    """An event reconcile synthesized (source "reconcile"): the four types ROSTER.md names."""
+    kind = draw(st.sampled_from(["ended", "deleted", "added", "added", "capabilities"]))
+    ts, attendee = draw(TIMESTAMPS), draw(st.sampled_from(PEOPLE))
+    if kind == "ended":
+        body = meeting_ended_repair(meeting_id=MEETING_ID, timestamp=ts)
+    elif kind == "deleted":
+        body = attendee_deleted_repair(meeting_id=MEETING_ID, attendee_id=attendee, timestamp=ts)
+    elif kind == "added":
+        user = draw(st.sampled_from([f"user-{attendee}", f"user-{attendee}-api", None]))
+        body = attendee_added_repair(
+            meeting_id=MEETING_ID, attendee_id=attendee, external_user_id=user, timestamp=ts
+        )
+    else:
+        caps = {"Audio": draw(CAPABILITY), "Video": draw(CAPABILITY), "Content": draw(CAPABILITY)}
+        body = capabilities_repair(
+            meeting_id=MEETING_ID, attendee_id=attendee, capabilities=caps, timestamp=ts
+        )
+    event = repair_event(body)
+    assert event.source == SOURCE_RECONCILE
+    return event
+
+
 ANY_EVENT = st.one_of(
+    repair_events(),
     attendee_events(),
     attendee_events(),
     attendee_events(),
@@ -449,3 +485,87 @@ def test_peak_sweep_and_attendee_fold_agree_with_the_whole_fold(events):
         assert attendee_fold(attendee_id, events) == state
     parents = {parent_of(e.attendee_id) for e in events if changes_attendee(e)}
     assert set(roster.attendees) == parents
+
+
+# --- (d) superseding: a real event voids the synthesized ones of its slot ------------------------
+
+
+def _slot(event: ChimeEvent) -> tuple[str, str]:
+    return (event.attendee_id, type_name(event.event_type))
+
+
+@PROPERTY_SETTINGS
+@given(meeting_event_sets())
+def test_a_real_event_supersedes_the_repairs_of_its_slot(events):
+    """The roster is the fold of the events less each repair whose slot (MeetingEnded; an attendee's
+    AttendeeAdded / AttendeeDeleted) has a real event, and of nothing less: a repair without a real
+    event of its slot, and every capabilities repair, stays."""
+    real = {_slot(e) for e in events if e.source != SOURCE_RECONCILE and e.kind == KIND_MEETING}
+    voided = {
+        e.key
+        for e in events
+        if e.source == SOURCE_RECONCILE
+        and _slot(e) in real
+        and type_name(e.event_type) in ("MeetingEnded", "AttendeeAdded", "AttendeeDeleted")
+    }
+    kept = [e for e in events if e.key not in voided]
+    assert {e.key for e in superseded_drop(events)} == {e.key for e in kept}
+    roster = roster_fold(MEETING_ID, events)
+    assert snapshot(roster) == snapshot(roster_fold(MEETING_ID, kept))
+    real_ends = [
+        e.timestamp
+        for e in events
+        if e.kind == KIND_MEETING and _slot(e) == ("", "MeetingEnded") and e.source != SOURCE_RECONCILE
+    ]
+    if real_ends:
+        assert roster.meeting.ended_at == min(real_ends)  # the real one's time closes the intervals
+
+
+def test_a_real_meeting_end_closes_the_intervals_a_repair_had_closed():
+    joined = chime_event("AttendeeJoined", MEETING_ID, "a1", BASE_TS + 1)
+    synthesized = repair_event(meeting_ended_repair(meeting_id=MEETING_ID, timestamp=BASE_TS + 2))
+    real = chime_event("MeetingEnded", MEETING_ID, None, BASE_TS + 7)
+    assert synthesized.key != chime_event("MeetingEnded", MEETING_ID, None, BASE_TS + 2).key
+    repaired = roster_fold(MEETING_ID, [joined, synthesized])
+    assert (repaired.meeting.ended_at, repaired.attendees["a1"].joined_ms) == (BASE_TS + 2, 1)
+    for order in ([joined, synthesized, real], [real, synthesized, joined]):
+        roster = roster_fold(MEETING_ID, order)
+        assert (roster.meeting.status, roster.meeting.ended_at) == ("ended", BASE_TS + 7)
+        assert roster.attendees["a1"].joined_ms == 6 and roster.attendees["a1"].presence == "left"
+
+
+def test_a_real_deletion_supersedes_a_synthesized_one_and_a_real_add_a_synthesized_add():
+    joined = chime_event("AttendeeJoined", MEETING_ID, "a1", BASE_TS + 1)
+    deleted = repair_event(
+        attendee_deleted_repair(meeting_id=MEETING_ID, attendee_id="a1", timestamp=BASE_TS + 2)
+    )
+    rejoined = chime_event("AttendeeJoined", MEETING_ID, "a1", BASE_TS + 3)
+    assert roster_fold(MEETING_ID, [joined, deleted, rejoined]).attendees["a1"].presence == "removed"
+    real = chime_event("AttendeeDeleted", MEETING_ID, "a1", BASE_TS + 5)
+    state = roster_fold(MEETING_ID, [joined, deleted, rejoined, real]).attendees["a1"]
+    assert (state.presence, state.joined_ms) == ("removed", 4)  # joined 1..5, the repair void
+
+    added = repair_event(
+        attendee_added_repair(
+            meeting_id=MEETING_ID, attendee_id="a2", external_user_id="api", timestamp=BASE_TS + 9
+        )
+    )
+    assert roster_fold(MEETING_ID, [added]).attendees["a2"].external_user_id == "api"
+    real_added = chime_event("AttendeeAdded", MEETING_ID, "a2", BASE_TS + 4)
+    state = roster_fold(MEETING_ID, [added, real_added]).attendees["a2"]
+    assert (state.presence, state.external_user_id, state.repaired) == ("added", None, False)
+
+
+def test_the_fold_plan_re_derives_a_row_whose_repair_a_late_real_event_voids():
+    """In order, advancing in place would keep the voided repair: the plan must re-derive."""
+    store = MemoryStore(MEETING_ID)
+    joined = chime_event("AttendeeJoined", MEETING_ID, "a1", BASE_TS + 1)
+    deleted = repair_event(
+        attendee_deleted_repair(meeting_id=MEETING_ID, attendee_id="a1", timestamp=BASE_TS + 2)
+    )
+    real = chime_event("AttendeeDeleted", MEETING_ID, "a1", BASE_TS + 6)
+    for batch in ([joined], [deleted], [real]):
+        store.ingest(batch)
+    assert store.reads["histories"] >= 1
+    assert store.rows == roster_fold(MEETING_ID, [joined, deleted, real]).attendees
+    assert store.rows["a1"].joined_ms == 5

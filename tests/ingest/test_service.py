@@ -438,16 +438,16 @@ def test_tallies_count_each_message_once_by_queue_type_and_outcome():
         ]
     )
     assert first.tallies == {
-        ("q1", "chime:AttendeeJoined", "applied"): 1,
-        ("q2", "chime:AttendeeJoined", "duplicate"): 1,
-        ("q2", "not_json", "quarantined"): 1,
+        ("q1", "chime:AttendeeJoined", "applied", "chime"): 1,
+        ("q2", "chime:AttendeeJoined", "duplicate", "chime"): 1,
+        ("q2", "not_json", "quarantined", "chime"): 1,
     }
     second = messages_ingest(
         messages=[IncomingMessage(body=joined, queue="q1"), IncomingMessage(body=left, queue="q1")]
     )
     assert second.tallies == {
-        ("q1", "chime:AttendeeJoined", "duplicate"): 1,
-        ("q1", "chime:AttendeeLeft", "applied"): 1,
+        ("q1", "chime:AttendeeJoined", "duplicate", "chime"): 1,
+        ("q1", "chime:AttendeeLeft", "applied", "chime"): 1,
     }
 
 

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from roster.dev.chime import as_bare, as_envelope, as_sns, meeting_stream
 from roster.dev.processes import free_port
-from roster.ingest import IncomingMessage, messages_ingest
+from roster.domain.repairs import Repairs, meeting_ended_repair
+from roster.ingest import IncomingMessage, messages_ingest, repairs_ingest
 from roster.models import QueueSource
 from roster.ops import health, metrics
 from tests.conftest import manage, send_bodies
@@ -365,3 +366,37 @@ async def test_open_websockets_are_counted_until_they_close():
     assert await render("feed") == base + 1  # refused handshakes are never counted
     await sockets[1].disconnect()
     assert await render("feed") == base
+
+
+@pytest.mark.django_db(transaction=True)
+def test_repairs_count_as_applied_with_their_source(client):
+    """A synthesized event is counted as applied under source "reconcile" (queue "reconcile");
+    Chime's events under "chime"; a count stored before the source label reads as "chime"."""
+    meeting_id = f"m-{uuid.uuid4().hex[:10]}"
+    ingest_file_queue = f"file:{meeting_id}"
+    text = scrape(client)
+    before = sample(
+        text, "chime_roster_events_total", queue="reconcile", type="MeetingEnded", source="reconcile"
+    )
+    messages_ingest(
+        messages=[
+            IncomingMessage(
+                body=as_bare({"meetingId": meeting_id, "eventType": "chime:MeetingStarted", "timestamp": 5}),
+                queue=ingest_file_queue,
+            )
+        ]
+    )
+    repairs_ingest(
+        repairs=[
+            Repairs(meeting_id=meeting_id, bodies=(meeting_ended_repair(meeting_id=meeting_id, timestamp=5),))
+        ]
+    )
+    legacy = f"legacy-{uuid.uuid4().hex[:8]}"
+    metrics._redis.client().hincrby(metrics._key("events"), f"{legacy}\tMeetingStarted\tapplied", 3)
+    text = scrape(client)
+    after = sample(
+        text, "chime_roster_events_total", queue="reconcile", type="MeetingEnded", source="reconcile"
+    )
+    assert after == (before or 0) + 1
+    assert sample(text, "chime_roster_events_total", queue="file", type="MeetingStarted", source="chime") >= 1
+    assert sample(text, "chime_roster_events_total", queue=legacy, source="chime") == 3

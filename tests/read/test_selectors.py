@@ -27,6 +27,7 @@ from roster.read.selectors import (
     meetings_page,
     meetings_visible,
     queue_urls_configured,
+    reconcile_view_get,
     roster_read,
     timeline_get,
 )
@@ -402,3 +403,32 @@ def test_jit_is_off():
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
         assert cursor.fetchone()[0] == "off"
+
+
+def test_the_reconcile_view_is_the_roster_the_planner_reads():
+    """Status, the latest known event (meeting and pipeline events), every row with its presence,
+    the missed list and the control region (from the envelope)."""
+    assert reconcile_view_get(meeting_id="m-none") is None
+    messages_ingest(
+        messages=[
+            IncomingMessage(
+                body=json.dumps(
+                    {
+                        "version": "0",
+                        "id": "e-1",
+                        "detail-type": "Chime Meeting State Change",
+                        "source": "aws.chime",
+                        "account": "111122223333",
+                        "region": "ap-southeast-2",
+                        "detail": {"eventType": "chime:MeetingStarted", "meetingId": "m-v", "timestamp": 500},
+                    }
+                )
+            )
+        ]
+    )
+    ingest(event("m-v", "AttendeeJoined", 1_000, "b"), event("m-v", "AttendeeLeft", 4_000, "a"))
+    Meeting.objects.filter(pk="m-v").update(reconcile_missed=["a"])
+    view = reconcile_view_get(meeting_id="m-v")
+    assert view.control_region == "ap-southeast-2"
+    assert (view.status, view.latest_event_at, view.missed) == ("active", 4_000, frozenset({"a"}))
+    assert [(a.attendee_id, a.presence) for a in view.attendees] == [("a", "left"), ("b", "joined")]
