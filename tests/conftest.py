@@ -253,3 +253,31 @@ def stored(meeting_id: str) -> dict:
         attendee.pop("seq")
         attendees[attendee["attendee_id"]] = attendee
     return {"meeting": meeting, "attendees": attendees}
+
+
+@pytest.fixture
+def committed_batches() -> Iterator[list]:
+    """What ingest hands its after-commit hook point (the broadcaster's and metrics' input), batch
+    by batch."""
+    from roster.ingest import hooks
+
+    batches: list = []
+    hooks.after_commit.append(batches.append)
+    yield batches
+    hooks.after_commit.remove(batches.append)
+
+
+@pytest.fixture
+def database_refuses_boom(monkeypatch) -> None:
+    """The database refuses any batch holding a body with ``boom`` in it (as it would a value it
+    cannot store): what ``messages_ingest_isolating`` splits a batch to find."""
+    from roster.ingest import service
+
+    real = service.messages_ingest
+
+    def refusing(*, messages):
+        if any(b"boom" in m.body for m in messages):
+            raise ValueError("the database refused it")
+        return real(messages=messages)
+
+    monkeypatch.setattr(service, "messages_ingest", refusing)

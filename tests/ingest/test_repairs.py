@@ -13,7 +13,7 @@ from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent, roster_fold
 from roster.domain.plan import MeetingFacts
 from roster.domain.reconcile import ChimeAttendee, ChimeMeeting, MeetingView, reconcile_plan
 from roster.domain.repairs import Repairs, meeting_ended_repair
-from roster.ingest import IncomingMessage, hooks, messages_ingest, repairs_ingest
+from roster.ingest import IncomingMessage, messages_ingest, repairs_ingest
 from roster.models import Attendee, Event, Meeting, Quarantine
 from roster.read.selectors import reconcile_view_get, roster_get, timeline_get
 from tests.conftest import ingest
@@ -21,15 +21,6 @@ from tests.conftest import ingest
 pytestmark = pytest.mark.django_db
 
 MEETING = "m-repair"
-
-
-@pytest.fixture
-def committed_batches():
-    """What ingest hands its after-commit hook point (the broadcaster's and metrics' input)."""
-    batches: list[hooks.Committed] = []
-    hooks.after_commit.append(batches.append)
-    yield batches
-    hooks.after_commit.remove(batches.append)
 
 
 def real(event_type: str, attendee: str | None, ts: int, **extra) -> str:

@@ -20,7 +20,7 @@ from roster.dev.chime import (
     meeting_stream,
     shuffled_with_duplicates,
 )
-from roster.ingest import IncomingMessage, hooks, messages_ingest
+from roster.ingest import IncomingMessage, hooks, messages_ingest, messages_ingest_isolating
 from roster.live.broadcast import changes_committed
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
 from roster.ops.metrics import ingest_committed
@@ -223,17 +223,7 @@ def test_the_digest_is_of_the_whole_body_not_of_the_kept_64_kib(settings):
     assert sorted(Quarantine.objects.values_list("deliveries", flat=True)) == [1, 2]
 
 
-def test_a_message_the_database_refuses_again_after_a_redelivery_is_one_row(monkeypatch):
-    from roster.ingest import service
-
-    real = service.messages_ingest
-
-    def refusing(*, messages):
-        if any(b"boom" in m.body for m in messages):
-            raise ValueError("the database refused it")
-        return real(messages=messages)
-
-    monkeypatch.setattr(service, "messages_ingest", refusing)
+def test_a_message_the_database_refuses_again_after_a_redelivery_is_one_row(database_refuses_boom):
     details = meeting_stream(seed=77, attendees=1, end=False)[:2]
     poison = IncomingMessage(
         body=as_bare({**details[0], "boom": 1}).encode(), queue=QUEUE_URL, message_id="p", keyed_by_id=True
@@ -244,8 +234,8 @@ def test_a_message_the_database_refuses_again_after_a_redelivery_is_one_row(monk
         ),
         poison,
     ]
-    assert service.messages_ingest_isolating(messages=batch).quarantined == 1
-    assert service.messages_ingest_isolating(messages=batch).quarantined == 1
+    assert messages_ingest_isolating(messages=batch).quarantined == 1
+    assert messages_ingest_isolating(messages=batch).quarantined == 1
     row = Quarantine.objects.get()
     assert (row.reason_code, row.deliveries) == ("ingest_failed", 2)
 
@@ -280,15 +270,6 @@ def test_seq_rises_once_per_changing_batch_and_marks_changed_rows():
     meeting.refresh_from_db()
     assert meeting.seq == 2
     assert Event.objects.filter(event_type="chime:AttendeeFutureThing").exists()
-
-
-@pytest.fixture
-def committed_batches():
-    """What ingest hands its after-commit hook point, batch by batch."""
-    batches: list[hooks.Committed] = []
-    hooks.after_commit.append(batches.append)
-    yield batches
-    hooks.after_commit.remove(batches.append)
 
 
 def test_changes_reach_the_after_commit_hooks_only_after_commit(

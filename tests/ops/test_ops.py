@@ -257,21 +257,13 @@ def test_event_type_labels_are_bounded(client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_message_the_database_refuses_counts_as_ingest_failed(client, monkeypatch):
+def test_a_message_the_database_refuses_counts_as_ingest_failed(client, database_refuses_boom):
     """The drain isolates a poison message by splitting the batch; the culprit counts once."""
     from roster.ingest import service
 
     name = f"metrics-{uuid.uuid4().hex[:10]}"
     queue = f"https://sqs.us-east-1.amazonaws.com/{MOTO_ACCOUNT}/{name}"
     details = meeting_stream(seed=303, attendees=1, end=False)[:3]
-    real = service.messages_ingest
-
-    def refusing(*, messages):
-        if any(b"boom" in m.body for m in messages):
-            raise ValueError("the database refused it")
-        return real(messages=messages)
-
-    monkeypatch.setattr(service, "messages_ingest", refusing)
     batch = [IncomingMessage(body=as_bare(d).encode(), queue=queue) for d in details]
     batch.insert(1, IncomingMessage(body=as_bare({**details[0], "boom": 1}).encode(), queue=queue))
     result = service.messages_ingest_isolating(messages=batch)
