@@ -29,10 +29,12 @@ from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
 from roster.read.access import Access, access_for_session, access_for_token, bearer_token
 from roster.read.selectors import (
-    meeting_external_id,
+    ScopeIds,
+    family_get,
     meeting_read,
+    meeting_scope_ids,
     meeting_visible,
-    meetings_external_ids,
+    meetings_scope_ids,
     meetings_visible,
     roster_read,
 )
@@ -46,22 +48,23 @@ def _visible(access: Access, meeting_ids: list[str] | None) -> list[Meeting | No
 
 
 _KNOWN_MAX = 100_000
-_known: dict[str, str] = {}  # meeting_id -> external id, as this process's database holds them
+_known: dict[str, ScopeIds] = {}  # meeting_id -> its scope ids, as this process's database holds them
 
 
 async def _in_database(first: protocol.First, access: Access) -> bool:
     """Whether this deployment's database holds the meeting and the access allows it as stored
-    there. A meeting's first message on a socket is checked once per process, not per socket:
-    the answer is remembered (a meeting row is never deleted while its deltas flow)."""
-    external = _known.get(first.meeting_id)
-    if external != first.external_meeting_id:  # not seen yet, or not as the message says: ask
-        external = await database_sync_to_async(meeting_external_id)(meeting_id=first.meeting_id)
-        if external is None:
+    there (its own ids, its primary's). A meeting's first message on a socket is checked once per
+    process, not per socket: the answer is remembered (a meeting row is never deleted while its
+    deltas flow)."""
+    scope = _known.get(first.meeting_id)
+    if scope != first.scope:  # not seen yet, or not as the message says: ask
+        scope = await database_sync_to_async(meeting_scope_ids)(meeting_id=first.meeting_id)
+        if scope is None:
             return False
         if len(_known) >= _KNOWN_MAX:
             _known.clear()
-        _known[first.meeting_id] = external
-    return access.allows(meeting_id=first.meeting_id, external_meeting_id=external)
+        _known[first.meeting_id] = scope
+    return access.allows(meeting_id=first.meeting_id, **scope)
 
 
 class RosterSocket(AsyncWebsocketConsumer):
@@ -194,7 +197,39 @@ class RosterSocket(AsyncWebsocketConsumer):
                 continue
             self.session.listed.add(meeting_id)
             await self._join(protocol.meeting_group(meeting_id))
+            if subscription.family:
+                await self._join(self.session.family_start(meeting_id, follow=True))
             await self._catch_up(meeting, since.get(meeting_id), with_attendees=True)
+            if subscription.family:
+                await self._family_catch_up(meeting_id, since)
+        for primary in subscription.families:
+            await self._join(self.session.family_start(primary, follow=False))
+            await self._family_catch_up(primary, since)
+
+    async def _family_catch_up(self, primary: str, since: dict[str, int]) -> None:
+        """The family's figures now (its group joined before), after a snapshot of every replica
+        the socket follows from now on."""
+        read = database_sync_to_async(family_get)
+        figures = await read(primary_meeting_id=primary, access=self.session.access)
+        if figures is None:  # absent and out of scope look the same
+            for group in self.session.unfollow([primary]):
+                await self._leave(group)
+            error = protocol.error_text("not_found", f"no meeting {primary!r}", meeting_id=primary)
+            await self.send(text_data=error)
+            return
+        text = protocol.family_text(figures.frame_fields())
+        family = self.session.family_read(primary, text, version=figures.version)
+        await self._family_send(family, since)
+
+    async def _family_send(self, family: protocol.Family | None, since: dict[str, int]) -> None:
+        if family is None:
+            return
+        for replica in family.join:  # a replica of a visible primary is visible
+            await self._join(protocol.meeting_group(replica))
+            (meeting,) = await _visible(self.session.access, [replica])
+            if meeting is not None:
+                await self._catch_up(meeting, since.get(replica), with_attendees=True)
+        await self.send(text_data=family.text)
 
     async def _catch_up(self, meeting: Meeting, since: int | None, *, with_attendees: bool) -> None:
         """A snapshot, or the changes after ``since`` when the client holds a usable seq."""
@@ -227,6 +262,8 @@ class RosterSocket(AsyncWebsocketConsumer):
         judged = self.session.judge(message)
         if isinstance(judged, str):
             await self.send(text_data=judged)
+        elif isinstance(judged, protocol.Family):
+            await self._family_send(judged, {})
         elif isinstance(judged, protocol.First):
             if await _in_database(judged, self.session.access):
                 await self.send(text_data=judged.text)
@@ -278,9 +315,9 @@ class RosterSocket(AsyncWebsocketConsumer):
                 return
             try:
                 known = self.session.known()
-                read = database_sync_to_async(meetings_external_ids)
-                externals = await read(meeting_ids=known) if known else {}
-                gone, groups = self.session.rescope(access, externals)
+                read = database_sync_to_async(meetings_scope_ids)
+                scopes = await read(meeting_ids=known) if known else {}
+                gone, groups = self.session.rescope(access, scopes)
                 for group in groups:
                     await self._leave(group)
                 for meeting_id in gone:

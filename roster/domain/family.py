@@ -29,6 +29,7 @@ class FamilyMember:
     joined: int
     peak: int
     external_meeting_id: str = ""
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ class FamilyFigures:
     family_joined: int
     family_peak_joined: int
     replicas: tuple[FamilyMember, ...]  # by meeting_id
+    # The sum of the members' seqs: it rises with every change of any member (a replica joining
+    # the family too), so of two readings the later one is the larger (never shown).
+    version: int = 0
 
     def frame_fields(self) -> dict[str, Any]:
         """The feed's ``family`` frame without its type (docs/feed.md)."""
@@ -98,4 +102,5 @@ def family_figures(
         family_joined=sum(m.joined for m in members),
         family_peak_joined=peak,
         replicas=ordered,
+        version=sum(m.seq for m in members),
     )

@@ -9,7 +9,11 @@ consumer, plus a compact meeting-only frame for meeting lists.
 Groups:
 - ``roster.m.<digest>``: full deltas of one meeting (feed clients that listed it);
 - ``roster.all``: full deltas of every meeting (``"*"`` subscribers, filtered by their scope);
-- ``roster.list``: compact deltas (meeting lists).
+- ``roster.list``: compact deltas (meeting lists);
+- ``roster.f.<digest>``: the ``family`` frames of one primary (shared/ROSTER.md "Meeting
+  families"): computed on read after the batches that touched a family, by one thread per
+  process that coalesces (:class:`_Families`): one reading and one frame per family per turn,
+  however many batches and sockets.
 
 Publishing runs on one background thread per process, fed in commit order, so the ingest
 path never waits on Redis; what queued up meanwhile goes in one pipelined round trip
@@ -25,21 +29,28 @@ import logging
 import os
 import queue
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.db import connection
 
 from roster.ingest.hooks import Committed
 from roster.live.layer import GroupMessage, RedisGroups, redis_groups
 from roster.live.protocol import (  # what broadcaster and consumers share, defined with the protocol
     DELTA_TYPE,
+    FAMILY_TYPE,
     GROUP_ALL,
     GROUP_LIST,
     SUMMARY_TYPE,
+    family_group,
+    family_text,
     frame,
     meeting_group,
 )
+from roster.read.selectors import families_get, meetings_scope_ids
 from roster.read.serializers import attendee_as_dict, meeting_as_dict
 
 logger = logging.getLogger(__name__)
@@ -53,14 +64,18 @@ class RosterChange:
     attendees: list[dict[str, Any]]
 
 
-def change_messages(change: RosterChange) -> list[GroupMessage]:
-    """The group messages for one change, each payload serialised exactly once."""
+def change_messages(change: RosterChange, *, primary_external_meeting_id: str = "") -> list[GroupMessage]:
+    """The group messages for one change, each payload serialised exactly once. A replica's carry
+    its primary's ids too: a scope that allows the primary allows it (sockets judge by them)."""
     meeting = change.meeting
     head = {
         "meeting_id": meeting["meeting_id"],
         "external_meeting_id": meeting["external_meeting_id"],
         "seq": meeting["seq"],
     }
+    if meeting.get("primary_meeting_id"):
+        head["primary_meeting_id"] = meeting["primary_meeting_id"]
+        head["primary_external_meeting_id"] = primary_external_meeting_id
     full = {**head, "type": DELTA_TYPE, "text": frame("delta", meeting, change.attendees)}
     compact = {**head, "type": SUMMARY_TYPE, "text": frame("delta", meeting, [])}
     return [(meeting_group(meeting["meeting_id"]), full), (GROUP_ALL, full), (GROUP_LIST, compact)]
@@ -142,18 +157,111 @@ class _Publisher:
 publisher = _Publisher()
 
 
+def family_messages(figures: Iterable[Any], externals: dict[str, str]) -> list[GroupMessage]:
+    """The group message of each family's figures (roster.domain.family.FamilyFigures), serialised
+    once; ``version`` lets a socket drop an older reading that arrives late."""
+    return [
+        (
+            family_group(f.primary_meeting_id),
+            {
+                "type": FAMILY_TYPE,
+                "primary_meeting_id": f.primary_meeting_id,
+                "external_meeting_id": externals.get(f.primary_meeting_id, ""),
+                "version": f.version,
+                "text": family_text(f.frame_fields()),
+            },
+        )
+        for f in figures
+    ]
+
+
+class _Families:
+    """One thread per process that reads the families of committed batches and publishes their
+    ``family`` frames: every COALESCE_SECONDS at most, each family touched meanwhile once (a
+    10,000-join burst over 41 meetings is a few readings a second, not one per event or socket),
+    and only a frame whose figures changed."""
+
+    COALESCE_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._touched: set[str] = set()
+        self._wake = threading.Event()
+        self._sent: dict[str, str] = {}  # the last frame text published per primary
+        self.idle = threading.Event()
+        self.idle.set()
+
+    def touch(self, meeting_ids: Iterable[str]) -> None:
+        """These meetings (replicas' primaries, and meetings that may be primaries) changed."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._touched, self._sent, self._wake = set(), {}, threading.Event()
+                threading.Thread(target=self._run, name="roster-families", daemon=True).start()
+                self._pid = os.getpid()
+            self._touched.update(meeting_ids)
+            self.idle.clear()
+            self._wake.set()
+
+    def _run(self) -> None:
+        wake = self._wake
+        while True:
+            wake.wait()
+            time.sleep(self.COALESCE_SECONDS)
+            with self._lock:
+                touched, self._touched = self._touched, set()
+                wake.clear()
+            try:
+                self._publish(touched)
+            except Exception:  # noqa: BLE001 - a family frame is recomputed at the next change
+                logger.exception("family figures of %d meeting(s) failed", len(touched))
+            finally:
+                connection.close()  # a thread's own connection: not held between turns
+                with self._lock:
+                    if not self._touched:
+                        self.idle.set()
+
+    def _publish(self, touched: set[str]) -> None:
+        figures = families_get(meeting_ids=touched)
+        fresh = [f for f in figures.values() if self._sent.get(f.primary_meeting_id) != str(f.frame_fields())]
+        if not fresh:
+            return
+        for f in fresh:
+            self._sent[f.primary_meeting_id] = str(f.frame_fields())
+        scopes = meetings_scope_ids(meeting_ids=[f.primary_meeting_id for f in fresh])
+        externals = {m: scope["external_meeting_id"] for m, scope in scopes.items()}
+        publisher.submit(family_messages(fresh, externals))
+
+
+families = _Families()
+_primary_externals: dict[str, str] = {}  # a primary's externalMeetingId, once known (never changes)
+
+
+def _primary_external(primary_ids: set[str]) -> dict[str, str]:
+    unknown = [m for m in primary_ids if m not in _primary_externals]
+    if unknown:
+        scopes = meetings_scope_ids(meeting_ids=unknown)
+        _primary_externals.update(
+            {m: s["external_meeting_id"] for m, s in scopes.items() if s["external_meeting_id"]}
+        )
+    return {m: _primary_externals.get(m, "") for m in primary_ids}
+
+
 def changes_committed(committed: Committed) -> None:
     """The after-commit hook of ingest (registered by roster.apps): queue the group messages of the
-    batch's changes; returns at once."""
+    batch's changes, and the batch's families for their figures; returns at once (a replica's
+    primary's externalMeetingId is read once per process)."""
+    meetings = [meeting_as_dict(change.meeting) for change in committed.changes]
+    primaries = {m["primary_meeting_id"] for m in meetings if m["primary_meeting_id"]}
+    externals = _primary_external(primaries) if primaries else {}
     messages = [
         message
-        for change in committed.changes
+        for meeting, change in zip(meetings, committed.changes, strict=True)
         for message in change_messages(
-            RosterChange(
-                meeting=meeting_as_dict(change.meeting),
-                attendees=[attendee_as_dict(row) for row in change.changed_rows],
-            )
+            RosterChange(meeting=meeting, attendees=[attendee_as_dict(row) for row in change.changed_rows]),
+            primary_external_meeting_id=externals.get(meeting["primary_meeting_id"] or "", ""),
         )
     ]
     if messages:
         publisher.submit(messages)
+        families.touch(primaries | {m["meeting_id"] for m in meetings if not m["primary_meeting_id"]})

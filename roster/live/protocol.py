@@ -24,12 +24,23 @@ GROUP_ALL = "roster.all"  # full deltas of every meeting ("*" subscribers, filte
 GROUP_LIST = "roster.list"  # meeting-only deltas (meeting lists)
 DELTA_TYPE = "roster.delta"  # a broadcast message carrying a full delta frame
 SUMMARY_TYPE = "roster.summary"  # a broadcast message carrying a meeting-only delta frame
+FAMILY_TYPE = "roster.family"  # a broadcast message carrying a family frame (figures of a primary)
 REQUESTS = ("auth", "subscribe", "unsubscribe", "ping")
 
 
 def meeting_group(meeting_id: str) -> str:
     """A channel-layer group name (ASCII, bounded) for one meeting's full deltas."""
     return "roster.m." + hashlib.sha1(meeting_id.encode("utf-8")).hexdigest()[:24]
+
+
+def family_group(primary_meeting_id: str) -> str:
+    """The group of a family's frames (its primary's id)."""
+    return "roster.f." + hashlib.sha1(primary_meeting_id.encode("utf-8")).hexdigest()[:24]
+
+
+def family_text(figures: Mapping[str, Any]) -> str:
+    """A ``family`` frame (roster.domain.family.FamilyFigures.frame_fields)."""
+    return json.dumps({"type": "family", **figures}, separators=(",", ":"))
 
 
 def frame(kind: str, meeting: dict[str, Any], attendees: list[dict[str, Any]]) -> str:
@@ -54,7 +65,14 @@ def unsubscribed_text(meeting_id: str, reason: str = "scope") -> str:
 class Access(Protocol):
     """What a socket may see (roster.read.access.Access)."""
 
-    def allows(self, *, meeting_id: str, external_meeting_id: str = "") -> bool: ...
+    def allows(
+        self,
+        *,
+        meeting_id: str,
+        external_meeting_id: str = "",
+        primary_meeting_id: str | None = None,
+        primary_external_meeting_id: str = "",
+    ) -> bool: ...
 
 
 class BadRequest(Exception):
@@ -92,10 +110,24 @@ class Subscription:
     since: dict[str, int]  # the seq the client holds, per meeting
     with_attendees: bool  # False: meeting objects only (meeting lists)
     snapshots: bool = True  # False ("*" without attendees only): catch up only the meetings in since
+    family: bool = False  # the listed meetings' replicas too, and their family frames
+    families: list[str] = field(default_factory=list)  # family frames only (dashboard pages)
 
 
 def subscription_parse(message: dict[str, Any]) -> Subscription:
     meetings = message.get("meetings")
+    family = message.get("family", False)
+    if not isinstance(family, bool) or (family and not isinstance(meetings, list)):
+        raise BadRequest("bad_message", '"family" is true or false, true with a list of "meetings"')
+    families = message.get("families", [])
+    if (
+        not isinstance(families, list)
+        or len(families) > MAX_LISTED
+        or not all(isinstance(m, str) and m for m in families)
+    ):
+        raise BadRequest("bad_meetings", f'"families" is a list of at most {MAX_LISTED} primary meeting ids')
+    if families and meetings is None:
+        return Subscription(meetings=[], since={}, with_attendees=True, families=families)
     since = message.get("since") or {}
     with_attendees = message.get("attendees", True)
     if not isinstance(since, dict) or not all(
@@ -116,7 +148,7 @@ def subscription_parse(message: dict[str, Any]) -> Subscription:
         or not all(isinstance(m, str) and m for m in meetings)
     ):
         raise BadRequest("bad_meetings", f'"meetings" is "*" or a list of 1 to {MAX_LISTED} meeting ids')
-    return Subscription(meetings=meetings, since=since, with_attendees=True)
+    return Subscription(meetings=meetings, since=since, with_attendees=True, family=family, families=families)
 
 
 def unsubscription_parse(message: dict[str, Any]) -> list[str] | None:
@@ -145,8 +177,22 @@ class First:
     nothing: another deployment, or anyone who can publish to Redis, may have sent it)."""
 
     meeting_id: str
-    external_meeting_id: str
+    scope: dict[str, Any]  # what the message says it is judged by (Access.allows's arguments)
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A family frame to send, after following ``join`` (replicas the socket follows from now on:
+    join their groups and send each its snapshot first)."""
+
+    primary_meeting_id: str
+    text: str
+    join: list[str]
+
+
+def family_replica_ids(text: str) -> list[str]:
+    return [replica["meeting_id"] for replica in json.loads(text)["replicas"]]
 
 
 @dataclass
@@ -160,6 +206,9 @@ class FeedSession:
     follow_list: bool = False  # "*" without attendees (meeting lists)
     list_unheld: bool = False  # a list without snapshots: a meeting's first delta is forwarded as is
     groups: set[str] = field(default_factory=set)  # groups the socket should be in
+    families: set[str] = field(default_factory=set)  # primaries whose family frames are sent
+    family_follow: set[str] = field(default_factory=set)  # primaries whose replicas are followed
+    family_sent: dict[str, tuple[int, str]] = field(default_factory=dict)  # (version, frame) last sent
 
     def hello(self, access: Access, *, heartbeat_seconds: float) -> str:
         self.access = access
@@ -180,7 +229,35 @@ class FeedSession:
             self.follow_all = self.follow_list = self.list_unheld = False
             return [GROUP_ALL, GROUP_LIST]
         self.listed.difference_update(meetings)
-        return [meeting_group(meeting_id) for meeting_id in meetings]
+        dropped = self.families.intersection(meetings)
+        self.families.difference_update(dropped)
+        self.family_follow.difference_update(dropped)
+        for primary in dropped:
+            self.family_sent.pop(primary, None)
+        return [meeting_group(meeting_id) for meeting_id in meetings] + [family_group(m) for m in dropped]
+
+    def family_start(self, primary_meeting_id: str, *, follow: bool) -> str:
+        """Family frames of this primary from now on (its replicas followed too when ``follow``):
+        the group to join before the family is read."""
+        self.families.add(primary_meeting_id)
+        if follow:
+            self.family_follow.add(primary_meeting_id)
+        return family_group(primary_meeting_id)
+
+    def family_read(self, primary_meeting_id: str, text: str, *, version: int) -> Family | None:
+        """A family frame (read, or from the broadcaster) of a family at ``version`` (the sum of
+        its members' seqs): what to send, or None when the socket does not follow that family (any
+        more) or it says nothing new: the same figures, or older than those sent (another
+        process's reading that arrived late)."""
+        sent = self.family_sent.get(primary_meeting_id)
+        if primary_meeting_id not in self.families or (sent and (version < sent[0] or text == sent[1])):
+            return None
+        self.family_sent[primary_meeting_id] = (version, text)
+        join: list[str] = []
+        if primary_meeting_id in self.family_follow:
+            join = [m for m in family_replica_ids(text) if m not in self.listed]
+            self.listed.update(join)
+        return Family(primary_meeting_id, text, join)
 
     def catch_up(self, *, seq: int, since: int | None, with_attendees: bool) -> int | None:
         """Before a catch-up read of a meeting now at ``seq``: the seq to read changes after, or None
@@ -199,21 +276,27 @@ class FeedSession:
         """Every meeting the session lists or holds a seq of: what a new scope is judged on."""
         return sorted(self.listed | self.seqs.keys())
 
-    def rescope(self, access: Access, externals: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    def rescope(self, access: Access, scopes: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
         """The credential now grants ``access`` (a rule removed or added, a glob edited). Every
         meeting of :meth:`known` it no longer allows is forgotten (listed, held seq), so none of
         its later messages is forwarded, and a widened scope later starts it over from a snapshot.
 
-        ``externals``: the externalMeetingId of those meetings ("" or absent: none). Returns the
-        meetings the client followed that left the scope (each gets an ``unsubscribed``) and the
-        groups to leave."""
+        ``scopes``: what those meetings are judged by (Access.allows's arguments but meeting_id:
+        their externalMeetingId, their primary's ids; absent: none). Returns the meetings the
+        client followed that left the scope (each gets an ``unsubscribed``) and the groups to
+        leave (a family's too, when its primary left)."""
         self.access = access
         following_held = self.follow_all or self.follow_list
         gone: list[str] = []
         groups: list[str] = []
         for meeting_id in self.known():
-            if access.allows(meeting_id=meeting_id, external_meeting_id=externals.get(meeting_id, "")):
+            if access.allows(meeting_id=meeting_id, **scopes.get(meeting_id, {})):
                 continue
+            if meeting_id in self.families:
+                self.families.discard(meeting_id)
+                self.family_follow.discard(meeting_id)
+                self.family_sent.pop(meeting_id, None)
+                groups.append(family_group(meeting_id))
             if meeting_id in self.listed:
                 self.listed.discard(meeting_id)
                 groups.append(meeting_group(meeting_id))
@@ -232,11 +315,16 @@ class FeedSession:
         attendees = roster["attendees"] if with_attendees else []
         return frame("changes" if usable else "snapshot", meeting, attendees)
 
-    def judge(self, message: dict[str, Any]) -> str | First | Gap | None:
+    def judge(self, message: dict[str, Any]) -> str | First | Gap | Family | None:
         """A broadcaster message: its text to forward (its seq is then held: send it), None to drop
         it (not followed, out of scope, a duplicate), a First to check before forwarding, or a
         Gap. The hot path (a meeting already held): nothing allocated."""
         kind = message["type"]
+        if kind == FAMILY_TYPE:
+            primary = message["primary_meeting_id"]
+            if primary not in self.families or not self._allows({**message, "meeting_id": primary}):
+                return None
+            return self.family_read(primary, message["text"], version=message["version"])
         if kind not in (DELTA_TYPE, SUMMARY_TYPE):
             return None
         meeting_id = message["meeting_id"]
@@ -259,10 +347,19 @@ class FeedSession:
             return Gap(meeting_id=meeting_id, held=held, with_attendees=with_attendees)
         self.seqs[meeting_id] = seq
         if held is None:
-            return First(meeting_id, message["external_meeting_id"], message["text"])
+            return First(meeting_id, _scope_of(message), message["text"])
         return message["text"]
 
     def _allows(self, message: dict[str, Any]) -> bool:
         return self.access is not None and self.access.allows(
-            meeting_id=message["meeting_id"], external_meeting_id=message["external_meeting_id"]
+            meeting_id=message["meeting_id"], **_scope_of(message)
         )
+
+
+def _scope_of(message: Mapping[str, Any]) -> dict[str, Any]:
+    """What a broadcaster message says the meeting is judged by (Access.allows's arguments)."""
+    scope = {"external_meeting_id": message["external_meeting_id"]}
+    if message.get("primary_meeting_id"):
+        scope["primary_meeting_id"] = message["primary_meeting_id"]
+        scope["primary_external_meeting_id"] = message.get("primary_external_meeting_id", "")
+    return scope

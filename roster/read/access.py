@@ -65,13 +65,20 @@ class Access:
             "user": "the account was deactivated or removed",
         }.get(self.credential, "access ended")
 
-    def allows(self, *, meeting_id: str, external_meeting_id: str = "") -> bool:
+    def allows(
+        self,
+        *,
+        meeting_id: str,
+        external_meeting_id: str = "",
+        primary_meeting_id: str | None = None,
+        primary_external_meeting_id: str = "",
+    ) -> bool:
+        """Whether the meeting is visible: its own ids match, or it is a replica and its primary's
+        do (DESIGN.md, Hosts: a scope that allows a primary allows its replicas)."""
         if self.everything:
             return True
-        return any(
-            fnmatchcase(meeting_id, glob) or (external_meeting_id and fnmatchcase(external_meeting_id, glob))
-            for glob in self.globs
-        )
+        ids = (meeting_id, external_meeting_id, primary_meeting_id or "", primary_external_meeting_id)
+        return any(fnmatchcase(value, glob) for glob in self.globs for value in ids if value)
 
 
 NO_ACCESS = Access()

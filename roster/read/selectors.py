@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from roster.domain.attendance import Attendance, AttendeeTimes, attendance_summarize
 from roster.domain.events import KIND_MEETING, KIND_PIPELINE
+from roster.domain.family import FamilyFigures, FamilyMember, family_figures
 from roster.domain.fold import STORED_EVENT_FIELDS, StoredEvent
 from roster.domain.globs import glob_regex
 from roster.domain.reconcile import AttendeeView, MeetingView
@@ -73,16 +74,20 @@ def roster_get(*, meeting_id: str) -> dict[str, Any] | None:
 
 
 def _in_scope(access: Access) -> Q:
-    """The meetings an access allows, as a database filter (its globs as regular expressions)."""
+    """The meetings an access allows, as a database filter (its globs as regular expressions):
+    those whose own ids match, and replicas whose primary's do (Access.allows, in SQL)."""
     if access.everything:
         return Q()
     if access.nothing:
         return Q(pk__in=[])
-    scope = Q(pk__in=[])
+    own, by_primary_id, primary_own = Q(pk__in=[]), Q(pk__in=[]), Q(pk__in=[])
     for glob in access.globs:
         pattern = glob_regex(glob)
-        scope |= Q(meeting_id__regex=pattern) | Q(external_meeting_id__regex=pattern)
-    return scope
+        own |= Q(meeting_id__regex=pattern) | Q(external_meeting_id__regex=pattern)
+        by_primary_id |= Q(primary_meeting_id__regex=pattern)
+        primary_own |= Q(external_meeting_id__regex=pattern)
+    primary = Meeting.objects.filter(primary_own, meeting_id=OuterRef("primary_meeting_id"))
+    return own | by_primary_id | Exists(primary)
 
 
 def meetings_visible(*, access: Access) -> list[Meeting]:
@@ -200,6 +205,7 @@ def _people_matching(q: str) -> QuerySet[MeetingUser]:
 class MeetingPage:
     meetings: list[Meeting]
     after: list[Any] | None  # the last row's sort keys when more rows follow (the next cursor)
+    families: dict[str, FamilyFigures] = field(default_factory=dict)  # of the rows with replicas
 
 
 def meetings_page(
@@ -213,9 +219,20 @@ def meetings_page(
 
     ``after`` is the previous page's ``MeetingPage.after`` (roster.web.api encodes it as the
     cursor); a row changed between two pages is seen where it stood when each page was read.
+
+    Replicas are folded under their primary (docs/decisions.md): a replica whose primary the
+    caller sees is not a row of its own, and the primary's row has its family's figures
+    (``families``); a search (``q``) folds nothing, so it finds a replica by its own ids.
     """
     sort = MEETING_SORTS[where.sort]
-    meetings = sort.apply(_meetings().filter(_in_scope(access)))
+    scope = _in_scope(access)
+    meetings = sort.apply(_meetings().filter(scope))
+    if not where.q:
+        primary_seen = Meeting.objects.filter(scope, meeting_id=OuterRef("primary_meeting_id"))
+        meetings = meetings.filter(Q(primary_meeting_id__isnull=True) | ~Exists(primary_seen))
+        # Which rows have replicas, in the same query: a page without families costs no other.
+        replicas = Meeting.objects.filter(primary_meeting_id=OuterRef("meeting_id"))
+        meetings = meetings.annotate(has_replicas=Exists(replicas))
     if where.q:
         meetings = meetings.filter(
             Q(external_meeting_id__icontains=where.q)
@@ -233,24 +250,43 @@ def meetings_page(
     rows = list(meetings[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
-    return MeetingPage(meetings=rows, after=[getattr(rows[-1], k.name) for k in sort.keys] if more else None)
+    return MeetingPage(
+        meetings=rows,
+        after=[getattr(rows[-1], k.name) for k in sort.keys] if more else None,
+        families=families_read(primaries=[m for m in rows if getattr(m, "has_replicas", False)]),
+    )
 
 
-def meeting_external_id(*, meeting_id: str) -> str | None:
-    """The meeting's externalMeetingId ("" when none), or None when this database has no such
-    meeting (a socket checks a meeting's first message from the layer with it)."""
-    return Meeting.objects.filter(meeting_id=meeting_id).values_list("external_meeting_id", flat=True).first()
+ScopeIds = dict[str, Any]  # Access.allows's keyword arguments but meeting_id
 
 
-def meetings_external_ids(*, meeting_ids: Collection[str]) -> dict[str, str]:
-    """The externalMeetingId ("" when none) of each of these meetings this database holds: a
-    socket whose scope changed judges what it follows with them (a list of thousands is read in
-    chunks, within every database's limit on parameters)."""
+def meeting_scope_ids(*, meeting_id: str) -> ScopeIds | None:
+    """What a scope judges the meeting by (Access.allows: its externalMeetingId, "" when none,
+    and its primary's ids when it is a replica), or None when this database has no such meeting
+    (a socket checks a meeting's first message from the layer with it)."""
+    return meetings_scope_ids(meeting_ids=[meeting_id]).get(meeting_id)
+
+
+def meetings_scope_ids(*, meeting_ids: Collection[str]) -> dict[str, ScopeIds]:
+    """:func:`meeting_scope_ids` of each of these meetings this database holds: a socket whose
+    scope changed judges what it follows with them (a list of thousands is read in chunks, within
+    every database's limit on parameters)."""
     ids = list(meeting_ids)
-    found: dict[str, str] = {}
+    found: dict[str, ScopeIds] = {}
     for start in range(0, len(ids), 500):
-        rows = Meeting.objects.filter(meeting_id__in=ids[start : start + 500])
-        found.update(rows.values_list("meeting_id", "external_meeting_id"))
+        rows = Meeting.objects.filter(meeting_id__in=ids[start : start + 500]).values_list(
+            "meeting_id", "external_meeting_id", "primary_meeting_id"
+        )
+        for meeting_id, external, primary in rows:
+            found[meeting_id] = {"external_meeting_id": external, "primary_meeting_id": primary}
+    primaries = {s["primary_meeting_id"] for s in found.values() if s["primary_meeting_id"]}
+    if primaries:
+        externals = dict(
+            Meeting.objects.filter(meeting_id__in=primaries).values_list("meeting_id", "external_meeting_id")
+        )
+        for scope in found.values():
+            if scope["primary_meeting_id"]:
+                scope["primary_external_meeting_id"] = externals.get(scope["primary_meeting_id"], "")
     return found
 
 
@@ -261,7 +297,74 @@ def meeting_visible(*, access: Access, meeting_id: str) -> Meeting | None:
 
 
 def _allows(access: Access, meeting: Meeting) -> bool:
-    return access.allows(meeting_id=meeting.meeting_id, external_meeting_id=meeting.external_meeting_id)
+    if access.allows(meeting_id=meeting.meeting_id, external_meeting_id=meeting.external_meeting_id):
+        return True
+    if not meeting.primary_meeting_id:
+        return False
+    scope = meeting_scope_ids(meeting_id=meeting.meeting_id) or {}
+    return access.allows(meeting_id=meeting.meeting_id, **scope)
+
+
+_MEMBER_COLUMNS = ("meeting_id", "joined_count", "peak_joined", "external_meeting_id", "seq")
+
+
+def _member(meeting: Meeting) -> FamilyMember:
+    return FamilyMember(*(getattr(meeting, name) for name in _MEMBER_COLUMNS))
+
+
+def _family(primary: FamilyMember, replicas: list[FamilyMember]) -> FamilyFigures:
+    members = [primary.meeting_id, *(r.meeting_id for r in replicas)]
+    return family_figures(
+        primary=primary,
+        replicas=replicas,
+        intervals=lambda: (
+            Attendee.objects.filter(meeting_id__in=members)
+            .values_list("intervals", flat=True)
+            .iterator(chunk_size=2000)
+        ),
+    )
+
+
+def _replicas_of(primary_ids: Collection[str]) -> dict[str, list[FamilyMember]]:
+    rows = Meeting.objects.filter(primary_meeting_id__in=list(primary_ids)).values_list(
+        "primary_meeting_id", *_MEMBER_COLUMNS
+    )
+    replicas: dict[str, list[FamilyMember]] = {}
+    for primary_id, *member in rows:
+        replicas.setdefault(primary_id, []).append(FamilyMember(*member))
+    return replicas
+
+
+def family_read(*, primary: Meeting) -> FamilyFigures:
+    """The family figures of a meeting as primary (no replicas: its own figures), computed now
+    from the stored rows (roster.domain.family): never stored. The caller checked access: a scope
+    that allows the primary allows its replicas."""
+    primary.refresh_from_db(fields=MEETING_FIELDS)
+    return _family(_member(primary), _replicas_of([primary.meeting_id]).get(primary.meeting_id, []))
+
+
+def family_get(*, primary_meeting_id: str, access: Access) -> FamilyFigures | None:
+    """The family of a primary the caller may see, or None (absent and out of scope alike)."""
+    primary = meeting_visible(access=access, meeting_id=primary_meeting_id)
+    return None if primary is None else family_read(primary=primary)
+
+
+def families_read(*, primaries: Collection[Meeting]) -> dict[str, FamilyFigures]:
+    """The families of these meetings that have replicas (a meeting list's page): one query for
+    every replica; the peak is swept only for a family whose own figures do not decide it."""
+    replicas = _replicas_of([p.meeting_id for p in primaries]) if primaries else {}
+    found = [p for p in primaries if p.meeting_id in replicas]
+    return {p.meeting_id: _family(_member(p), replicas[p.meeting_id]) for p in found}
+
+
+def families_get(*, meeting_ids: Collection[str]) -> dict[str, FamilyFigures]:
+    """The families of those of these meetings that have replicas, as stored now (the broadcaster,
+    after a batch; no access: sockets judge each family frame by its primary)."""
+    replicas = _replicas_of(meeting_ids) if meeting_ids else {}
+    if not replicas:
+        return {}
+    rows = Meeting.objects.filter(meeting_id__in=list(replicas)).values_list(*_MEMBER_COLUMNS)
+    return {row[0]: _family(FamilyMember(*row), replicas[row[0]]) for row in rows}
 
 
 def roster_read(*, meeting: Meeting, since: int | None = None) -> dict[str, Any]:
@@ -272,6 +375,17 @@ def roster_read(*, meeting: Meeting, since: int | None = None) -> dict[str, Any]
     if since is not None:
         attendees = attendees.filter(seq__gt=since)
     return {"meeting": meeting_as_dict(meeting), "attendees": [attendee_as_dict(a) for a in attendees]}
+
+
+def roster_family_read(*, meeting: Meeting) -> dict[str, Any]:
+    """:func:`roster_read`, with ``family`` (its figures as REST shows them) when the meeting is a
+    primary with replicas (a replica's meeting object names its primary)."""
+    roster = roster_read(meeting=meeting)
+    if not meeting.primary_meeting_id:
+        family = family_read(primary=meeting)
+        if family.replicas:
+            roster["family"] = family.as_dict()
+    return roster
 
 
 def meeting_read(*, meeting: Meeting, since: int | None = None) -> dict[str, Any]:

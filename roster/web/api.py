@@ -18,7 +18,13 @@ from django.views.decorators.http import require_GET, require_POST
 from roster.models import Meeting
 from roster.read.access import Access, access_for_session, access_for_token, bearer_token, feed_token_get
 from roster.read.host_links import DEFAULT_HOURS, HostLinkRefused, host_link_create
-from roster.read.selectors import attendance_get, meeting_visible, meetings_page, roster_read, timeline_get
+from roster.read.selectors import (
+    attendance_get,
+    meeting_visible,
+    meetings_page,
+    roster_family_read,
+    timeline_get,
+)
 from roster.read.serializers import attendance_as_dict
 from roster.web.meeting_query import BadQuery, meeting_page_as_dict, meeting_query_parse
 
@@ -66,7 +72,7 @@ def api_meetings(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def api_roster(request: HttpRequest, meeting_id: str) -> JsonResponse:
-    return _meeting_json(request, meeting_id, lambda meeting: roster_read(meeting=meeting))
+    return _meeting_json(request, meeting_id, lambda meeting: roster_family_read(meeting=meeting))
 
 
 @require_GET

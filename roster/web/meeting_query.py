@@ -118,6 +118,10 @@ def meeting_query_parse(params: Mapping[str, str]) -> MeetingQuery:
 
 
 def meeting_page_as_dict(page: MeetingPage, *, sort: str) -> dict[str, Any]:
-    """``{"meetings": [...], "next": cursor or null}`` (DESIGN.md, REST)."""
+    """``{"meetings": [...], "next": cursor or null}`` (DESIGN.md, REST), and ``families`` when a
+    row has replicas: their family figures by the row's meeting id (docs/decisions.md)."""
     after = None if page.after is None else cursor_encode(sort=sort, after=page.after)
-    return {"meetings": [meeting_as_dict(m) for m in page.meetings], "next": after}
+    listed: dict[str, Any] = {"meetings": [meeting_as_dict(m) for m in page.meetings], "next": after}
+    if page.families:
+        listed["families"] = {primary: f.as_dict() for primary, f in page.families.items()}
+    return listed

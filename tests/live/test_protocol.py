@@ -16,15 +16,19 @@ import pytest
 
 from roster.live.protocol import (
     DELTA_TYPE,
+    FAMILY_TYPE,
     GROUP_ALL,
     GROUP_LIST,
     MAX_LISTED,
     SUMMARY_TYPE,
     BadRequest,
+    Family,
     FeedSession,
     First,
     Gap,
     Subscription,
+    family_group,
+    family_text,
     frame,
     meeting_group,
     request_parse,
@@ -37,10 +41,21 @@ from roster.live.protocol import (
 class GlobAccess:
     glob: str
 
-    def allows(self, *, meeting_id: str, external_meeting_id: str = "") -> bool:
-        return fnmatchcase(meeting_id, self.glob) or bool(
-            external_meeting_id and fnmatchcase(external_meeting_id, self.glob)
-        )
+    def allows(
+        self,
+        *,
+        meeting_id: str,
+        external_meeting_id: str = "",
+        primary_meeting_id: str | None = None,
+        primary_external_meeting_id: str = "",
+    ) -> bool:
+        ids = (meeting_id, external_meeting_id, primary_meeting_id or "", primary_external_meeting_id)
+        return any(value and fnmatchcase(value, self.glob) for value in ids)
+
+
+def scopes(externals: dict[str, str]) -> dict[str, dict[str, str]]:
+    """What the socket reads for a rescope (roster.read.selectors.meetings_scope_ids)."""
+    return {meeting_id: {"external_meeting_id": external} for meeting_id, external in externals.items()}
 
 
 def session(glob: str = "*", **state: Any) -> FeedSession:
@@ -277,7 +292,9 @@ def test_a_list_without_snapshots_takes_each_meetings_first_object_as_is_then_ch
 def test_a_meetings_first_message_is_checked_before_it_is_sent_then_forwarded_as_is():
     feed = session("sales-*", follow_all=True)
     first = broadcast("m-1", 1, external="sales-1")
-    assert feed.judge(first) == First("m-1", "sales-1", first["text"])  # the socket checks it
+    assert feed.judge(first) == First(
+        "m-1", {"external_meeting_id": "sales-1"}, first["text"]
+    )  # the socket checks it
     assert feed.judge(broadcast("m-1", 1, external="sales-1")) is None  # held meanwhile
     second = broadcast("m-1", 2, external="sales-1")
     assert feed.judge(second) is second["text"]
@@ -306,7 +323,7 @@ def test_nothing_is_forwarded_before_authentication():
 def test_a_narrower_scope_unsubscribes_what_left_it_and_forgets_it():
     feed = session("sales-*", listed={"m-1", "m-2"}, seqs={"m-1": 4, "m-2": 7})
     externals = {"m-1": "sales-emea", "m-2": "sales-board"}
-    gone, groups = feed.rescope(GlobAccess("sales-emea"), externals)
+    gone, groups = feed.rescope(GlobAccess("sales-emea"), scopes(externals))
     assert gone == ["m-2"] and groups == [meeting_group("m-2")]
     assert feed.listed == {"m-1"} and feed.seqs == {"m-1": 4}
     assert feed.judge(broadcast("m-2", 8, external="sales-board")) is None  # never forwarded again
@@ -315,7 +332,7 @@ def test_a_narrower_scope_unsubscribes_what_left_it_and_forgets_it():
 
 def test_a_star_follower_loses_the_meetings_it_held_and_later_ones_outside():
     feed = session("*", follow_all=True, seqs={"m-1": 3, "m-2": 5})
-    gone, groups = feed.rescope(GlobAccess("sales-*"), {"m-1": "sales-1", "m-2": "board"})
+    gone, groups = feed.rescope(GlobAccess("sales-*"), scopes({"m-1": "sales-1", "m-2": "board"}))
     assert gone == ["m-2"] and groups == []  # "*" keeps its group: the new scope filters it
     assert feed.seqs == {"m-1": 3}
     assert feed.judge(broadcast("m-2", 6, external="board")) is None
@@ -325,19 +342,80 @@ def test_a_star_follower_loses_the_meetings_it_held_and_later_ones_outside():
 
 def test_meetings_not_followed_are_forgotten_without_an_unsubscribed():
     feed = session("*", listed={"m-1"}, seqs={"m-1": 2, "m-2": 9})  # m-2: held, then unsubscribed
-    gone, groups = feed.rescope(GlobAccess("nothing"), {"m-1": "a", "m-2": "b"})
+    gone, groups = feed.rescope(GlobAccess("nothing"), scopes({"m-1": "a", "m-2": "b"}))
     assert gone == ["m-1"] and groups == [meeting_group("m-1")]
     assert feed.seqs == {} and feed.listed == set()
 
 
 def test_a_wider_scope_drops_nothing_and_a_meeting_back_in_scope_starts_from_a_snapshot():
     feed = session("sales-*", follow_all=True, seqs={"m-1": 3})
-    assert feed.rescope(GlobAccess("board"), {"m-1": "sales-1"}) == (["m-1"], [])
-    assert feed.rescope(GlobAccess("*"), {}) == ([], [])
+    assert feed.rescope(GlobAccess("board"), scopes({"m-1": "sales-1"})) == (["m-1"], [])
+    assert feed.rescope(GlobAccess("*"), scopes({})) == ([], [])
     assert feed.judge(broadcast("m-1", 4, external="sales-1")) == Gap("m-1", None, True)  # a catch-up
 
 
 def test_a_meeting_is_judged_by_its_external_id_or_its_meeting_id():
     feed = session("*", listed={"room-1", "m-2"}, seqs={"room-1": 1, "m-2": 1})
-    gone, _ = feed.rescope(GlobAccess("room-*"), {"m-2": "room-2"})  # room-1 unknown: by its id
+    gone, _ = feed.rescope(GlobAccess("room-*"), scopes({"m-2": "room-2"}))  # room-1 unknown: by its id
     assert gone == [] and feed.known() == ["m-2", "room-1"]
+
+
+# --- families (shared/ROSTER.md "Meeting families") ---------------------------------------------
+
+
+def family_message(primary: str, version: int, replicas: dict[str, int], *, external: str = "") -> dict:
+    """A broadcaster family message as roster.live.broadcast.family_messages makes it."""
+    figures = {
+        "primary_meeting_id": primary,
+        "family_joined": sum(replicas.values()),
+        "family_peak_joined": sum(replicas.values()),
+        "replicas": [{"meeting_id": m, "joined": n} for m, n in replicas.items()],
+    }
+    return {
+        "type": FAMILY_TYPE,
+        "primary_meeting_id": primary,
+        "external_meeting_id": external or primary,
+        "version": version,
+        "text": family_text(figures),
+    }
+
+
+def test_family_subscriptions_parse():
+    sub = parsed('{"type": "subscribe", "meetings": ["p"], "family": true}')
+    assert (sub.meetings, sub.family, sub.families) == (["p"], True, [])
+    sub = parsed('{"type": "subscribe", "families": ["p"]}')
+    assert (sub.meetings, sub.family, sub.families) == ([], False, ["p"])
+    for bad in ('{"meetings": "*", "family": true}', '{"meetings": ["p"], "family": 1}', '{"families": "p"}'):
+        with pytest.raises(BadRequest):
+            parsed(json.dumps({"type": "subscribe", **json.loads(bad)}))
+
+
+def test_family_frames_are_sent_when_they_change_and_new_replicas_are_followed():
+    feed = session("webinar-*", listed={"p"})
+    assert feed.family_start("p", follow=True) == family_group("p")
+    first = feed.judge(family_message("p", 5, {"r1": 2}, external="webinar-1"))
+    assert first == Family("p", first.text, ["r1"]) and feed.listed == {"p", "r1"}
+    assert feed.judge(family_message("p", 6, {"r1": 2}, external="webinar-1")) is None  # same figures
+    later = feed.judge(family_message("p", 9, {"r1": 3, "r2": 1}, external="webinar-1"))
+    assert later.join == ["r2"] and json.loads(later.text)["type"] == "family"
+    assert feed.judge(family_message("p", 7, {"r1": 1}, external="webinar-1")) is None  # older, late
+    assert feed.judge(family_message("q", 1, {"r9": 1}, external="webinar-2")) is None  # not followed
+    figures_only = session("*")
+    figures_only.family_start("p", follow=False)
+    assert figures_only.judge(family_message("p", 1, {"r1": 1})).join == []  # replicas not followed
+
+
+def test_a_replica_is_in_scope_through_its_primary_and_its_family_leaves_with_it():
+    feed = session("webinar-*", follow_all=True)
+    replica = broadcast("r1", 1, external="overflow-1")
+    assert feed.judge(replica) is None  # out of scope on its own
+    replica |= {"primary_meeting_id": "p", "primary_external_meeting_id": "webinar-1"}
+    judged = feed.judge(replica)
+    assert judged.scope["primary_external_meeting_id"] == "webinar-1"  # the socket checks it
+    feed.listed.add("p")
+    feed.family_start("p", follow=True)
+    gone, groups = feed.rescope(GlobAccess("other-*"), {"p": {"external_meeting_id": "webinar-1"}})
+    assert gone == ["p", "r1"] and groups == [family_group("p"), meeting_group("p")]
+    assert (
+        feed.families == set() and feed.judge(family_message("p", 9, {"r1": 1}, external="webinar-1")) is None
+    )
