@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 
 from roster.models import Meeting
 from roster.read.access import access_for_session
-from roster.read.selectors import attendance_get, meeting_visible, meetings_page, roster_read
+from roster.read.selectors import attendance_get, meeting_visible, meetings_page, roster_family_read
 from roster.read.serializers import attendance_as_dict
 from roster.web.meeting_query import BadQuery, meeting_page_as_dict, meeting_query_parse
 
@@ -85,10 +85,12 @@ def _date(ms: int | None) -> str:
 @require_GET
 def meeting_detail(request: HttpRequest, meeting_id: str) -> HttpResponse:
     meeting = _visible_or_404(request, meeting_id)
-    roster = roster_read(meeting=meeting)
+    roster = roster_family_read(meeting=meeting)
     ended = roster["meeting"]["ended_at"] is not None
     context = {
         "meeting": roster["meeting"],
+        # A primary's family panel (shown once it has replicas: the page follows its figures).
+        "family": roster.pop("family", None),
         "initial_roster": roster,
         # After the meeting the summary is part of the first paint; the page fetches it when the
         # meeting ends while it is open.

@@ -164,6 +164,8 @@ const STATUS_TEXT = { live: "live", reconnecting: "reconnecting", offline: "offl
  *                  (called on a seq gap; LiveFeed holds back messages meanwhile)
  *  awaitSync       meeting ids whose snapshot/changes must arrive before the page shows "live"
  *  staleTargets    elements that get data-stale="true" while the data may be stale
+ *  families()      primary meeting ids whose family frames the page shows (figures only)
+ *  onFamily(msg)   called with each family frame
  *  onStateChange(state)
  */
 export class LiveFeed {
@@ -180,6 +182,8 @@ export class LiveFeed {
     this.staleTargets = options.staleTargets || [];
     this.onStateChange = options.onStateChange || (() => {});
     this.onError = options.onError || null;
+    this.families = options.families || (() => []);
+    this.onFamily = options.onFamily || (() => {});
 
     this.deadAfterMs = options.deadAfterMs ?? 45000; // nothing received for this long = dead
     this.pingAfterMs = options.pingAfterMs ?? 25000; // quiet this long: ask for a pong
@@ -375,6 +379,7 @@ export class LiveFeed {
     if (Object.keys(since).length) message.since = since;
     this.pendingSync = new Set(this.awaitSync);
     this.send(message);
+    this.followFamilies(this.families());
     if (this.pendingSync.size === 0) {
       this.setState("live");
     } else {
@@ -388,6 +393,11 @@ export class LiveFeed {
         }
       }, 10000);
     }
+  }
+
+  /** Family frames of these primaries from now on (each answered at once with its figures). */
+  followFamilies(ids) {
+    if (ids.length) this.send({ type: "subscribe", families: ids });
   }
 
   onMessage(raw) {
@@ -432,6 +442,12 @@ export class LiveFeed {
       case "changes":
       case "delta":
         this.onRosterMessage(msg);
+        return;
+      case "family":
+        if (typeof msg.primary_meeting_id === "string" && Array.isArray(msg.replicas)) {
+          this.markEvent();
+          this.onFamily(msg);
+        }
         return;
       default:
         return; // a newer server may send more types

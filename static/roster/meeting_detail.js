@@ -762,12 +762,53 @@ for (const th of headers) {
 }
 updateSortHeaders();
 
+// The family panel (a primary's): its figures from the socket's family frames, computed by the
+// server once per family per batch; hidden while the meeting has no replica.
+const familyPanel = {
+  section: document.getElementById("family-panel"),
+  joined: document.getElementById("family-joined"),
+  peak: document.getElementById("family-peak"),
+  count: document.getElementById("family-replicas"),
+  rows: document.getElementById("family-rows"),
+  names: new Map(), // replica meeting_id -> externalMeetingId, as first rendered
+};
+for (const m of (readJsonScript("initial-family") || {}).members || []) {
+  familyPanel.names.set(m.meeting_id, m.external_meeting_id || "");
+}
+
+function applyFamily(msg) {
+  if (msg.primary_meeting_id !== meetingId) return;
+  const { section, rows, names } = familyPanel;
+  section.hidden = msg.replicas.length === 0;
+  setText(familyPanel.joined, String(msg.family_joined));
+  setText(familyPanel.peak, String(msg.family_peak_joined));
+  setText(familyPanel.count, String(msg.replicas.length));
+  rows.replaceChildren(
+    ...msg.replicas.map((r) =>
+      el(
+        "tr",
+        { dataset: { replicaId: r.meeting_id } },
+        el(
+          "th",
+          { scope: "row" },
+          el("a", { href: `/meetings/${encodeURIComponent(r.meeting_id)}/`, text: names.get(r.meeting_id) || r.meeting_id }),
+        ),
+        el("td", { className: "num joined", text: String(r.joined) }),
+      ),
+    ),
+  );
+}
+
 feed = new LiveFeed({
   path: app.dataset.wsPath || "/ws/dashboard/",
   meetings: [meetingId],
   attendees: true,
+  // A replica has no family of its own; any other meeting may become a primary while open.
+  families: () => (store.meeting && store.meeting.primary_meeting_id ? [] : [meetingId]),
+  onFamily: applyFamily,
   awaitSync: [meetingId],
   staleTargets: [
+    familyPanel.section,
     document.getElementById("attendee-grid-wrap"),
     document.getElementById("meeting-counts"),
     document.getElementById("timeline"),

@@ -36,6 +36,11 @@ const apiUrl = app.dataset.meetingsUrl || "/api/meetings/";
 const rows = new Map();
 /** Meetings not on screen that now belong among the rows: the pill's count. */
 const newIds = new Set();
+/** Family figures by primary meeting id: {joined, peak, members: [{meeting_id, name, joined}]},
+ * from the page (REST ``families``), then from the socket's family frames. Replicas are folded
+ * under their primary's row (docs/decisions.md); an expand control lists them. */
+const families = new Map();
+const followed = new Set(); // primaries whose family frames the socket was asked for
 let next = null; // the cursor of the page after the last one shown
 let loading = null; // AbortController of the page request in flight
 
@@ -126,7 +131,79 @@ function buildRow(id) {
     badges: el("td", { className: "badges" }),
   };
   const tr = el("tr", { className: "meeting-row", dataset: { meetingId: id } }, ...Object.values(cells));
-  return { tr, cells, link, region, meeting: null, drawn: null };
+  const toggle = el("button", { type: "button", className: "family-toggle link", "aria-expanded": "false" });
+  const family = el("span", { className: "family sub" });
+  family.hidden = true;
+  cells.meeting.append(" ", family);
+  const replicaList = el("ul", { className: "replica-list" });
+  const replicas = el(
+    "tr",
+    { className: "replica-rows", dataset: { primaryId: id } },
+    el("td", { colspan: COLUMNS }, replicaList),
+  );
+  replicas.hidden = true;
+  toggle.addEventListener("click", () => {
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    replicas.hidden = !open;
+  });
+  return { tr, cells, link, region, meeting: null, drawn: null, family, toggle, replicas, replicaList };
+}
+
+function familyFromPage(f, old) {
+  const members = (f.members || []).map((r) => ({ meeting_id: r.meeting_id, name: r.external_meeting_id || "", joined: r.joined }));
+  return { joined: f.family_joined, peak: f.family_peak_joined, members: members.length || !old ? members : old.members };
+}
+
+function familyFromFrame(msg, old) {
+  const names = new Map((old ? old.members : []).map((r) => [r.meeting_id, r.name]));
+  const members = msg.replicas.map((r) => ({ meeting_id: r.meeting_id, name: names.get(r.meeting_id) || "", joined: r.joined }));
+  return { joined: msg.family_joined, peak: msg.family_peak_joined, members };
+}
+
+function fillFamily(row) {
+  const f = families.get(row.tr.dataset.meetingId);
+  const shown = Boolean(f && f.members.length);
+  row.family.hidden = !shown;
+  if (!shown) {
+    row.replicas.hidden = true;
+    return;
+  }
+  const n = f.members.length;
+  setText(row.toggle, `${n} replica${n === 1 ? "" : "s"}`);
+  row.family.replaceChildren(
+    "family ",
+    el("b", { className: "family-joined", text: String(f.joined) }),
+    " joined · peak ",
+    el("b", { className: "family-peak", text: String(f.peak) }),
+    " · ",
+    row.toggle,
+  );
+  row.replicas.hidden = row.toggle.getAttribute("aria-expanded") !== "true";
+  row.replicaList.replaceChildren(
+    ...f.members.map((r) =>
+      el(
+        "li",
+        { dataset: { replicaId: r.meeting_id } },
+        el("a", { href: `/meetings/${encodeURIComponent(r.meeting_id)}/`, text: r.name || r.meeting_id }),
+        " ",
+        el("span", { className: "replica-joined", text: `${r.joined} joined` }),
+      ),
+    ),
+  );
+}
+
+function familiesFollow(ids) {
+  const fresh = ids.filter((id) => !followed.has(id));
+  for (const id of fresh) followed.add(id);
+  feed.followFamilies(fresh);
+}
+
+function onFamily(msg) {
+  const id = msg.primary_meeting_id;
+  families.set(id, familyFromFrame(msg, families.get(id)));
+  const row = rows.get(id);
+  if (row) fillFamily(row);
 }
 
 function fillRow(row) {
@@ -207,16 +284,21 @@ function showPage(page, { append }) {
     newIds.clear();
   }
   const added = [];
+  const pageFamilies = page.families && typeof page.families === "object" ? page.families : {};
   for (const m of list) {
     if (!m || typeof m.meeting_id !== "string" || rows.has(m.meeting_id)) continue;
     const row = buildRow(m.meeting_id);
     row.meeting = m;
     fillRow(row);
+    const f = pageFamilies[m.meeting_id];
+    if (f) families.set(m.meeting_id, familyFromPage(f, families.get(m.meeting_id)));
+    fillFamily(row);
     rows.set(m.meeting_id, row);
     newIds.delete(m.meeting_id);
     feed.hold(m.meeting_id, m.seq);
-    added.push(row.tr);
+    added.push(row.tr, row.replicas);
   }
+  familiesFollow(Object.keys(pageFamilies).filter((id) => rows.has(id)));
   next = typeof page.next === "string" ? page.next : null;
   if (!append) {
     tbody.replaceChildren(
@@ -265,6 +347,10 @@ function onMeeting(m) {
     if (typeof row.meeting.seq === "number" && typeof m.seq === "number" && m.seq < row.meeting.seq) return;
     row.meeting = m;
     dirty.add(m.meeting_id);
+  } else if (m.primary_meeting_id && rows.has(m.primary_meeting_id)) {
+    // A replica folded under its primary's row: the family frames carry what the row shows.
+    feed.forget(m.meeting_id);
+    familiesFollow([m.primary_meeting_id]);
   } else {
     // Not on screen: hold nothing for it (feed.held stays the size of the page).
     feed.forget(m.meeting_id);
@@ -284,6 +370,8 @@ const feed = new LiveFeed({
   attendees: false,
   snapshots: false,
   staleTargets: [wrap],
+  families: () => [...followed],
+  onFamily,
   apply(msg) {
     onMeeting(msg.meeting);
   },
@@ -315,4 +403,4 @@ showPage(readJsonScript("initial-page") || { meetings: [], next: null }, { appen
 feed.start();
 
 // Debug/test hook.
-window.rosterList = { feed, rows, newIds, load };
+window.rosterList = { feed, rows, newIds, load, families };
