@@ -169,7 +169,15 @@ class RosterSocket(AsyncWebsocketConsumer):
         await self._hello(access)
 
     async def _subscribe(self, subscription: protocol.Subscription) -> None:
-        """Join before reading, so no committed change falls between the snapshot and the deltas."""
+        """Join before reading, so no committed change falls between the snapshot and the deltas;
+        then the families asked for figures only."""
+        self.guard.meetings_check(self.session.families, subscription.families)
+        await self._subscribe_meetings(subscription)
+        for primary in subscription.families:
+            await self._join(self.session.family_start(primary, follow=False))
+            await self._family_catch_up(primary, subscription.since)
+
+    async def _subscribe_meetings(self, subscription: protocol.Subscription) -> None:
         since, with_attendees = subscription.since, subscription.with_attendees
         if subscription.meetings is None:
             await self._join(self.session.follow(subscription))
@@ -202,9 +210,6 @@ class RosterSocket(AsyncWebsocketConsumer):
             await self._catch_up(meeting, since.get(meeting_id), with_attendees=True)
             if subscription.family:
                 await self._family_catch_up(meeting_id, since)
-        for primary in subscription.families:
-            await self._join(self.session.family_start(primary, follow=False))
-            await self._family_catch_up(primary, since)
 
     async def _family_catch_up(self, primary: str, since: dict[str, int]) -> None:
         """The family's figures now (its group joined before), after a snapshot of every replica

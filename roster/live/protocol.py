@@ -140,7 +140,9 @@ def subscription_parse(message: dict[str, Any]) -> Subscription:
     if snapshots is not True and (snapshots is not False or meetings != "*" or with_attendees):
         raise BadRequest("bad_message", '"snapshots": false goes with "meetings": "*" and "attendees": false')
     if meetings == "*":
-        return Subscription(meetings=None, since=since, with_attendees=with_attendees, snapshots=snapshots)
+        return Subscription(
+            meetings=None, since=since, with_attendees=with_attendees, snapshots=snapshots, families=families
+        )
     if (
         not isinstance(meetings, list)
         or not meetings

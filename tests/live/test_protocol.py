@@ -385,6 +385,8 @@ def test_family_subscriptions_parse():
     assert (sub.meetings, sub.family, sub.families) == (["p"], True, [])
     sub = parsed('{"type": "subscribe", "families": ["p"]}')
     assert (sub.meetings, sub.family, sub.families) == ([], False, ["p"])
+    sub = parsed('{"type": "subscribe", "meetings": "*", "attendees": false, "families": ["p"]}')
+    assert (sub.meetings, sub.with_attendees, sub.families) == (None, False, ["p"])
     for bad in ('{"meetings": "*", "family": true}', '{"meetings": ["p"], "family": 1}', '{"families": "p"}'):
         with pytest.raises(BadRequest):
             parsed(json.dumps({"type": "subscribe", **json.loads(bad)}))
