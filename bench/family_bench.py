@@ -2,7 +2,7 @@
 replicas through the local SQS endpoint, with the primary's family panel open in Chromium and a
 feed client subscribed with ``"family": true``.
 
-``.venv/bin/python -m bench.family_bench [--quick] [--viewers N] [--rounds N]``
+``.venv/bin/python -m bench.family_bench [--quick] [--viewers N] [--seconds S] [--rounds N]``
 
 Everything runs on this machine, on loopback, as bench.live_bench's burst does (it reuses its
 setup): PostgreSQL (database ``bench_family``, or BENCH_LIVE_DATABASE_URL's, dropped and
@@ -12,8 +12,9 @@ the feed client). The meetings start first and their replicas are learned throug
 ``repairs_ingest`` (what reconcile stores from GetMeeting's PrimaryMeetingId), untimed.
 
 1. burst: the joins, in the order SQS would deliver them (out of order within and across
-   meetings; bench.common.webinar_burst), sent with at most --window messages waiting (moto's
-   receive cost grows with a queue's depth). Times from the LAST event sent until (a) the
+   meetings; bench.common.webinar_burst), spread evenly over --seconds (default 60; 0: as fast
+   as the pipeline takes them), with at most --window messages waiting (moto's receive cost
+   grows with a queue's depth). Times from the LAST event sent until (a) the
    primary's page shows family joined = N and (b) the feed's family frame says so. Goals: (a)
    <= 5 s; (b) <= 1 s past the floor.
 2. floor: then, in turns, one AttendeeJoined to a plain single meeting (no family) and one to a
@@ -98,6 +99,33 @@ class FeedWatch:
 
 
 class FamilyBench(Bench):
+    def paced_send(self, queues: list[str], bodies: list[str], *, applied) -> tuple[float, float]:
+        """The joins spread evenly over --seconds (SendMessageBatch of 10, round robin over the
+        queues, at most --window waiting); --seconds 0: as fast as the pipeline takes them
+        (bench.live_bench's burst sender). Returns (first send, last send)."""
+        a = self.args
+        if not a.seconds:
+            return self.burst_send(queues, bodies, applied=applied, window=a.window)
+        import boto3
+
+        client = boto3.client("sqs", endpoint_url=self.sqs_url, region_name="us-east-1")
+        chunks = [bodies[i : i + 10] for i in range(0, len(bodies), 10)]
+        step = a.seconds / len(chunks)
+        t0 = time.monotonic()
+        sent = 0
+        for index, chunk in enumerate(chunks):
+            due = t0 + index * step
+            while time.monotonic() < due or sent - applied() > a.window:
+                time.sleep(0.001)
+            response = client.send_message_batch(
+                QueueUrl=queues[index % len(queues)],
+                Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)],
+            )
+            if response.get("Failed"):
+                raise RuntimeError(f"SendMessageBatch failed: {response['Failed'][:1]}")
+            sent += len(chunk)
+        return t0, time.monotonic()
+
     def run(self) -> dict[str, object]:
         a = self.args
         from django.contrib.auth.models import User
@@ -109,8 +137,9 @@ class FamilyBench(Bench):
         from roster.read.access import feed_token_create
 
         log(
-            f"\n== family: {a.viewers:,} joins over a primary and {a.replicas} replicas through local SQS, "
-            "the family panel open in Chromium, a feed client with family true =="
+            f"\n== family: {a.viewers:,} joins over a primary and {a.replicas} replicas through local SQS "
+            + (f"within {a.seconds:g} s, " if a.seconds else "as fast as they are taken, ")
+            + "the family panel open in Chromium, a feed client with family true =="
         )
         User.objects.create_user(STAFF_USER, password=STAFF_PASSWORD, is_staff=True)
         daphne = self.start_daphne("family")
@@ -184,7 +213,7 @@ class FamilyBench(Bench):
                 {"daphne": daphne.pid, "drain_sqs": drain.pid, "moto": self.moto_pid},
                 {"chromium (ours)": lc.descendants_named("chromium", "chrome")},
             ) as cpu:
-                t0, t_last = self.burst_send(queues, bodies, applied=lambda: joined[0], window=a.window)
+                t0, t_last = self.paced_send(queues, bodies, applied=lambda: joined[0])
                 t_page = page_shows(n, a.timeout)
                 t_feed = feed.first("family", n, after=t0, timeout=a.timeout)
             stop.set()
@@ -205,6 +234,9 @@ class FamilyBench(Bench):
                 f"({b['family_frames']} family frames of {b['feed_frames']:,} frames on the socket)"
             )
             log(f"      CPU (% of one core): {_cpu_line(b['cpu'])}")
+            # Before the floor's joins: each meeting's roster is the whole fold of its burst.
+            b["roster_check"] = common.roster_check(family)
+            log(f"      check: {b['roster_check']}")
 
             plain_s: list[float] = []
             family_s: list[float] = []
@@ -272,8 +304,6 @@ class FamilyBench(Bench):
         feed.stop.set()
         self.stop_child(drain)
         self.stop_child(daphne)
-        result["roster_check"] = common.roster_check(family)
-        log(f"      check: {result['roster_check']}")
         return result
 
 
@@ -284,6 +314,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--replicas", type=int, default=40)
     parser.add_argument("--queues", type=int, default=10)
     parser.add_argument("--window", type=int, default=300, help="messages sent but not yet applied, at most")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="spread the joins over this long (default 60; 0: at once)"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="floor turns (default 20)")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--drain-concurrency", type=int, default=2)
@@ -293,6 +326,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.viewers = args.viewers or (2000 if args.quick else 10000)
     args.rounds = args.rounds or (5 if args.quick else 20)
+    if args.seconds is None:
+        args.seconds = 10.0 if args.quick else 60.0
     return args
 
 
