@@ -87,7 +87,7 @@ def _in_scope(access: Access) -> Q:
         by_primary_id |= Q(primary_meeting_id__regex=pattern)
         primary_own |= Q(external_meeting_id__regex=pattern)
     primary = Meeting.objects.filter(primary_own, meeting_id=OuterRef("primary_meeting_id"))
-    return own | by_primary_id | Exists(primary)
+    return own | by_primary_id | (Q(primary_meeting_id__isnull=False) & Exists(primary))
 
 
 def meetings_visible(*, access: Access) -> list[Meeting]:
