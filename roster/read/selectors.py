@@ -278,14 +278,16 @@ def meetings_scope_ids(*, meeting_ids: Collection[str]) -> dict[str, ScopeIds]:
             "meeting_id", "external_meeting_id", "primary_meeting_id"
         )
         for meeting_id, external, primary in rows:
-            found[meeting_id] = {"external_meeting_id": external, "primary_meeting_id": primary}
-    primaries = {s["primary_meeting_id"] for s in found.values() if s["primary_meeting_id"]}
+            found[meeting_id] = {"external_meeting_id": external}
+            if primary:  # the same shape as a broadcaster message's (roster.live.protocol._scope_of)
+                found[meeting_id]["primary_meeting_id"] = primary
+    primaries = {s["primary_meeting_id"] for s in found.values() if "primary_meeting_id" in s}
     if primaries:
         externals = dict(
             Meeting.objects.filter(meeting_id__in=primaries).values_list("meeting_id", "external_meeting_id")
         )
         for scope in found.values():
-            if scope["primary_meeting_id"]:
+            if "primary_meeting_id" in scope:
                 scope["primary_external_meeting_id"] = externals.get(scope["primary_meeting_id"], "")
     return found
 

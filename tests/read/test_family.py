@@ -96,6 +96,8 @@ def test_the_scope_of_a_primary_covers_its_replicas_in_sql_and_in_python(globs, 
         "primary_meeting_id": "p",
         "primary_external_meeting_id": "webinar-1",
     }
+    # A plain meeting's as a broadcaster message says it (the socket remembers it per process).
+    assert scopes["solo"] == {"external_meeting_id": "webinar-solo"}
     assert [m for m, scope in sorted(scopes.items()) if access.allows(meeting_id=m, **scope)] == visible
 
 
