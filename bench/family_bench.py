@@ -17,7 +17,10 @@ the feed client). The meetings start first and their replicas are learned throug
    grows with a queue's depth). Times from the LAST event sent until (a) the
    primary's page shows family joined = N and (b) the feed's family frame says so. Goals: (a)
    <= 5 s; (b) <= 1 s past the floor.
-2. floor: then, in turns, one AttendeeJoined to a plain single meeting (no family) and one to a
+2. churn: then --churn AttendeeLeft (default 2,000) over --churn-seconds (10): the members' own
+   figures no longer decide the family's peak, so each turn sweeps every member's join
+   intervals; the same two times after the last leave sent, and the peak shown must stay.
+3. floor: then, in turns, one AttendeeJoined to a plain single meeting (no family) and one to a
    replica, each by SendMessage: the time until the feed's delta of the plain meeting (the
    pipeline's own floor: SQS receive, ingest, broadcast, Daphne) and until the family frame
    counting the replica's join (and the page showing it). The family's extra is the second
@@ -99,18 +102,20 @@ class FeedWatch:
 
 
 class FamilyBench(Bench):
-    def paced_send(self, queues: list[str], bodies: list[str], *, applied) -> tuple[float, float]:
-        """The joins spread evenly over --seconds (SendMessageBatch of 10, round robin over the
-        queues, at most --window waiting); --seconds 0: as fast as the pipeline takes them
+    def paced_send(
+        self, queues: list[str], bodies: list[str], *, applied, seconds: float
+    ) -> tuple[float, float]:
+        """The bodies spread evenly over ``seconds`` (SendMessageBatch of 10, round robin over the
+        queues, at most --window waiting); 0: as fast as the pipeline takes them
         (bench.live_bench's burst sender). Returns (first send, last send)."""
         a = self.args
-        if not a.seconds:
+        if not seconds:
             return self.burst_send(queues, bodies, applied=applied, window=a.window)
         import boto3
 
         client = boto3.client("sqs", endpoint_url=self.sqs_url, region_name="us-east-1")
         chunks = [bodies[i : i + 10] for i in range(0, len(bodies), 10)]
-        step = a.seconds / len(chunks)
+        step = seconds / len(chunks)
         t0 = time.monotonic()
         sent = 0
         for index, chunk in enumerate(chunks):
@@ -213,11 +218,9 @@ class FamilyBench(Bench):
                 {"daphne": daphne.pid, "drain_sqs": drain.pid, "moto": self.moto_pid},
                 {"chromium (ours)": lc.descendants_named("chromium", "chrome")},
             ) as cpu:
-                t0, t_last = self.paced_send(queues, bodies, applied=lambda: joined[0])
+                t0, t_last = self.paced_send(queues, bodies, applied=lambda: joined[0], seconds=a.seconds)
                 t_page = page_shows(n, a.timeout)
                 t_feed = feed.first("family", n, after=t0, timeout=a.timeout)
-            stop.set()
-            poller.join(5)
             result["burst"] = {
                 "sent_s": round(t_last - t0, 2),
                 "dashboard_after_last_sent_s": round(t_page - t_last, 2) if t_page else None,
@@ -238,10 +241,56 @@ class FamilyBench(Bench):
             b["roster_check"] = common.roster_check(family)
             log(f"      check: {b['roster_check']}")
 
+            # Churn: viewers leave, so the members' own figures no longer decide the family's
+            # peak and every turn sweeps the family's 10,000 rows of join intervals.
+            family_joined = n
+            if a.churn:
+                import random
+
+                joins = [doc for meeting in family for doc in meeting[1:]]
+                last_ts = max(doc["timestamp"] for doc in joins)
+                leaving = random.Random(11).sample(joins, a.churn)
+                leaves = [
+                    common.as_envelope(
+                        {**doc, "eventType": "chime:AttendeeLeft", "timestamp": last_ts + 1000 + i}
+                    )
+                    for i, doc in enumerate(leaving)
+                ]
+                family_joined = n - a.churn
+                with lc.CpuMeter(
+                    {"daphne": daphne.pid, "drain_sqs": drain.pid, "moto": self.moto_pid},
+                    {"chromium (ours)": lc.descendants_named("chromium", "chrome")},
+                ) as cpu:
+                    c0, c_last = self.paced_send(
+                        queues, leaves, applied=lambda: n - joined[0], seconds=a.churn_seconds
+                    )
+                    c_page = page_shows(family_joined, a.timeout)
+                    c_feed = feed.first("family", family_joined, after=c0, timeout=a.timeout)
+                peak = page.locator("#family-peak").inner_text().strip()
+                result["churn"] = {
+                    "leaves": a.churn,
+                    "sent_s": round(c_last - c0, 2),
+                    "dashboard_after_last_sent_s": round(c_page - c_last, 2) if c_page else None,
+                    "feed_after_last_sent_s": round(c_feed - c_last, 2) if c_feed else None,
+                    "family_frames": sum(1 for t, k, _ in feed.frames if k == "family" and t >= c0),
+                    "family_peak_shown": peak,
+                    "cpu": cpu.report(),
+                }
+                c = result["churn"]
+                log(
+                    f"  churn: {a.churn:,} AttendeeLeft sent in {c['sent_s']}s; after the last was sent: the "
+                    f"page shows family joined {family_joined:,} in {c['dashboard_after_last_sent_s']}s, the "
+                    f"feed's family frame in {c['feed_after_last_sent_s']}s ({c['family_frames']} family "
+                    f"frames, each a sweep); the family peak shown stays {peak}"
+                )
+                log(f"      CPU (% of one core): {_cpu_line(c['cpu'])}")
+            stop.set()
+            poller.join(5)
+
             plain_s: list[float] = []
             family_s: list[float] = []
             page_s: list[float] = []
-            family_joined, plain_joined = n, 0  # meetings_start: nobody joined yet
+            plain_joined = 0  # meetings_start: nobody joined yet
             import boto3
 
             client = boto3.client("sqs", endpoint_url=self.sqs_url, region_name="us-east-1")
@@ -318,6 +367,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--seconds", type=float, default=None, help="spread the joins over this long (default 60; 0: at once)"
     )
     parser.add_argument("--rounds", type=int, default=None, help="floor turns (default 20)")
+    parser.add_argument(
+        "--churn", type=int, default=None, help="leaves after the burst (default 2,000; 0: none)"
+    )
+    parser.add_argument("--churn-seconds", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--drain-concurrency", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="run daphne and drain_sqs under cProfile")
@@ -326,6 +379,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.viewers = args.viewers or (2000 if args.quick else 10000)
     args.rounds = args.rounds or (5 if args.quick else 20)
+    if args.churn is None:
+        args.churn = 400 if args.quick else 2000
     if args.seconds is None:
         args.seconds = 10.0 if args.quick else 60.0
     return args
