@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python -m bench.batch_cost
 	$(BIN)/python -m bench.live_bench
 	$(BIN)/python -m bench.list_bench
+	$(BIN)/python -m bench.reconcile_bench
 
 migrate: install
 	$(BIN)/python manage.py migrate
