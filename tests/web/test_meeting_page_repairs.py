@@ -10,7 +10,6 @@ import time
 import uuid
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 
@@ -24,7 +23,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.browser]
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-def test_repairs_and_the_lost_leave_are_said_on_the_page(daphne, artifacts, monkeypatch):
+def test_repairs_and_the_lost_leave_are_said_on_the_page(daphne, artifacts, monkeypatch, settings):
     from playwright.sync_api import sync_playwright
 
     settings.RECONCILE_CALLS_PER_SECOND = 200.0
