@@ -68,8 +68,11 @@ CLIENT_CONFIG = Config(
     retries={"mode": "adaptive", "total_max_attempts": 5}, connect_timeout=5, read_timeout=10
 )
 PAGE_SIZE = 100  # ListAttendees' largest page: the fewest calls per meeting
-REPAIRS_BATCH = 20  # meetings whose repairs go in one ingest transaction ...
-REPAIRS_FLUSH_SECONDS = 1.0  # ... or fewer, once the first of them has waited this long
+# Quiet checks (no synthesized event, no primary learned: only the missed list or blanks to store)
+# gather into one ingest transaction, up to this many ...
+REPAIRS_BATCH = 20
+REPAIRS_FLUSH_SECONDS = 1.0  # ... or fewer, once the first of them has waited this long;
+# a check that repairs something is ingested at once, with the quiet ones gathered before it.
 MEETING_LOCK_SECONDS = 120.0  # a check holds its meeting at most this long if its process dies
 CYCLE_LOCK_SECONDS = 120.0  # renewed after every meeting while a cycle runs
 
@@ -104,6 +107,9 @@ def redis_client() -> redis.Redis:
         return client
 
 
+_pace_scripts: dict[int, Any] = {}
+
+
 def budget_wait(*, calls_per_second: float | None = None) -> float:
     """Take the next call slot of the deployment's Chime API budget and sleep until it comes; the
     seconds waited. Slots are ``1 / RECONCILE_CALLS_PER_SECOND`` apart across every process, so
@@ -112,7 +118,11 @@ def budget_wait(*, calls_per_second: float | None = None) -> float:
     if rate <= 0:
         raise ValueError("RECONCILE_CALLS_PER_SECOND must be positive")
     client = redis_client()
-    waited_us = int(client.eval(_PACE, 1, redis_key("calls"), str(int(1_000_000 / rate))))
+    with _redis_lock:  # EVALSHA, the script loaded once per client
+        script = _pace_scripts.get(id(client))
+        if script is None:
+            script = _pace_scripts[id(client)] = client.register_script(_PACE)
+    waited_us = int(script(keys=[redis_key("calls")], args=[int(1_000_000 / rate)]))
     if waited_us > 0:
         time.sleep(waited_us / 1_000_000)
     return waited_us / 1_000_000
@@ -244,10 +254,16 @@ class _Batch:
     since: float = 0.0
 
     def add(self, checked: _Checked) -> None:
+        """Quiet checks (nothing to show) gather; a repair goes out at once, with them."""
         if not self.pending:
             self.since = time.monotonic()
         self.pending.append(checked)
-        if len(self.pending) >= REPAIRS_BATCH or time.monotonic() - self.since >= REPAIRS_FLUSH_SECONDS:
+        shows = bool(checked.repairs.bodies) or checked.repairs.primary_learned
+        if (
+            shows
+            or len(self.pending) >= REPAIRS_BATCH
+            or time.monotonic() - self.since >= REPAIRS_FLUSH_SECONDS
+        ):
             self.flush()
 
     def flush(self) -> None:

@@ -108,9 +108,11 @@ def test_budget_is_a_paced_rate_stalest_first_unknown_once(chime, settings):
     assert [m for m in chime.asked if m != elsewhere] == [stale, middle, unknown, fresh]
     assert summary.checked == 4 and summary.failed == 0
     assert lookups and all(found is not None for found in lookups)
-    gaps = [b - a for a, b in zip(chime.times, chime.times[1:], strict=False)]
-    assert len(chime.times) == 4 * 2 + 3
-    assert min(gaps) >= 0.05 * 0.8  # evenly spread at 20/s, the lookups included: never a burst
+    times = chime.times
+    assert len(times) == 4 * 2 + 3
+    # Paced at 20/s, the lookups included: 0.05 s apart, whatever the arrival jitter; never a burst.
+    assert times[-1] - times[0] >= 0.9 * 0.05 * (len(times) - 1)
+    assert min(b - a for a, b in zip(times, times[4:], strict=False)) >= 4 * 0.05 - 0.05
 
     chime.asked.clear()
     assert meetings_reconcile().checked == 3
