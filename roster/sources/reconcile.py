@@ -224,16 +224,18 @@ class ReconcileSummary:
             f"added={self.added} families={self.families}"
         )
 
+    COUNTS = ("checked", "ended", "removed", "added", "families", "failed", "skipped", "busy")
+
     def add(self, other: ReconcileSummary) -> None:
-        for name in ("checked", "ended", "removed", "added", "families", "failed", "skipped", "busy"):
+        """Totals of a run of cycles (the command's last line)."""
+        for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds += other.seconds
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            name: getattr(self, name)
-            for name in ("checked", "ended", "removed", "added", "families", "failed", "skipped", "busy")
-        } | {"seconds": round(self.seconds, 3), "cycle_running_elsewhere": self.cycle_running_elsewhere}
+        counts = {name: getattr(self, name) for name in self.COUNTS}
+        elsewhere = self.cycle_running_elsewhere
+        return counts | {"seconds": round(self.seconds, 3), "cycle_running_elsewhere": elsewhere}
 
 
 @dataclass

@@ -11,12 +11,11 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
 
 from roster.dev.chime import REGION, as_envelope, detail
 from roster.dev.chime_api import ChimeApiServer
 from roster.sources.reconcile import meeting_reconcile
-from tests.conftest import CHROMIUM, in_thread, ingest
+from tests.conftest import chromium_page, in_thread, ingest
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.browser]
 
@@ -24,8 +23,6 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 
 
 def test_repairs_and_the_lost_leave_are_said_on_the_page(daphne, artifacts, monkeypatch, settings):
-    from playwright.sync_api import sync_playwright
-
     settings.RECONCILE_CALLS_PER_SECOND = 200.0
     meeting_id, ann, late = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     start = int(time.time() * 1000) - 60_000
@@ -35,26 +32,17 @@ def test_repairs_and_the_lost_leave_are_said_on_the_page(daphne, artifacts, monk
             as_envelope(detail("AttendeeJoined", meeting_id, ann, ts=start + 1_000, externalUserId="ann")),
         ]
     )
-    User.objects.create_superuser("staff", password="unused")
-    signed_in = Client()
-    signed_in.force_login(User.objects.get(username="staff"))
-    session = signed_in.cookies[settings.SESSION_COOKIE_NAME].value
+    staff = User.objects.create_superuser("staff", password="unused")
     dialogs: list[str] = []
-    with ChimeApiServer() as chime, sync_playwright() as playwright:
+    with (
+        ChimeApiServer() as chime,
+        chromium_page(dialogs, viewport={"width": 1400, "height": 800}, user=staff, site=daphne) as page,
+    ):
         monkeypatch.setenv("AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS", chime.url)
         chime.api.meeting_put(region=REGION, meeting_id=meeting_id)
         chime.api.attendee_put(meeting_id, external_user_id="ann", attendee_id=ann)
         # Chime lists someone whose AttendeeAdded and AttendeeJoined were lost.
         chime.api.attendee_put(meeting_id, external_user_id=HOSTILE, attendee_id=late)
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        context = browser.new_context(viewport={"width": 1400, "height": 800})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": f"http://{daphne}/"}]
-        )
-        page = context.new_page()
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.goto(f"http://{daphne}/meetings/{meeting_id}/")
         page.wait_for_selector("#connection-status[data-state=live]", timeout=15000)
         joined = page.locator(f'tr[data-attendee-id="{ann}"] .badge.presence')
@@ -80,5 +68,4 @@ def test_repairs_and_the_lost_leave_are_said_on_the_page(daphne, artifacts, monk
         assert not joined.get_attribute("title")
         page.screenshot(path=artifacts / "repaired.png")
         assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
-        browser.close()
     assert dialogs == []
