@@ -5,6 +5,7 @@ reach the same test database and endpoint, and the whole-fold oracle a stored ro
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -149,6 +150,25 @@ def celery_worker_start(processes: Supervisor, env: dict[str, str], *, loglevel:
     argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", loglevel]
     argv += ["--pool", "solo", "--without-mingle", "--without-gossip", "--without-heartbeat"]
     return processes.spawn("worker", argv, env=dict(env, SQS_WAIT_SECONDS="1"), stop_timeout=60)
+
+
+@contextlib.contextmanager
+def embedded_worker(*, shutdown_timeout: float = 60) -> Iterator[None]:
+    """A real Celery worker in this process (celery.contrib.testing's ``start_worker``, solo pool)
+    on the project's app. Celery's embedded worker sets up logging again each time, and from the
+    second one on leaves the root logger at ERROR: its level is put back, so later tests' caplog
+    still hears warnings."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    root = logging.getLogger()
+    level = root.level
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=shutdown_timeout):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's: browser tests never download one

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import pytest
 from celery.beat import Service
-from celery.contrib.testing.worker import start_worker
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
@@ -32,7 +31,7 @@ from roster.sources.reconcile import (
     redis_client,
     redis_key,
 )
-from tests.conftest import ingest
+from tests.conftest import embedded_worker, ingest
 
 T0 = 1_790_000_000_000
 
@@ -274,7 +273,7 @@ def test_celery_beat_dispatches_the_named_task_and_a_worker_runs_it(chime, setti
     beat = Service(app, max_interval=0.5, schedule_filename=str(tmp_path / "beat-schedule"))
     thread = threading.Thread(target=beat.start, daemon=True)
     try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        with embedded_worker(shutdown_timeout=30):
             thread.start()
             deadline = time.monotonic() + 30
             while Meeting.objects.get(meeting_id=meeting_id).status != "ended":
