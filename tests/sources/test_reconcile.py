@@ -130,6 +130,7 @@ def test_one_check_per_meeting_and_one_cycle_at_a_time(chime):
         lock.release()
     assert (summary.checked, summary.busy) == (1, 1) and chime.asked == [other]
 
+    assert meetings_reconcile(stop=lambda: True).checked == 0  # a worker's shutdown, Ctrl-C
     cycle = redis_client().lock(redis_key("cycle"), timeout=30)
     assert cycle.acquire(blocking=False)
     try:
@@ -230,6 +231,7 @@ def test_throttling_is_survived_and_a_failed_call_is_not_a_check(chime):
     failed = meeting_reconcile(meeting_id=gone)
     assert (failed.checked, failed.failed, failed.ended) == (0, 1, 0)
     assert Meeting.objects.get(meeting_id=gone).status == "active"  # only NotFound ends a meeting
+    assert Meeting.objects.get(meeting_id=gone).reconciled_at is None  # and it was no check
 
     kept = meetings[1]
     chime.attendee_remove(kept, row_ids := Attendee.objects.filter(meeting_id=kept).first().attendee_id)
