@@ -226,12 +226,14 @@ def test_throttling_is_survived_and_a_failed_call_is_not_a_check(chime):
     chime.throttle(None)
 
     gone = meetings[0]
+    checked_at = Meeting.objects.get(meeting_id=gone).reconciled_at
+    assert checked_at is not None
     chime.meeting_end(gone)
     chime.fault("ForbiddenException", operation="GetMeeting")  # not retried: the check fails
     failed = meeting_reconcile(meeting_id=gone)
     assert (failed.checked, failed.failed, failed.ended) == (0, 1, 0)
     assert Meeting.objects.get(meeting_id=gone).status == "active"  # only NotFound ends a meeting
-    assert Meeting.objects.get(meeting_id=gone).reconciled_at is None  # and it was no check
+    assert Meeting.objects.get(meeting_id=gone).reconciled_at == checked_at  # and it was no check
 
     kept = meetings[1]
     chime.attendee_remove(kept, row_ids := Attendee.objects.filter(meeting_id=kept).first().attendee_id)
