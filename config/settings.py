@@ -181,6 +181,19 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": QUEUE_HEALTH_SECONDS},  # a stale check is worth nothing
     },
 }
+# Reconcile (roster.sources.reconcile, docs/reconcile.md): active meetings checked against the
+# Chime SDK Meetings API at most this often (0 = off), within RECONCILE_CALLS_PER_SECOND calls a
+# second across every process of the deployment (a cycle lasts as long as the budget needs).
+RECONCILE_SECONDS = env.float("RECONCILE_SECONDS", default=60.0)
+RECONCILE_CALLS_PER_SECOND = env.float("RECONCILE_CALLS_PER_SECOND", default=5.0)
+# The control region of meetings whose events named none (bare details); blank: not reconciled.
+CHIME_CONTROL_REGION = env.str("CHIME_CONTROL_REGION", default="")
+if RECONCILE_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["meetings-reconcile"] = {
+        "task": "roster.tasks.meetings_reconcile",
+        "schedule": RECONCILE_SECONDS,
+        "options": {"expires": RECONCILE_SECONDS},  # a cycle still running takes the next tick's place
+    }
 
 # SQS and Chime
 SQS_QUEUE_URLS = env.list("SQS_QUEUE_URLS", default=[])

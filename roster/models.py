@@ -48,6 +48,9 @@ class Meeting(models.Model):
     # The new columns have database defaults: a worker of the previous release (rolling upgrade)
     # creates rows without them.
     reconcile_missed = models.JSONField(default=list, db_default=[], blank=True)
+    # When reconcile last completed a check of it (GetMeeting and ListAttendees answered, or
+    # NotFound): an `unknown` meeting is checked at most once, the first time this is null.
+    reconciled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,6 +5,7 @@ reach the same test database and endpoint, and the whole-fold oracle a stored ro
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -150,6 +152,25 @@ def celery_worker_start(processes: Supervisor, env: dict[str, str], *, loglevel:
     return processes.spawn("worker", argv, env=dict(env, SQS_WAIT_SECONDS="1"), stop_timeout=60)
 
 
+@contextlib.contextmanager
+def embedded_worker(*, shutdown_timeout: float = 60) -> Iterator[None]:
+    """A real Celery worker in this process (celery.contrib.testing's ``start_worker``, solo pool)
+    on the project's app. Celery's embedded worker sets up logging again each time, and from the
+    second one on leaves the root logger at ERROR: its level is put back, so later tests' caplog
+    still hears warnings."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    root = logging.getLogger()
+    level = root.level
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=shutdown_timeout):
+            yield
+    finally:
+        root.setLevel(level)
+
+
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's: browser tests never download one
 
 
@@ -163,17 +184,35 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
 
 
 @contextlib.contextmanager
-def chromium_page(dialogs: list[str]) -> Iterator:
+def chromium_page(
+    dialogs: list[str],
+    *,
+    viewport: dict[str, int] | None = None,
+    user: Any = None,
+    site: str | None = None,
+) -> Iterator:
     """A page of headless Chromium (Playwright); every dialog it opens is recorded in ``dialogs``
-    and dismissed (hostile text shown by a page must open none)."""
+    and dismissed (hostile text shown by a page must open none). With ``user`` and ``site``
+    (host:port), the page is signed in there as that user (a session cookie)."""
+    from django.test import Client
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.exists(), "Debian's chromium is needed (apt-get install chromium)"
+    session = None
+    if user is not None:  # before Playwright's event loop runs in this thread
+        signed_in = Client()
+        signed_in.force_login(user)
+        session = signed_in.cookies[settings.SESSION_COOKIE_NAME].value
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
         )
-        page = browser.new_page()
+        context = browser.new_context(viewport=viewport) if viewport else browser.new_context()
+        if session is not None:
+            context.add_cookies(
+                [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": f"http://{site}/"}]
+            )
+        page = context.new_page()
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         yield page
         browser.close()

@@ -22,6 +22,9 @@ speaks the operations' REST-JSON protocol as botocore's service model (chime-sdk
 - An account-wide calls-per-second budget (a token bucket, off unless set) above which a call
   answers 429 ThrottlingException, and faults injected on demand.
 
+A simulator in another process (the demo's) mirrors what happened through one control route that
+is not Chime's: ``POST /_control/mirror`` with a JSON list of event details (:func:`mirror_post`).
+
 Not modelled: meetings ending by themselves (no one joined for 5 minutes, 24 hours), what a
 replica does when its primary ends, BatchCreateAttendee, CreateMeetingWithAttendees, tags,
 transcription, and any media. Tests and the simulator drive the state in process through
@@ -80,6 +83,8 @@ LIST_PAGE_MAX = 100  # the model's ResultMax
 LIST_PAGE_DEFAULT = 10  # the model gives none: small, so a caller that ignores NextToken shows it
 CAPABILITIES = ("SendReceive", "Send", "Receive", "None")
 GUID = re.compile(r"^[a-fA-F0-9]{8}(?:-[a-fA-F0-9]{4}){3}-[a-fA-F0-9]{12}$")
+# The control route of the simulator (another process): what happened, mirrored (_mirror).
+MIRROR_PATH = "/_control/mirror"
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
 # The modeled exceptions: HTTP status and the short code Chime writes in the body.
@@ -569,6 +574,8 @@ def answer(
     """(status, headers, body) of one request, as Chime's REST-JSON protocol writes them."""
     request_id = str(uuid.uuid4())
     headers = {"x-amzn-RequestId": request_id}
+    if method == "POST" and urlsplit(target).path == MIRROR_PATH:
+        return _mirror(api, body, headers)
     try:
         url = urlsplit(target)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -616,6 +623,37 @@ def answer(
         return status, headers, b""
     headers["Content-Type"] = "application/json"
     return status, headers, json.dumps(result).encode()
+
+
+def _mirror(api: ChimeApi, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """The control route a simulator in another process uses (not a Chime operation: not counted,
+    not throttled, unsigned): a JSON list of event details that happened, delivered or not, which
+    :func:`roster.dev.chime.chime_api_mirror` applies to the state in order."""
+    from roster.dev.chime import chime_api_mirror  # it imports this module
+
+    try:
+        details = json.loads(body or b"[]")
+        if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+            raise ValueError("a JSON list of event details")
+    except ValueError as exc:
+        return 400, {**headers, "Content-Type": "text/plain"}, f"mirror: {exc}".encode()
+    for doc in details:
+        chime_api_mirror(api, doc)
+    return 204, headers, b""
+
+
+def mirror_post(url: str, details: list[dict[str, Any]], *, timeout: float = 5.0) -> None:
+    """Send ``details`` to the endpoint at ``url`` (its :data:`MIRROR_PATH` control route)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        url.rstrip("/") + MIRROR_PATH,
+        data=json.dumps(details).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback, ours
+        response.read()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -2,8 +2,11 @@
 
 The demo migrates the database, resets a demo login, picks Redis (REDIS_URL when it answers, else
 a private ``redis-server``), starts a local SQS endpoint (moto server) with two queues, Daphne, a
-Celery worker (which drains both queues) and beat, and the simulator feeding the queues: meetings
-of a few minutes each, sent as they happen, and Voice Connector calls streaming.
+Celery worker (which drains both queues) and beat, a local Chime SDK Meetings endpoint, and the
+simulator feeding the queues: meetings of a few minutes each, sent as they happen, and Voice
+Connector calls streaming. The simulator mirrors what happens into the Chime endpoint and loses a
+share of MeetingEnded and AttendeeLeft deliveries on the way; beat runs reconcile every
+``reconcile_seconds``, so the dashboard shows repairs.
 
 Every child runs in its own session (roster.dev.processes), so a terminal's Ctrl-C reaches only
 the demo, which then stops them newest first (SIGTERM to the child's process group, a wait,
@@ -34,6 +37,7 @@ from roster.dev.chime import ACCOUNT
 from roster.dev.processes import (
     ROOT,
     Supervisor,
+    chime_api_start,
     daphne_command,
     free_port,
     http_ok,
@@ -70,6 +74,8 @@ class DemoOptions:
     mirror_share: float = 0.5
     duplicates: float = 0.05
     poison: float = 0.01
+    lose: float = 0.2  # MeetingEnded and AttendeeLeft never delivered: what reconcile repairs
+    reconcile_seconds: float = 20.0  # short, so a repair shows within a demo meeting
     migrate: bool = True
     status_every: float = 10.0
     log_dir: Path | None = None
@@ -330,8 +336,11 @@ def child_env(
     sqs_endpoint: str,
     queue_urls: list[str],
     allowed_account: str,
+    chime_api_endpoint: str = "",
+    reconcile_seconds: float = 0.0,
 ) -> dict[str, str]:
-    """What every child shares: one database, one Redis, both queues on the local endpoint."""
+    """What every child shares: one database, one Redis, both queues on the local endpoint, and
+    the local Chime SDK Meetings endpoint reconcile asks (every RECONCILE_SECONDS)."""
     env = {
         key: value
         for key, value in base.items()
@@ -353,11 +362,17 @@ def child_env(
         CHIME_ALLOWED_ACCOUNTS=allowed_account,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
+        RECONCILE_SECONDS=f"{reconcile_seconds:g}",
     )
+    if chime_api_endpoint:
+        env["AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS"] = chime_api_endpoint
     return env
 
 
-def simulator_argv(*, queue_urls: list[str], options: DemoOptions, seed: int) -> list[str]:
+def simulator_argv(
+    *, queue_urls: list[str], options: DemoOptions, seed: int, chime_api_endpoint: str = ""
+) -> list[str]:
+    mirror = ["--chime-api-url", chime_api_endpoint] if chime_api_endpoint else []
     return [
         sys.executable,
         str(ROOT / "manage.py"),
@@ -384,6 +399,9 @@ def simulator_argv(*, queue_urls: list[str], options: DemoOptions, seed: int) ->
         str(options.meeting_minutes),
         "--calls",
         str(options.calls),
+        "--lose",
+        str(options.lose),
+        *mirror,
         "--seed",
         str(seed),
     ]
@@ -443,6 +461,12 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
         queue_urls = demo_queues_create(endpoint=endpoint)
         demo_queue_sources_reset(queue_urls=queue_urls)
         step.done = f"{endpoint}, queues " + ", ".join(url.rsplit("/", 1)[-1] for url in queue_urls)
+    with progress.step("local Chime SDK Meetings endpoint (what reconcile asks)") as step:
+        chime_api_endpoint = chime_api_start(supervisor, env=os.environ)
+        step.done = (
+            f"{chime_api_endpoint}; the simulator loses {options.lose:.0%} of MeetingEnded and "
+            f"AttendeeLeft events, reconcile checks every {options.reconcile_seconds:g}s"
+        )
     leftovers = demo_leftover_meetings(now_ms=int(time.time() * 1000))
     if leftovers:
         demo_queue_send(endpoint=endpoint, queue_url=queue_urls[0], bodies=[json.dumps(d) for d in leftovers])
@@ -456,6 +480,8 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
         sqs_endpoint=endpoint,
         queue_urls=queue_urls,
         allowed_account=ACCOUNT,
+        chime_api_endpoint=chime_api_endpoint,
+        reconcile_seconds=options.reconcile_seconds,
     )
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
     python = sys.executable
@@ -504,7 +530,11 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
         )
         before = demo_counts()["meetings"]
         supervisor.spawn(
-            "simulator", simulator_argv(queue_urls=queue_urls, options=options, seed=seed), env=env
+            "simulator",
+            simulator_argv(
+                queue_urls=queue_urls, options=options, seed=seed, chime_api_endpoint=chime_api_endpoint
+            ),
+            env=env,
         )
         step.done = (
             f"simulator seed {seed}, {options.meetings} meetings of about {options.meeting_minutes:g} min "

@@ -42,6 +42,8 @@ SNS_PRINCIPAL = "sns.amazonaws.com"
 SID_QUEUE_CHIME = "ChimeRosterChimeSendMessage"
 SID_TOPIC_CHIME = "ChimeRosterChimePublish"
 SID_KMS_CHIME = "ChimeRosterChimeKms"
+SID_RECONCILE = "ChimeRosterReconcile"
+RECONCILE_ACTIONS = ["chime:GetMeeting", "chime:ListAttendees"]  # roster.sources.reconcile's calls
 SID_EVENTBRIDGE_PREFIX = "ChimeRosterEventBridge"
 
 DEFAULT_RULE_NAME = "chime-roster-events"
@@ -145,6 +147,22 @@ def kms_statements_chime(
     """Key policy statements for the KMS key of a queue (or topic) with SSE-KMS."""
     actions = ["kms:GenerateDataKey", "kms:Decrypt"]
     return [_chime_statement(SID_KMS_CHIME, actions, "*", account, source_arn, partition)]
+
+
+def reconcile_policy(account: str, *, partition: str = "aws") -> dict[str, Any]:
+    """The identity policy the roster's own role (the one its workers run as) needs for reconcile:
+    GetMeeting and ListAttendees on the account's meetings in any region (a meeting lives in its
+    control region, which reconcile learns from its events). Read-only: reconcile never changes a
+    meeting."""
+    account_check(account)
+    return _policy(
+        {
+            "Sid": SID_RECONCILE,
+            "Effect": "Allow",
+            "Action": list(RECONCILE_ACTIONS),
+            "Resource": f"arn:{partition}:chime:*:{account}:meeting/*",
+        }
+    )
 
 
 def rule_sid(rule_arn: str) -> str:

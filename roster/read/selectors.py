@@ -26,6 +26,7 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Value,
     When,
 )
@@ -444,6 +445,29 @@ def reconcile_view_get(*, meeting_id: str) -> MeetingView | None:
         control_region=region,
     )
     return view
+
+
+def reconcile_due_list(*, with_blank_region: bool) -> list[str]:
+    """The meetings a reconcile cycle checks, in order: ``active`` ones and ``unknown`` ones never
+    checked (``reconciled_at`` null: ROSTER.md allows one check), the one whose latest known
+    meeting event is oldest first (a lost MeetingEnded shows as a meeting gone quiet), meetings
+    with no known event last. Meetings with no control region only ``with_blank_region``
+    (CHIME_CONTROL_REGION set): with none there is nowhere to ask."""
+    latest = (
+        Event.objects.filter(meeting_id=OuterRef("meeting_id"), kind__in=(KIND_MEETING, KIND_PIPELINE))
+        .order_by("-timestamp")
+        .values("timestamp")[:1]
+    )
+    due = Meeting.objects.filter(
+        Q(status=Meeting.Status.ACTIVE) | Q(status=Meeting.Status.UNKNOWN, reconciled_at__isnull=True)
+    )
+    if not with_blank_region:
+        due = due.exclude(control_region="")
+    return list(
+        due.annotate(latest=Subquery(latest))
+        .order_by(F("latest").asc(nulls_last=True), "meeting_id")
+        .values_list("meeting_id", flat=True)
+    )
 
 
 def attendance_get(*, meeting: Meeting, now_ms: int | None = None) -> Attendance:

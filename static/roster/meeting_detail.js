@@ -229,12 +229,60 @@ function capabilitiesText(caps) {
   return [...groups].map(([words, kinds]) => `${kinds.join(", ")}: ${words}`).join(" · ");
 }
 
+// Repairs (docs/reconcile.md): what reconcile synthesized from the Chime API because Chime's
+// event stream lost it, read from the timeline's repair marks (superseded repairs are not there).
+const repairs = { byAttendee: new Map(), meetingEnded: null };
+const REPAIR_WORDS = {
+  MeetingEnded: "meeting's MeetingEnded",
+  AttendeeAdded: "AttendeeAdded",
+  AttendeeCapabilitiesUpdated: "capabilities",
+  AttendeeDeleted: "AttendeeDeleted",
+};
+// Said on the presence of whoever is shown joined while the meeting goes on (and in the note).
+const LOST_LEAVE =
+  "Chime's events say joined. If this attendee's AttendeeLeft was lost on the way, the Chime API " +
+  "still lists them until the meeting ends, so the roster can correct it only then (the meeting's " +
+  "end, real or repaired, closes their time).";
+
+function repairTitle(marks) {
+  const types = [...new Set(marks.map((r) => REPAIR_WORDS[String(r.type)] || String(r.type)))];
+  const times = [...new Set(marks.map((r) => formatClock(r.at)))];
+  return (
+    `Repaired from the Chime API: Chime's event stream lost this attendee's ${types.join(" and ")}; ` +
+    "reconcile made it up from what the API lists, timed at the meeting's latest known event " +
+    `(${times.join(", ")}), so times may end earlier than they did.`
+  );
+}
+
+/** Take the repair marks of a fetched timeline; true when they changed what the page shows. */
+function repairsRead(data) {
+  const byAttendee = new Map();
+  for (const lane of data?.lanes || []) {
+    const marks = (lane?.repairs || []).filter((r) => r && typeof r.at === "number");
+    if (marks.length && typeof lane.attendee_id === "string") byAttendee.set(lane.attendee_id, repairTitle(marks));
+  }
+  const ended = (data?.repairs || []).filter((r) => r && r.type === "MeetingEnded" && typeof r.at === "number");
+  const meetingEnded = ended.length ? ended[ended.length - 1].at : null;
+  const same =
+    meetingEnded === repairs.meetingEnded &&
+    byAttendee.size === repairs.byAttendee.size &&
+    [...byAttendee].every(([id, title]) => repairs.byAttendee.get(id) === title);
+  repairs.byAttendee = byAttendee;
+  repairs.meetingEnded = meetingEnded;
+  return !same;
+}
+
+function repairedBadge(title) {
+  return el("span", { className: "badge repaired", title }, "repaired");
+}
+
 class Row {
   constructor() {
     this.tr = el("tr", { className: "row" });
     this.name = el("td", { className: "name" });
     this.presenceBadge = el("span", { className: "badge presence" });
     this.presence = el("td", { className: "presence" }, this.presenceBadge);
+    this.repair = undefined; // the repaired badge's title shown, if any
     this.joined = el("td", { className: "joined num" });
     this.time = el("td", { className: "time num" });
     this.video = el("td", { className: "video" });
@@ -262,14 +310,22 @@ class Row {
     if (this.rec === null || this.rec.id !== rec.id) tr.dataset.attendeeId = rec.id;
     tr.setAttribute("aria-rowindex", String(index + 2));
     this.rec = rec;
-    if (this.a === rec.a) return; // unchanged attendee: only the ticking time may differ
+    const repair = repairs.byAttendee.get(rec.id);
+    const live = store.meeting?.status === "active";
+    if (this.a === rec.a && this.repair === repair && this.live === live) return; // only the time may differ
     const a = rec.a;
     this.a = a;
+    this.live = live;
+    if (this.repair !== repair) {
+      this.repair = repair;
+      this.presence.replaceChildren(this.presenceBadge, ...(repair ? [repairedBadge(repair)] : []));
+    }
     setText(this.name, rec.name);
     this.name.title = rec.name === rec.id ? rec.id : `${rec.name}\n${rec.id}`;
     const presence = a.presence || "—";
     setText(this.presenceBadge, presence);
     this.presenceBadge.className = `badge presence presence-${cssToken(a.presence || "none")}`;
+    this.presenceBadge.title = live && a.presence === "joined" ? LOST_LEAVE : "";
     setText(this.joined, formatClock(a.first_joined_at));
     const again = typeof a.joined_since === "number" && a.joined_since !== a.first_joined_at;
     this.joined.title =
@@ -560,6 +616,22 @@ function renderHeader(meeting, totals) {
     const status = statusBadge(meeting.status);
     status.id = "meeting-status";
     const nodes = [status];
+    if (meeting.status === "ended" && typeof repairs.meetingEnded === "number") {
+      nodes.push(
+        el(
+          "span",
+          {
+            className: "badge repaired",
+            id: "meeting-repaired",
+            title:
+              "Ended by a repair from the Chime API: Chime's MeetingEnded never arrived, and the API " +
+              "answered that the meeting no longer exists, so reconcile ended it at its latest known " +
+              `event (${formatClock(repairs.meetingEnded)}); times in the meeting end there.`,
+          },
+          "repaired from the Chime API",
+        ),
+      );
+    }
     if (meeting.recording) nodes.push(recordingBadge());
     const tb = transcriptionBadge(meeting.transcription, meeting.transcription_message);
     if (tb) nodes.push(tb);
@@ -676,6 +748,11 @@ const timeline = new Timeline(document.getElementById("timeline"), {
   laneOrder: () => grid.view.map((r) => r.id),
   isFiltered: () => viewState.isFiltered(),
   isLive: () => store.meeting?.status !== "ended",
+  onData: (data) => {
+    if (!repairsRead(data)) return;
+    headerDirty = true;
+    grid.invalidate();
+  },
 });
 
 // Header and timeline follow the view: header after each recompute, timeline lanes debounced.

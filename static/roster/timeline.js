@@ -58,6 +58,7 @@ export class Timeline {
     this.laneOrder = options.laneOrder || null;
     this.isFiltered = options.isFiltered || (() => false);
     this.isLive = options.isLive || (() => true);
+    this.onData = options.onData || null; // called with each fetched timeline (repair marks)
     this.minIntervalMs = options.minIntervalMs ?? 2000;
     this.interval = this.minIntervalMs; // grows if fetches are slow (big meetings)
     this.data = null;
@@ -113,6 +114,7 @@ export class Timeline {
       const data = await fetchJson(this.url);
       this.setData(data);
       this.render();
+      if (this.onData) this.onData(this.data);
     } catch (err) {
       console.warn("roster: timeline fetch failed", err);
       const why = err instanceof HttpError ? `HTTP ${err.status}` : "network error";

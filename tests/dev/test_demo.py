@@ -157,6 +157,21 @@ def test_children_share_one_database_redis_and_both_queues():
     assert env["AWS_ENDPOINT_URL_SQS"] == "http://127.0.0.1:5"
     assert env["CHIME_ALLOWED_ACCOUNTS"] == "111122223333"
     assert int(env["SQS_WAIT_SECONDS"]) <= 5
+    assert env["RECONCILE_SECONDS"] == "0" and "AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS" not in env
+    env = child_env(
+        base=base,
+        database_url="sqlite:////tmp/d.sqlite3",
+        redis_url="redis://127.0.0.1:7/0",
+        sqs_endpoint="http://127.0.0.1:5",
+        queue_urls=[],
+        allowed_account="111122223333",
+        chime_api_endpoint="http://127.0.0.1:6",
+        reconcile_seconds=20,
+    )
+    assert (env["AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS"], env["RECONCILE_SECONDS"]) == (
+        "http://127.0.0.1:6",
+        "20",
+    )
 
 
 def test_the_simulator_is_told_the_demo_options_in_words_simulate_reads():
@@ -172,6 +187,14 @@ def test_the_simulator_is_told_the_demo_options_in_words_simulate_reads():
         "http://q/b",
     )
     assert parsed.forever and parsed.shuffle
+    assert parsed.lose == options.lose > 0 and parsed.chime_api_url is None
+    argv = simulator_argv(
+        queue_urls=["http://q/a"] * 2, options=options, seed=1, chime_api_endpoint="http://c"
+    )
+    assert (
+        SimulateCommand().create_parser("manage.py", "simulate").parse_args(argv[3:]).chime_api_url
+        == "http://c"
+    )
 
 
 def test_url_redacted_hides_only_the_password():
@@ -435,13 +458,13 @@ def test_demo_starts_shows_simulated_meetings_and_ctrl_c_leaves_nothing(tmp_path
         username, password = re.search(r"login\s+(\S+) / (\S+)", out.text).groups()
         pids = {
             name: int(pid)
-            for name, pid in re.findall(r"(\w+)=(\d+)", re.search(r"processes\s+(.*)", out.text).group(1))
+            for name, pid in re.findall(r"([\w-]+)=(\d+)", re.search(r"processes\s+(.*)", out.text).group(1))
         }
         work_dir = Path(re.search(r"child logs in (\S+)", out.text).group(1))
         moto_port = int(re.search(r"moto server\) and two queues: http://127.0.0.1:(\d+)", out.text).group(1))
         redis_port = int(re.search(r"private redis-server on port (\d+)", out.text).group(1))
         assert base == f"http://127.0.0.1:{port}/"
-        assert set(pids) == {"redis", "moto", "daphne", "worker", "beat", "simulator"}
+        assert set(pids) == {"redis", "moto", "chime-api", "daphne", "worker", "beat", "simulator"}
         assert all(pid_alive(pid) for pid in pids.values())
         assert (tmp_path / "demo.sqlite3").exists()  # the database it was told, not the default
 

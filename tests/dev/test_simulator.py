@@ -12,10 +12,12 @@ import pytest
 from django.core.management import call_command
 
 from roster.dev.chime import as_envelope, deliveries, happened_at, meetings_interleave
+from roster.dev.chime_api import ChimeApiServer
 from roster.domain import fold as machine
 from roster.domain.events import KIND_VOICE_CONNECTOR, ChimeEvent, Rejection, event_parse
 from roster.domain.timeline import timeline_build
 from roster.models import Event, Meeting, Quarantine, VoiceConnectorStream
+from roster.sources.reconcile import meetings_reconcile
 from roster.sources.sqs import queue_drain_once
 from tests.conftest import expected, queue_depth, stored
 
@@ -175,17 +177,26 @@ def test_simulate_sends_meeting_minutes_as_they_happen_and_streams_calls(sqs, ma
 
 @pytest.mark.sqs
 @pytest.mark.django_db(transaction=True)
-def test_simulate_can_lose_meeting_ends_and_leaves_on_the_way(sqs, make_queue):
+def test_simulate_can_lose_meeting_ends_and_leaves_on_the_way(sqs, make_queue, monkeypatch, settings):
     queue = make_queue()
     out = io.StringIO()
-    call_command(
-        "simulate", "--queue-url", queue, "--meetings", "1", "--attendees", "4", "--rate", "5000",
-        "--count", "60", "--lose", "1", "--seed", "3", "--start-ms", "0", stdout=out,
-    )  # fmt: skip
-    counts = {name: int(n) for name, n in (part.split("=") for part in out.getvalue().split())}
-    assert counts["lost"] > 0 and counts["bodies"] == counts["events"] - counts["lost"]
-    while queue_drain_once(client=sqs, queue_url=queue, wait_seconds=1).received:
-        pass
-    assert Event.objects.count() == counts["events"] - counts["lost"]
-    assert not Event.objects.filter(event_type__in=["MeetingEnded", "AttendeeLeft"]).exists()
-    assert Meeting.objects.filter(status="active").exists()  # what a lost end leaves behind
+    with ChimeApiServer() as chime:  # the simulator mirrors what happened into it, over HTTP
+        call_command(
+            "simulate", "--queue-url", queue, "--meetings", "1", "--attendees", "4", "--rate", "5000",
+            "--count", "60", "--lose", "1", "--seed", "3", "--start-ms", "0",
+            "--chime-api-url", chime.url, stdout=out,
+        )  # fmt: skip
+        counts = {name: int(n) for name, n in (part.split("=") for part in out.getvalue().split())}
+        assert counts["lost"] > 0 and counts["bodies"] == counts["events"] - counts["lost"]
+        while queue_drain_once(client=sqs, queue_url=queue, wait_seconds=1).received:
+            pass
+        assert Event.objects.count() == counts["events"] - counts["lost"]
+        assert not Event.objects.filter(event_type__in=["MeetingEnded", "AttendeeLeft"]).exists()
+        live = list(Meeting.objects.filter(status="active").values_list("meeting_id", flat=True))
+        assert live  # what a lost end leaves behind; Chime's API knows better
+        assert chime.api.calls == {} and not set(live) & set(chime.api.meeting_ids())
+        # ... and reconcile, asking it, repairs the roster (the demo's path)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS", chime.url)
+        settings.RECONCILE_CALLS_PER_SECOND = 200.0
+        assert meetings_reconcile().ended == len(live)
+    assert not Meeting.objects.filter(status="active").exists()

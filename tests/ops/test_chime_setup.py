@@ -22,6 +22,7 @@ from roster.ops.aws_setup import (
     policy_merge,
     queue_policy_chime,
     queue_policy_eventbridge,
+    reconcile_policy,
     topic_policy_chime,
 )
 
@@ -217,6 +218,30 @@ def test_policy_command_prints_valid_json():
         "kms_key_policy_statements": kms_statements_chime(ACCOUNT),
     }
     assert list(json.loads(run("policy", "--queue-arn", QUEUE_ARN, "--account", ACCOUNT))) == ["queue_policy"]
+
+
+def test_reconcile_policy_grants_the_two_calls_reconcile_makes_on_the_accounts_meetings():
+    assert reconcile_policy(ACCOUNT) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ChimeRosterReconcile",
+                "Effect": "Allow",
+                "Action": ["chime:GetMeeting", "chime:ListAttendees"],
+                "Resource": f"arn:aws:chime:*:{ACCOUNT}:meeting/*",
+            }
+        ],
+    }
+    # the calls roster.sources.reconcile makes, as IAM names them (chime: + the operation)
+    service = boto3.session.Session().client("chime-sdk-meetings", region_name="us-east-1").meta.service_model
+    assert {f"chime:{name}" for name in ("GetMeeting", "ListAttendees")} <= {
+        f"chime:{name}" for name in service.operation_names
+    }
+    out = json.loads(run("policy", "--reconcile", "--account", ACCOUNT))
+    assert out == {"reconcile_policy": reconcile_policy(ACCOUNT)}
+    gov = "arn:aws-us-gov:sqs:us-gov-west-1:123456789012:chime-events"
+    out = json.loads(run("policy", "--reconcile", "--queue-arn", gov, "--account", ACCOUNT))
+    assert out["reconcile_policy"]["Statement"][0]["Resource"].startswith("arn:aws-us-gov:chime:*:")
 
 
 @pytest.mark.parametrize(

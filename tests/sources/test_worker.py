@@ -7,14 +7,20 @@ import time
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
-from config.celery import app
 from roster.dev.chime import as_envelope, bodies, meeting_stream
 from roster.models import Attendee, Event, QueueSource
 from roster.sources.slots import DrainSupervisor, slot_key
-from tests.conftest import celery_worker_start, expected, manage, queue_depth, send_bodies, stored
+from tests.conftest import (
+    celery_worker_start,
+    embedded_worker,
+    expected,
+    manage,
+    queue_depth,
+    send_bodies,
+    stored,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs]
 
@@ -37,7 +43,7 @@ def test_celery_worker_drains_a_queue_into_the_roster(sqs, make_queue, fast_poll
     QueueSource.objects.create(url=queue, consumers=1)
     details = meeting_stream(seed=50, attendees=3)
     meeting_id = details[0]["meetingId"]
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60):
+    with embedded_worker():
         send_bodies(sqs, queue, [as_envelope(details[0])])
         wait_for(lambda: Event.objects.filter(meeting_id=meeting_id).exists())
         started = time.monotonic()

@@ -8,14 +8,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
-from django.test import Client
 
 from roster.dev.chime import as_bare, detail
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import AccessRule
-from tests.conftest import CHROMIUM
+from tests.conftest import chromium_page
 from tests.web.test_streams_live import in_thread
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.browser]
@@ -69,27 +67,12 @@ def ingest(*details: dict) -> None:
 
 
 def test_host_reads_the_roster_then_the_summary_appears_when_the_meeting_ends(daphne, artifacts):
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), "Debian's chromium is needed (apt-get install chromium)"
     start = int(time.time() * 1000) - 10 * 60_000
     ingest(*meeting_so_far(start))
     host = User.objects.create_user("host", password="unused")  # not staff: a rule lets them in
     AccessRule.objects.create(user=host, meetings="all-hands")
-    signed_in = Client()
-    signed_in.force_login(host)
-    session = signed_in.cookies[settings.SESSION_COOKIE_NAME].value
     dialogs: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": f"http://{daphne}/"}]
-        )
-        page = context.new_page()
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    with chromium_page(dialogs, viewport={"width": 1400, "height": 900}, user=host, site=daphne) as page:
         page.goto(f"http://{daphne}/meetings/{MEETING}/")
         page.wait_for_selector("#connection-status[data-state=live]", timeout=15000)
         rows = page.locator("#attendee-rows tr.row")
@@ -173,6 +156,5 @@ def test_host_reads_the_roster_then_the_summary_appears_when_the_meeting_ends(da
         summary_png = artifacts / "summary.png"
         summary.screenshot(path=summary_png)
         assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
-        browser.close()
     assert dialogs == []
     print(f"screenshots: {roster_png} {artifacts / 'roster-scrolled.png'} {summary_png}")

@@ -1,7 +1,7 @@
 """AWS set-up helpers: policies for Chime, the EventBridge rule, and a check of the configured queues.
 
     manage.py chime_setup policy --queue-arn ARN --account ID [--source-arn ARN]
-                                 [--topic-arn ARN] [--kms] [--apply]
+                                 [--topic-arn ARN] [--kms] [--reconcile] [--apply]
     manage.py chime_setup eventbridge-rule --queue-arn ARN [--name NAME]
     manage.py chime_setup check [--queue-url URL ...] [--expect chime|eventbridge|sns ...] [--send-test]
 
@@ -33,8 +33,8 @@ class Command(BaseCommand):
         policy = sub.add_parser(
             "policy",
             help="print (and with --apply set) the policies that let Chime publish",
-            description="Prints one JSON object: queue_policy, topic_policy, kms_key_policy_statements "
-            "(those asked for). --apply merges them into the queue's and topic's policies by Sid.",
+            description="Prints one JSON object: queue_policy, topic_policy, kms_key_policy_statements, "
+            "reconcile_policy (those asked for). --apply merges the queue's and topic's policies by Sid.",
         )
         policy.add_argument("--queue-arn", metavar="ARN", help="the SQS queue Chime sends to")
         policy.add_argument("--topic-arn", metavar="ARN", help="the SNS topic Chime publishes to")
@@ -45,6 +45,12 @@ class Command(BaseCommand):
             help="aws:SourceArn to allow (default arn:aws:chime:*:ACCOUNT:*: any Chime resource of ACCOUNT)",
         )
         policy.add_argument("--kms", action="store_true", help="also the key policy statements for SSE-KMS")
+        policy.add_argument(
+            "--reconcile",
+            action="store_true",
+            help="also the identity policy the roster's role needs for reconcile (chime:GetMeeting, "
+            "chime:ListAttendees); attach it to the role or user the workers run as",
+        )
         policy.add_argument(
             "--apply",
             action="store_true",
@@ -101,22 +107,29 @@ class Command(BaseCommand):
 
     # --- policy ----------------------------------------------------------------------------
 
-    def do_policy(self, *, queue_arn, topic_arn, account, source_arn, kms, apply, **_):
-        if not (queue_arn or topic_arn or kms):
-            raise CommandError("nothing to print: pass --queue-arn, --topic-arn and/or --kms")
+    def do_policy(self, *, queue_arn, topic_arn, account, source_arn, kms, reconcile, apply, **_):
+        if not (queue_arn or topic_arn or kms or reconcile):
+            raise CommandError("nothing to print: pass --queue-arn, --topic-arn, --kms and/or --reconcile")
         out = {}
         if queue_arn:
             out["queue_policy"] = aws_setup.queue_policy_chime(queue_arn, account, source_arn)
         if topic_arn:
             out["topic_policy"] = aws_setup.topic_policy_chime(topic_arn, account, source_arn)
+        partition = (
+            aws_setup.arn_parse(queue_arn or topic_arn).partition if (queue_arn or topic_arn) else "aws"
+        )
         if kms:
-            partition = (
-                aws_setup.arn_parse(queue_arn or topic_arn).partition if (queue_arn or topic_arn) else "aws"
-            )
             out["kms_key_policy_statements"] = aws_setup.kms_statements_chime(
                 account, source_arn, partition=partition
             )
+        if reconcile:
+            out["reconcile_policy"] = aws_setup.reconcile_policy(account, partition=partition)
         if apply:
+            if reconcile:
+                self.stderr.write(
+                    "reconcile policy not attached: attach reconcile_policy to the IAM role or user "
+                    "the workers run as yourself"
+                )
             if queue_arn:
                 out["queue_policy"] = aws_setup.queue_policy_apply(queue_arn, out["queue_policy"])
                 self.stderr.write(f"queue policy set on {queue_arn} (merged by Sid)")

@@ -34,6 +34,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--mirror-share", type=float, default=0.5, help="share of events also sent SNS-wrapped to queue 2"
         )
+        parser.add_argument(
+            "--lose",
+            type=float,
+            default=0.2,
+            help="share of MeetingEnded and AttendeeLeft events never delivered (reconcile repairs them)",
+        )
+        parser.add_argument(
+            "--reconcile-seconds",
+            type=float,
+            default=20.0,
+            help="how often beat runs reconcile against the local Chime endpoint (0 = off)",
+        )
         parser.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
         parser.add_argument("--status-every", type=float, default=10.0, help="seconds between status lines")
         parser.add_argument("--log-dir", type=Path, help="keep the children's logs here (default: removed)")
@@ -52,6 +64,8 @@ class Command(BaseCommand):
             mirror_share=options["mirror_share"],
             duplicates=options["duplicates"],
             poison=options["poison"],
+            lose=options["lose"],
+            reconcile_seconds=options["reconcile_seconds"],
             migrate=not options["no_migrate"],
             status_every=options["status_every"],
             log_dir=options["log_dir"].resolve() if options["log_dir"] else None,

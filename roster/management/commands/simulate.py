@@ -1,5 +1,6 @@
 """Send realistic Chime traffic to SQS queues (roster.dev.chime): paced at a rate, or as it happens
-in meetings of a few minutes (``--meeting-minutes``)."""
+in meetings of a few minutes (``--meeting-minutes``); with ``--chime-api-url``, mirrored into a
+local Chime SDK Meetings endpoint as it happens (``--lose`` drops deliveries, not the mirror)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from roster.dev.chime import deliveries, happened_at, meetings_interleave
+from roster.dev.chime_api import mirror_post
 from roster.sources.sqs import sqs_client
 
 
@@ -52,6 +54,11 @@ class Command(BaseCommand):
             default=0.0,
             help="share of MeetingEnded and AttendeeLeft events never delivered (what reconcile repairs)",
         )
+        parser.add_argument(
+            "--chime-api-url",
+            help="a local Chime SDK Meetings endpoint (roster.dev.chime_api) that mirrors what happened, "
+            "lost events included, so reconcile can find what the queues did not deliver",
+        )
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--count", type=int, help="stop after this many events")
         parser.add_argument("--forever", action="store_true", help="start a new meeting whenever one ends")
@@ -74,7 +81,7 @@ class Command(BaseCommand):
         )
         if options["count"] is not None:
             events = itertools.islice(events, options["count"])
-        counted = _Counted(events)
+        counted = _Counted(events, mirror_url=options["chime_api_url"])
         lost: list[str] = []
         bodies = deliveries(
             counted,
@@ -132,10 +139,11 @@ class Command(BaseCommand):
 class _Counted:
     """Counts the events drawn from an iterator, and keeps the last (pacing is by events)."""
 
-    def __init__(self, iterator):
+    def __init__(self, iterator, *, mirror_url=None):
         self.iterator = iter(iterator)
         self.count = 0
         self.last = None
+        self.mirror_url = mirror_url
 
     def __iter__(self):
         return self
@@ -143,4 +151,6 @@ class _Counted:
     def __next__(self):
         self.last = next(self.iterator)
         self.count += 1
+        if self.mirror_url:  # what Chime's API shows once it happened, whether delivered or not
+            mirror_post(self.mirror_url, [self.last])
         return self.last
