@@ -226,6 +226,8 @@ SOCKET_REQUESTS_BURST = env.int("SOCKET_REQUESTS_BURST", default=50)
 SOCKET_MAX_MEETINGS = env.int("SOCKET_MAX_MEETINGS", default=1000)
 SOCKET_MAX_FRAME_BYTES = env.int("SOCKET_MAX_FRAME_BYTES", default=131072)
 SOCKET_MAX_PENDING_BYTES = env.int("SOCKET_MAX_PENDING_BYTES", default=4194304)
+# Ids a socket subscribes to before the roster knows them, looked up in the Chime API (0 = never).
+SOCKET_LOOKUPS_PER_MINUTE = env.int("SOCKET_LOOKUPS_PER_MINUTE", default=10)
 
 # Operations: /healthz, /metrics, the queue lag warning in the dashboard header.
 # /metrics answers `Authorization: Bearer <METRICS_TOKEN>`; empty: staff sessions only.

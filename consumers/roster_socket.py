@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -23,7 +24,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from consumers.access_watch import access_watch
 from consumers.fanout import group_fanout
-from roster.live import protocol
+from roster.live import ahead, protocol
 from roster.live.limits import SocketGuard, SocketLimits
 from roster.live.sockets import socket_closed, socket_opened
 from roster.models import Meeting
@@ -45,6 +46,15 @@ def _visible(access: Access, meeting_ids: list[str] | None) -> list[Meeting | No
     if meeting_ids is None:
         return list(meetings_visible(access=access))
     return [meeting_visible(access=access, meeting_id=m) for m in meeting_ids]
+
+
+@database_sync_to_async
+def _expected(access: Access, meeting_id: str, admit: Callable[[], bool]) -> Meeting | None:
+    """A meeting the Chime API confirmed within the access before its first event (its row at
+    seq 0), else None: the caller answers not_found as for any meeting it may not see."""
+    if not ahead.meeting_expect(meeting_id=meeting_id, access=access, admit=admit):
+        return None
+    return meeting_visible(access=access, meeting_id=meeting_id)
 
 
 _KNOWN_MAX = 100_000
@@ -199,6 +209,8 @@ class RosterSocket(AsyncWebsocketConsumer):
         self.guard.meetings_check(self.session.listed, subscription.meetings)
         found = await _visible(self.session.access, subscription.meetings)
         for meeting_id, meeting in zip(subscription.meetings, found, strict=True):
+            if meeting is None:  # not known yet? Chime may know it
+                meeting = await _expected(self.session.access, meeting_id, self.guard.lookup_admit)
             if meeting is None:  # absent and out of scope look the same
                 error = protocol.error_text("not_found", f"no meeting {meeting_id!r}", meeting_id=meeting_id)
                 await self.send(text_data=error)

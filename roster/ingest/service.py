@@ -34,7 +34,7 @@ from roster.domain.events import (
     Rejection,
 )
 from roster.domain.events import event_parse as _event_parse
-from roster.domain.plan import MeetingFacts, MeetingFolded, meetings_fold
+from roster.domain.plan import MeetingFacts, MeetingFolded, MeetingRecord, meetings_fold
 from roster.domain.repairs import Repairs
 from roster.domain.streams import stream_key, streams_fold
 from roster.ingest import hooks
@@ -125,6 +125,19 @@ def repairs_ingest(*, repairs: Sequence[Repairs]) -> IngestResult:
         parsed=[(message, message_parse(message=message)) for message in messages],
         facts={repair.meeting_id: repair.facts for repair in repairs},
     )
+
+
+def meeting_expected_create(*, meeting_id: str, facts: MeetingFacts, control_region: str) -> None:
+    """The row of a meeting the Chime API confirmed before its first event, so a feed client can
+    follow it ahead (DESIGN.md, the feed): status ``unknown``, ``seq`` 0, what GetMeeting told
+    (``facts``) and the region that answered. Nothing is announced: it holds no roster yet, and
+    its first batch folds onto it like onto any row. A row that exists is kept as it is."""
+    meeting = MeetingRecord.new(meeting_id)
+    meeting.primary_meeting_id = facts.primary_meeting_id
+    meeting.external_meeting_id = facts.external_meeting_id
+    meeting.media_region = facts.media_region
+    meeting.control_region = control_region
+    store_for_connection().meetings_create(meetings=[meeting])
 
 
 def parsed_ingest(

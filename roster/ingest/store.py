@@ -96,11 +96,12 @@ class Store:
 
     def _meetings_create(self, meeting_ids: Sequence[str]) -> None:
         """Blank rows for these meetings (a row a concurrent batch just created is kept)."""
+        self.meetings_create(meetings=[MeetingRecord.new(meeting_id) for meeting_id in meeting_ids])
+
+    def meetings_create(self, *, meetings: Sequence[MeetingRecord]) -> None:
+        """Rows for these meetings as given, unless a row exists (it is kept as it is)."""
         now = timezone.now()
-        rows = [
-            {**_meeting_columns(MeetingRecord.new(meeting_id)), "created_at": now, "updated_at": now}
-            for meeting_id in meeting_ids
-        ]
+        rows = [{**_meeting_columns(meeting), "created_at": now, "updated_at": now} for meeting in meetings]
         self._insert(model=Meeting, rows=rows, conflict=("meeting_id",))
 
     def meetings_write(self, *, meetings: Sequence[MeetingRecord]) -> None:

@@ -28,6 +28,7 @@ class SocketLimits:
     requests_burst: int = 50  # ... and at once, after a quiet spell
     max_meetings: int = 1000  # meetings subscribed by id ("*" is not counted)
     max_frame_bytes: int = 131072  # a client frame's UTF-8 bytes
+    lookups_per_minute: int = 10  # ids not known yet, looked up in the Chime API (roster.live.ahead)
 
     @classmethod
     def from_settings(cls, settings: Any) -> SocketLimits:
@@ -37,6 +38,7 @@ class SocketLimits:
             requests_burst=int(settings.SOCKET_REQUESTS_BURST),
             max_meetings=int(settings.SOCKET_MAX_MEETINGS),
             max_frame_bytes=int(settings.SOCKET_MAX_FRAME_BYTES),
+            lookups_per_minute=int(settings.SOCKET_LOOKUPS_PER_MINUTE),
         )
 
 
@@ -68,6 +70,11 @@ class SocketGuard:
     def __init__(self, limits: SocketLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits, self.clock = limits, clock
         self.bucket = TokenBucket(rate=limits.requests_per_second, burst=limits.requests_burst, now=clock())
+        self.lookups = (
+            TokenBucket(rate=limits.lookups_per_minute / 60, burst=limits.lookups_per_minute, now=clock())
+            if limits.lookups_per_minute > 0
+            else None
+        )
 
     def admit(self, text: str | None, data: bytes | None = None) -> str | None:
         """None when the frame may be handled, else the error frame to answer it with. Every frame
@@ -84,6 +91,11 @@ class SocketGuard:
         if size > limit:
             return error_text("too_large", f"a message is at most {limit} bytes", max_bytes=limit)
         return None
+
+    def lookup_admit(self) -> bool:
+        """Whether an id the roster does not know may be looked up in the Chime API now: a client
+        spends the API budget every socket and reconcile share, so each gets a few a minute."""
+        return self.lookups is not None and not self.lookups.take(self.clock())
 
     def meetings_check(self, listed: Collection[str], requested: Iterable[str]) -> None:
         """BadRequest ``too_many_meetings`` when subscribing ``requested`` by id would make this
