@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from roster.dev.chime import as_bare
+from roster.dev.chime_api import ChimeApiServer
 from roster.dev.processes import ROOT, Child, Supervisor, daphne_command, free_port, sqs_endpoint_start
 from roster.domain.events import event_parse
 from roster.domain.fold import roster_fold
@@ -63,6 +64,17 @@ def sqs_endpoint(tmp_path_factory) -> Iterator[str]:
         finally:
             settings.AWS_ENDPOINT_URL_SQS = previous
             os.environ.pop("AWS_ENDPOINT_URL_SQS", None)
+
+
+@pytest.fixture
+def chime_server(monkeypatch, settings) -> Iterator[ChimeApiServer]:
+    """The local Chime SDK Meetings endpoint over HTTP, reached by unchanged boto3 through
+    AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS; CHIME_CONTROL_REGION us-east-1; a budget tests do not wait on."""
+    with ChimeApiServer() as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS", server.url)
+        settings.CHIME_CONTROL_REGION = "us-east-1"
+        settings.RECONCILE_CALLS_PER_SECOND = 1000.0
+        yield server
 
 
 @pytest.fixture

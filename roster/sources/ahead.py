@@ -19,14 +19,15 @@ import re
 import time
 from collections.abc import Callable
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from roster.domain.plan import MeetingFacts
 from roster.domain.reconcile import ChimeMeeting
 from roster.ingest.service import meeting_expected_create
 from roster.read.access import Access
-from roster.read.selectors import meeting_external_id
-from roster.sources.reconcile import ChimeUnavailable, chime_meeting_lookup
+from roster.read.selectors import meeting_scope_ids
+from roster.sources.reconcile import chime_meeting_lookup
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +42,18 @@ def meeting_expect(*, meeting_id: str, access: Access, admit: Callable[[], bool]
     """Whether ``meeting_id`` is a meeting the Chime API confirmed within ``access``; its row is
     then created (kept when it exists). ``admit`` is the socket's own say, asked before a call."""
     region = settings.CHIME_CONTROL_REGION
-    if not region or not MEETING_ID.fullmatch(meeting_id) or meeting_external_id(meeting_id=meeting_id) is not None:
+    if (
+        not region
+        or not MEETING_ID.fullmatch(meeting_id)
+        or meeting_scope_ids(meeting_id=meeting_id) is not None
+    ):
         return False
     now = time.monotonic()
     if _misses.get(meeting_id, 0.0) > now or not admit():
         return False
     try:
         chime = chime_meeting_lookup(meeting_id=meeting_id, region=region)
-    except ChimeUnavailable as exc:  # throttled past retries, or the budget is spent: not a miss
+    except (BotoCoreError, ClientError) as exc:  # throttled past its retries, or down: not a miss
         logger.warning("GetMeeting %s for a subscriber failed: %s", meeting_id, exc)
         return False
     if chime is None:
@@ -74,9 +79,10 @@ def _allowed(access: Access, meeting_id: str, chime: ChimeMeeting) -> bool:
     """The scope judged as it will be once the row exists: by id or ExternalMeetingId, or, for a
     replica, by its primary's (a scope that allows a primary allows its replicas)."""
     primary = chime.primary_meeting_id
+    primary_scope = (meeting_scope_ids(meeting_id=primary) or {}) if primary else {}
     return access.allows(
         meeting_id=meeting_id,
         external_meeting_id=chime.external_meeting_id or "",
         primary_meeting_id=primary,
-        primary_external_meeting_id=(meeting_external_id(meeting_id=primary) or "") if primary else "",
+        primary_external_meeting_id=primary_scope.get("external_meeting_id", ""),
     )

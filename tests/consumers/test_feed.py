@@ -28,7 +28,7 @@ from roster.models import HostLink, Meeting
 from roster.read.access import feed_token_create
 from roster.read.host_links import host_link_create, host_link_revoke
 from roster.read.selectors import roster_read
-from tests.conftest import ROOT, expected
+from tests.conftest import ROOT, expected, stored
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -131,6 +131,31 @@ async def test_auth_message_and_refusals():
 
     _, connected = await feed("crt_wrong")  # a bad header token refuses the handshake
     assert not connected
+
+
+async def test_a_meeting_followed_before_its_first_event_starts_at_seq_0(chime_server):
+    """An app that just called CreateMeeting subscribes to its id (DESIGN.md, the feed): the Chime
+    API confirms it within the token's scope, so an empty snapshot at seq 0, then its deltas."""
+    meeting_id = chime_server.api.meeting_put(external_meeting_id="class-ahead", media_region="eu-west-1")
+    outside = chime_server.api.meeting_put(external_meeting_id="board-ahead")
+    communicator, _ = await feed(await token("class-*"))
+    await receive(communicator)  # hello
+    await communicator.send_json_to({"type": "subscribe", "meetings": [meeting_id, outside]})
+
+    snapshot, refused = await receive(communicator), await receive(communicator)
+    assert (snapshot["type"], snapshot["meeting"]["seq"], snapshot["attendees"]) == ("snapshot", 0, [])
+    assert (snapshot["meeting"]["status"], snapshot["meeting"]["external_meeting_id"]) == (
+        "unknown",
+        "class-ahead",
+    )
+    assert (refused["code"], refused["meeting_id"]) == ("not_found", outside)
+
+    details = meeting_stream(meeting_id=meeting_id, external_meeting_id="class-ahead", attendees=1, seed=5)
+    await ingest(details[:2])
+    delta = (await receive_until(communicator, lambda m: m["type"] == "delta"))[-1]
+    assert delta["meeting"]["seq"] == 1 and delta["meeting"]["meeting_id"] == meeting_id
+    assert await database_sync_to_async(stored)(meeting_id) == expected(details[:2])  # the row folds as any
+    await communicator.disconnect()
 
 
 async def test_scope_hides_meetings_and_new_meetings_in_scope_arrive():

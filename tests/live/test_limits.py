@@ -97,13 +97,23 @@ def test_meetings_by_id_are_counted_per_socket_and_a_subscribe_over_the_limit_is
         socket.meetings_check(set(), ["a", "b", "c", "d"])
 
 
+def test_chime_api_lookups_are_a_few_a_minute_and_none_when_off():
+    clock = Clock()
+    socket = guard(clock, lookups_per_minute=3)
+    assert [socket.lookup_admit() for _ in range(4)] == [True, True, True, False]
+    clock.now += 20  # a minute's third: one more
+    assert [socket.lookup_admit() for _ in range(2)] == [True, False]
+    assert not guard(clock, lookups_per_minute=0).lookup_admit()
+
+
 def test_limits_come_from_the_settings():
     settings = SimpleNamespace(
         SOCKET_REQUESTS_PER_SECOND="2.5",
         SOCKET_REQUESTS_BURST=7,
         SOCKET_MAX_MEETINGS=9,
         SOCKET_MAX_FRAME_BYTES=1024,
+        SOCKET_LOOKUPS_PER_MINUTE=3,
     )
     assert SocketLimits.from_settings(settings) == SocketLimits(
-        requests_per_second=2.5, requests_burst=7, max_meetings=9, max_frame_bytes=1024
+        requests_per_second=2.5, requests_burst=7, max_meetings=9, max_frame_bytes=1024, lookups_per_minute=3
     )
