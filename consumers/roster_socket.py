@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import connections
 
 from consumers.access_watch import access_watch
 from consumers.fanout import group_fanout
@@ -48,13 +49,20 @@ def _visible(access: Access, meeting_ids: list[str] | None) -> list[Meeting | No
     return [meeting_visible(access=access, meeting_id=m) for m in meeting_ids]
 
 
-@database_sync_to_async
 def _expected(access: Access, meeting_id: str, admit: Callable[[], bool]) -> Meeting | None:
     """A meeting the Chime API confirmed within the access before its first event (its row at
-    seq 0), else None: the caller answers not_found as for any meeting it may not see."""
-    if not ahead.meeting_expect(meeting_id=meeting_id, access=access, admit=admit):
-        return None
-    return meeting_visible(access=access, meeting_id=meeting_id)
+    seq 0), else None: the caller answers not_found as for any meeting it may not see. Run off
+    the process's one thread of database reads (other sockets' reads), as it may wait on the
+    budget or on retries."""
+    try:
+        if not ahead.meeting_expect(meeting_id=meeting_id, access=access, admit=admit):
+            return None
+        return meeting_visible(access=access, meeting_id=meeting_id)
+    finally:
+        connections.close_all()  # opened in this call's own context: nothing else would close it
+
+
+_expected_async = database_sync_to_async(_expected, thread_sensitive=False)
 
 
 _KNOWN_MAX = 100_000
@@ -210,7 +218,7 @@ class RosterSocket(AsyncWebsocketConsumer):
         found = await _visible(self.session.access, subscription.meetings)
         for meeting_id, meeting in zip(subscription.meetings, found, strict=True):
             if meeting is None:  # not known yet? Chime may know it
-                meeting = await _expected(self.session.access, meeting_id, self.guard.lookup_admit)
+                meeting = await _expected_async(self.session.access, meeting_id, self.guard.lookup_admit)
             if meeting is None:  # absent and out of scope look the same
                 error = protocol.error_text("not_found", f"no meeting {meeting_id!r}", meeting_id=meeting_id)
                 await self.send(text_data=error)
