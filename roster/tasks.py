@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from django.conf import settings
 
 from roster.sources import reconcile, sqs
 
@@ -16,15 +17,19 @@ def queue_health_refresh() -> int:
     return len(sqs.queue_health_refresh())
 
 
-# A worker asked to stop ends a running reconcile cycle after the check in hand (a cycle at the
-# default budget lasts minutes; a warm shutdown would wait for all of it).
+# A worker asked to stop ends a running reconcile cycle after the check in hand (a cycle spreads
+# its checks over RECONCILE_SECONDS, or longer at the default budget) and waits for it.
 _worker_stopping = threading.Event()
 worker_ready.connect(lambda **_: _worker_stopping.clear(), weak=False)
 worker_shutting_down.connect(lambda **_: _worker_stopping.set(), weak=False)
+worker_shutdown.connect(lambda **_: reconcile.reconcile_cycle_join(timeout=30), weak=False)
 
 
 @shared_task(name="roster.tasks.meetings_reconcile", ignore_result=True)
-def meetings_reconcile() -> dict:
-    """One reconcile cycle (beat runs it every RECONCILE_SECONDS): a cycle still running elsewhere
-    makes this one return at once, so cycles never overlap (roster.sources.reconcile)."""
-    return reconcile.meetings_reconcile(stop=_worker_stopping.is_set).as_dict()
+def meetings_reconcile() -> bool:
+    """Start a reconcile cycle (beat runs this every RECONCILE_SECONDS) in the worker's background,
+    its checks spread over that period; cycles never overlap (roster.sources.reconcile). False
+    when one is running in this worker already."""
+    return reconcile.reconcile_cycle_start(
+        stop=_worker_stopping.is_set, spread_seconds=settings.RECONCILE_SECONDS
+    )

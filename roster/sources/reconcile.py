@@ -43,6 +43,7 @@ import redis
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 from redis.lock import Lock
 
@@ -339,6 +340,18 @@ def _meeting_check(*, meeting_id: str, batch: _Batch, force: bool = False) -> No
     batch.add(_Checked(repairs=repairs, lock=lock, complete=meeting is None or attendees is not None))
 
 
+SPREAD_STEP_SECONDS = 0.5  # a spread cycle waiting for its next check asks ``stop`` this often
+
+
+def _wait_until(moment: float, stop: Callable[[], bool] | None) -> bool:
+    """Sleep until ``moment`` (time.monotonic); False if told to stop meanwhile."""
+    while (left := moment - time.monotonic()) > 0:
+        if stop is not None and stop():
+            return False
+        time.sleep(min(left, SPREAD_STEP_SECONDS))
+    return True
+
+
 def meeting_reconcile(*, meeting_id: str) -> ReconcileSummary:
     """Check one meeting now, whatever its status (an operator asked: ``reconcile --meeting``),
     within the budget and under its lock; its repairs ingested before this returns."""
@@ -351,13 +364,19 @@ def meeting_reconcile(*, meeting_id: str) -> ReconcileSummary:
 
 
 def meetings_reconcile(
-    *, meeting_ids: Sequence[str] | None = None, stop: Callable[[], bool] | None = None
+    *,
+    meeting_ids: Sequence[str] | None = None,
+    stop: Callable[[], bool] | None = None,
+    spread_seconds: float = 0.0,
 ) -> ReconcileSummary:
     """One reconcile cycle: every meeting due (``reconcile_due_list``: active ones stalest first,
     ``unknown`` ones never checked), or only ``meeting_ids``, checked one after the other within
-    the budget. Runs only where no other cycle of the deployment runs (a Redis lock, renewed as it
-    goes); otherwise it returns at once with ``cycle_running_elsewhere``. ``stop`` is asked before
-    each meeting (a command's Ctrl-C, a worker's shutdown)."""
+    the budget. With ``spread_seconds`` (the period, RECONCILE_SECONDS), the checks are spread
+    evenly over it (the i-th of N starts ``i * spread / N`` after the cycle began, or later when
+    the budget says so: the budget wins), so the API and ingest see a steady trickle rather than
+    a burst each period. Runs only where no other cycle of the deployment runs (a Redis lock,
+    renewed as it goes); otherwise it returns at once with ``cycle_running_elsewhere``. ``stop``
+    is asked before each meeting and while waiting (a command's Ctrl-C, a worker's shutdown)."""
     started = time.monotonic()
     summary = ReconcileSummary()
     cycle = redis_client().lock(redis_key("cycle"), timeout=CYCLE_LOCK_SECONDS, blocking=False)
@@ -371,7 +390,12 @@ def meetings_reconcile(
             if meeting_ids is not None
             else reconcile_due_list(with_blank_region=bool(settings.CHIME_CONTROL_REGION))
         )
-        for meeting_id in due:
+        for index, meeting_id in enumerate(due):
+            moment = started + index * spread_seconds / len(due)
+            if moment - time.monotonic() >= REPAIRS_FLUSH_SECONDS:
+                batch.flush()  # quiet checks do not hold their meetings through the wait
+            if not _wait_until(moment, stop):
+                break
             if stop is not None and stop():
                 break
             _meeting_check(meeting_id=meeting_id, batch=batch)
@@ -384,3 +408,43 @@ def meetings_reconcile(
     summary.seconds = time.monotonic() - started
     logger.info("reconcile cycle: %s in %.1fs", summary.as_dict(), summary.seconds)
     return summary
+
+
+_cycle_guard = threading.Lock()
+_cycle_thread: threading.Thread | None = None
+
+
+def reconcile_cycle_start(*, stop: Callable[[], bool], spread_seconds: float) -> bool:
+    """Run one cycle (:func:`meetings_reconcile`) in a background thread of this process, so a
+    Celery worker's pool slot is free for its other tasks (queue health) while the cycle spreads
+    its checks over the period; False when this process runs one already (and the deployment's
+    cycle lock keeps other processes from running a second)."""
+    global _cycle_thread
+    with _cycle_guard:
+        if _cycle_thread is not None and _cycle_thread.is_alive():
+            return False
+        _cycle_thread = threading.Thread(
+            target=_cycle_run,
+            kwargs={"stop": stop, "spread_seconds": spread_seconds},
+            name="reconcile-cycle",
+            daemon=True,
+        )
+        _cycle_thread.start()
+        return True
+
+
+def reconcile_cycle_join(*, timeout: float) -> None:
+    """Wait (at most ``timeout``) for this process's background cycle: a worker shutting down
+    lets it finish the check in hand (its ``stop`` says so) before the process exits."""
+    thread = _cycle_thread
+    if thread is not None:
+        thread.join(timeout)
+
+
+def _cycle_run(*, stop: Callable[[], bool], spread_seconds: float) -> None:
+    try:
+        meetings_reconcile(stop=stop, spread_seconds=spread_seconds)
+    except Exception:
+        logger.exception("reconcile cycle failed; the next beat tick starts another")
+    finally:
+        connections.close_all()  # this thread's own connection

@@ -293,3 +293,27 @@ def test_celery_beat_dispatches_the_named_task_and_a_worker_runs_it(chime, setti
 def test_summary_line_is_the_contract():
     summary = reconcile.ReconcileSummary(checked=2, ended=1, removed=3, added=4, families=1, failed=5)
     assert summary.line() == "checked=2 ended=1 removed=3 added=4 families=1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cycle_spreads_its_checks_over_the_period_in_the_background(chime, settings):
+    settings.RECONCILE_CALLS_PER_SECOND = 200.0
+    meetings = [meeting_live(chime, at=T0 + i)[0] for i in range(3)]
+    chime.times.clear()
+
+    assert reconcile.reconcile_cycle_start(stop=lambda: False, spread_seconds=1.5)
+    assert not reconcile.reconcile_cycle_start(stop=lambda: False, spread_seconds=1.5)  # one per process
+    reconcile.reconcile_cycle_join(timeout=10)
+
+    assert chime.asked == meetings  # stalest first, as ever
+    get_meeting_times = chime.times[::2]  # each check: GetMeeting, then ListAttendees
+    gaps = [b - a for a, b in zip(get_meeting_times, get_meeting_times[1:], strict=False)]
+    assert len(gaps) == 2 and all(0.4 <= gap <= 0.9 for gap in gaps), gaps  # 1.5 s / 3 apart
+    assert Meeting.objects.filter(meeting_id__in=meetings, reconciled_at__isnull=False).count() == 3
+
+    chime.asked.clear()
+    stopping = threading.Event()
+    threading.Timer(0.2, stopping.set).start()
+    summary = meetings_reconcile(stop=stopping.is_set, spread_seconds=30.0)
+    assert (summary.checked, chime.asked) == (1, meetings[:1])  # stopped while waiting for the second
+    assert summary.seconds < 2

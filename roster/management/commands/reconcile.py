@@ -48,7 +48,7 @@ class Command(BaseCommand):
             if meeting:
                 summary = meeting_reconcile(meeting_id=meeting)
             else:
-                summary = meetings_reconcile(stop=stop.is_set)
+                summary = meetings_reconcile(stop=stop.is_set, spread_seconds=0 if once else period)
             publisher.flush()  # live clients hear of the repairs before this process sleeps or exits
             total.add(summary)
             if summary.cycle_running_elsewhere:
