@@ -26,6 +26,8 @@ from roster.read.selectors import roster_get
 
 # Threads (drain, database_sync_to_async) must not keep connections open past a test.
 settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Hashing a password costs 1,000 PBKDF2 iterations here, not a million (tests/hashers.py).
+settings.PASSWORD_HASHERS = ["tests.hashers.FastPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
