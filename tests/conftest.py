@@ -36,7 +36,14 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 def pytest_collection_modifyitems(config, items):
     """On SQLite, tests that need PostgreSQL (row locks, other processes) are deselected, and so
-    are the ones marked ``once`` (they do not use the suite's database: one run is enough)."""
+    are the ones marked ``once``: one run is enough for them.
+
+    The rule for ``once``: a test that never reaches the suite's database (pytest-django refuses
+    it any query: no ``django_db`` mark, no ``db``/``transactional_db`` fixture, and no child
+    process given ``DATABASE_URL``) asserts the same thing in both runs, so it runs in the
+    PostgreSQL run only: pure domain and protocol code (tests/domain, tests/live/test_protocol),
+    Redis or SQS without the database, dev tools, the repository's own checks. A test whose
+    answer may depend on the database, however indirectly, is not marked."""
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
         return
 
