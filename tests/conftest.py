@@ -29,6 +29,8 @@ from roster.read.selectors import roster_get
 
 # Threads (drain, database_sync_to_async) must not keep connections open past a test.
 settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Hashing a password costs 1,000 PBKDF2 iterations here, not a million (tests/hashers.py).
+settings.PASSWORD_HASHERS = ["tests.hashers.FastPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -37,7 +39,14 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 def pytest_collection_modifyitems(config, items):
     """On SQLite, tests that need PostgreSQL (row locks, other processes) are deselected, and so
-    are the ones marked ``once`` (they do not use the suite's database: one run is enough)."""
+    are the ones marked ``once``: one run is enough for them.
+
+    The rule for ``once``: a test that never reaches the suite's database (pytest-django refuses
+    it any query: no ``django_db`` mark, no ``db``/``transactional_db`` fixture, and no child
+    process given ``DATABASE_URL``) asserts the same thing in both runs, so it runs in the
+    PostgreSQL run only: pure domain and protocol code (tests/domain, tests/live/test_protocol),
+    Redis or SQS without the database, dev tools, the repository's own checks. A test whose
+    answer may depend on the database, however indirectly, is not marked."""
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
         return
 

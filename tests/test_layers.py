@@ -7,6 +7,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first: a layer may import itself and the layers before it.

@@ -8,6 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 PREREQUISITES = ROOT / "tests" / "setup" / "prerequisites.sh"
 

@@ -51,10 +51,11 @@ def test_example_client_follows_the_feed_through_daphne(daphne):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # subscribed and holding the snapshot
+    first = client.stdout.readline()  # subscribed, its snapshot printed (flushed), or gone: ""
     messages_ingest(messages=[IncomingMessage(body=as_bare(d)) for d in details[6:12]])
     publisher.flush()
     out, err = client.communicate(timeout=30)
+    out = first + out
     lines = out.splitlines()
     assert lines[0].startswith("snapshot room-100 seq=1"), out + err
     assert any(line.startswith("delta room-100 seq=2") for line in lines), out + err

@@ -22,6 +22,8 @@ from roster.dev.chime import (
 from roster.dev.chime_api import ChimeApi
 from roster.domain import fold
 
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
+
 
 def folded(details: list[dict]) -> fold.Roster:
     return fold.roster_fold(details[0]["meetingId"], [accepted(as_envelope(d)) for d in details])

@@ -3,9 +3,13 @@ duration, peak and average attendance; from the fold's own join intervals."""
 
 from __future__ import annotations
 
+import pytest
+
 from roster.dev.chime import chime_event
 from roster.domain.attendance import AttendeeTimes, attendance_summarize
 from roster.domain.fold import roster_fold
+
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
 
 
 def summary_of(events, *, now: int = 100_000):

@@ -32,6 +32,8 @@ from roster.domain.events import (
     event_parse,
 )
 
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
+
 ATTENDEE = "11112222-3333-4444-5555-666677778888"
 OTHER_ACCOUNT = "999988887777"
 

@@ -20,6 +20,8 @@ from roster.domain.fold import (
     roster_fold,
 )
 
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
+
 A, B, C, D, E, F = "att-a", "att-b", "att-c", "att-d", "att-e", "att-f"
 A_CONTENT = f"{A}#content"
 T = BASE_TS

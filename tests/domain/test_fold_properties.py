@@ -20,6 +20,7 @@ import dataclasses
 from collections import Counter, defaultdict
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,6 +46,8 @@ from roster.domain.repairs import (
     meeting_ended_repair,
     repair_event,
 )
+
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
 
 PROPERTY_SETTINGS = settings(
     max_examples=300,

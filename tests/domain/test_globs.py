@@ -20,6 +20,7 @@ globs = st.text(alphabet=ALPHABET, max_size=8)
 strings = st.text(alphabet=ALPHABET, max_size=8)
 
 
+@pytest.mark.once  # Python's re only: the test below holds the database to it in each run
 @settings(max_examples=3000, deadline=None)
 @given(glob=globs, text=strings)
 @example(glob="[!a]", text="\n")

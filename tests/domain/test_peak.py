@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from roster.dev.chime import BASE_TS as T
 from roster.domain.peak import PeakState, peak_advance, peak_sweep, presence_deltas, steps_moved
+
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
 
 
 def test_presence_deltas_and_peak_sweep():

@@ -3,6 +3,7 @@ rule, and hypothesis properties over any roster, any ListAttendees answer and tw
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,8 @@ from roster.domain.reconcile import (
     reconcile_plan,
 )
 from roster.domain.repairs import Repairs, repair_event
+
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
 
 MEETING = "m-rc"
 PEOPLE = ["a1", "a2", "a3", "a4", "a5", "a6"]

@@ -21,6 +21,8 @@ from roster.domain.repairs import (
 )
 from roster.domain.timeline import timeline_build
 
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
+
 MEETING = "m-r"
 
 

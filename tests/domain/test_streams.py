@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from roster.dev.chime import vc_event
 from roster.domain.streams import StreamState, stream_apply, stream_key, streams_fold
+
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
 
 
 def stream(*events) -> StreamState:

@@ -17,7 +17,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from roster.live.broadcast import _Publisher
 from roster.live.layer import redis_groups
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.once]  # Redis, no database: the PostgreSQL run is enough
 
 
 def _messages(groups: list[str], count: int) -> list[tuple[str, dict]]:

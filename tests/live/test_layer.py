@@ -19,7 +19,7 @@ from consumers.fanout import group_fanout
 from roster.live.broadcast import GROUP_ALL, GROUP_LIST, meeting_group
 from roster.live.layer import DEFAULT_PREFIX, group_channel, layer_prefix, redis_groups, shard_index
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.once]  # Redis, no database: the PostgreSQL run is enough
 
 GROUPS = [GROUP_ALL, GROUP_LIST, "test.group"] + [meeting_group(f"meeting-{i}") for i in range(64)]
 

@@ -12,6 +12,8 @@ import pytest
 from roster.live.limits import SocketGuard, SocketLimits, TokenBucket
 from roster.live.protocol import BadRequest
 
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
+
 
 class Clock:
     def __init__(self) -> None:

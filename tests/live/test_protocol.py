@@ -36,6 +36,8 @@ from roster.live.protocol import (
     unsubscription_parse,
 )
 
+pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
+
 
 @dataclass(frozen=True)
 class GlobAccess:

@@ -404,10 +404,14 @@ def test_beat_schedules_the_refresh_and_a_worker_runs_it(
     )
     deadline = time.monotonic() + 60
     while QueueSource.objects.get().backlog is None and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.05)
     first = QueueSource.objects.get()
     assert (first.backlog, first.in_flight) == (4, 0)
-    time.sleep(2.5)  # and again, every QUEUE_HEALTH_SECONDS
+    deadline = time.monotonic() + 2.5  # and again, every QUEUE_HEALTH_SECONDS
+    while (
+        QueueSource.objects.get().health_checked_at == first.health_checked_at and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
     assert QueueSource.objects.get().health_checked_at > first.health_checked_at
 
 

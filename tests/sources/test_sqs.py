@@ -126,11 +126,15 @@ def test_database_down_deletes_nothing_then_everything_arrives(subprocess_env, s
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    _wait_for(lambda: any("nothing deleted" in line for line in lines))  # a batch failed
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert "nothing deleted" in err
-    time.sleep(1.2)  # visibility timeout
+    process.wait(60)
+    reader.join(10)
+    assert "nothing deleted" in "".join(lines)
+    _wait_for(lambda: queue_depth(sqs, queue)[1] == 0)  # the visibility timeout
     visible, in_flight = queue_depth(sqs, queue)
     assert visible + in_flight == len(details)
     assert Event.objects.count() == 0
@@ -209,6 +213,7 @@ class SwallowingProxy:
         host, port = endpoint.rsplit("/", 1)[-1].rsplit(":", 1)
         self.target = (host, int(port))
         self.swallow = threading.Event()
+        self.swallowed = threading.Event()  # a request was dropped
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
         self.sockets: list[socket.socket] = [self.server]
@@ -238,6 +243,8 @@ class SwallowingProxy:
             while data := source.recv(65536):
                 if not (requests and self.swallow.is_set()):
                     sink.sendall(data)
+                elif b"DeleteMessage" in data:
+                    self.swallowed.set()
         except OSError:
             pass
         finally:
@@ -294,7 +301,7 @@ def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(
         proxy.swallow.set()
         blocker.rollback()
         _wait_for(lambda: Event.objects.count() > 0)
-        time.sleep(0.5)  # time for the delete to be sent (and swallowed)
+        assert proxy.swallowed.wait(30)  # the delete was sent (and swallowed)
         drain.send_signal(signal.SIGKILL)
         drain.wait(10)
     assert sum(queue_depth(sqs, queue)) == len(poison) + len(details)  # nothing deleted

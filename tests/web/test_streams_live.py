@@ -41,6 +41,10 @@ def test_streams_and_queue_lag_change_without_reload(daphne):
     User.objects.create_user("ops", password="correct horse battery", is_staff=True)
     dialogs: list[str] = []
     with chromium_page(dialogs) as page:
+        # The page's timers run on a clock the test moves: the streams (every 5 s) and the queue
+        # lag (every 10 s) are polled on data-poll-seconds, and the test jumps to their next polls
+        # instead of waiting for them.
+        page.clock.install()
         page.goto(f"http://{daphne}/admin/login/?next=/streams/")
         page.fill("#id_username", "ops")
         page.fill("#id_password", "correct horse battery")
@@ -63,6 +67,10 @@ def test_streams_and_queue_lag_change_without_reload(daphne):
             oldest_age_seconds=95,
             last_poll_at=timezone.now(),
         )
+        polls = [
+            page.locator(node).get_attribute("data-poll-seconds") for node in ("#streams-app", "#queue-lag")
+        ]
+        page.clock.fast_forward(max(int(seconds) for seconds in polls) * 1000)  # each fires once
         row = page.locator('section[data-status="STARTED"] tr[data-key="vc-live/tx-new"]')
         row.wait_for(timeout=15000)
         assert row.locator("td.from-number").inner_text() == HOSTILE  # shown as text
