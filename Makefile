@@ -19,15 +19,9 @@ install: $(BIN)/.installed
 prerequisites:
 	@tests/setup/prerequisites.sh
 
-# The whole suite on PostgreSQL and again on the embedded SQLite default (what needs PostgreSQL's
-# row locks or other processes, and what never uses the suite's database, is deselected there).
-# The two runs go side by side: much of the PostgreSQL run waits on the processes it started.
-# They share nothing: each takes its own database, Redis namespace (ROSTER_NAMESPACE), SQS
-# endpoint and free ports (tests/pytest_database.py, tests/conftest.py). Each run's output is
-# printed whole when it ends (--output-sync), so the two never interleave.
-test: prerequisites lint
-	@echo "make test: the PostgreSQL and SQLite runs side by side; each prints its output when it ends"
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-postgres test-sqlite
+# The whole suite on PostgreSQL, then again on the embedded SQLite default (what needs
+# PostgreSQL's row locks or other processes is deselected there).
+test: prerequisites lint test-postgres test-sqlite
 
 test-postgres: install prerequisites
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
