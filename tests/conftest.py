@@ -19,7 +19,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from roster.dev.chime import as_bare
+from roster.dev.chime import as_bare, detail
 from roster.dev.chime_api import ChimeApiServer
 from roster.dev.processes import ROOT, Child, Supervisor, daphne_command, free_port, sqs_endpoint_start
 from roster.domain.events import event_parse
@@ -285,6 +285,12 @@ def ingest(raw: list[str], *, queue: str = "test") -> IngestResult:
     return messages_ingest(
         messages=[IncomingMessage(body=b, queue=queue, message_id=str(i)) for i, b in enumerate(raw)]
     )
+
+
+def chime_body(meeting_id: str, event_type: str, ts: int, attendee_id: str = "", external: str = "") -> str:
+    """One Chime event as a bare-detail message body (roster.dev.chime.detail)."""
+    extra = {"externalMeetingId": external} if external else {}
+    return as_bare(detail(event_type, meeting_id, attendee_id or None, ts, **extra))
 
 
 def expected(details: list[dict]) -> dict:

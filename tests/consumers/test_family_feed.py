@@ -16,19 +16,11 @@ from roster.domain.plan import MeetingFacts
 from roster.domain.repairs import Repairs
 from roster.ingest import IncomingMessage, messages_ingest, repairs_ingest
 from roster.read.access import feed_token_create
+from tests.conftest import chime_body as event
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 T = 1_700_000_000_000
-
-
-def event(meeting_id: str, event_type: str, ts: int, attendee_id: str = "", external: str = "") -> str:
-    detail = {"meetingId": meeting_id, "eventType": f"chime:{event_type}", "timestamp": ts}
-    if external:
-        detail["externalMeetingId"] = external
-    if attendee_id:
-        detail["attendeeId"] = attendee_id
-    return json.dumps(detail)
 
 
 def ingest(*bodies: str) -> None:

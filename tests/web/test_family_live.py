@@ -6,7 +6,6 @@ to artifacts/family_live/ (gitignored)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -19,21 +18,13 @@ from roster.domain.repairs import Repairs
 from roster.ingest import IncomingMessage, messages_ingest, repairs_ingest
 from roster.live.broadcast import publisher
 from roster.models import AccessRule
+from tests.conftest import chime_body as event
 from tests.conftest import chromium_page, in_thread
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.browser]
 
 T = 1_700_000_000_000
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-def event(meeting_id: str, event_type: str, ts: int, attendee_id: str = "", external: str = "") -> str:
-    detail = {"meetingId": meeting_id, "eventType": f"chime:{event_type}", "timestamp": ts}
-    if external:
-        detail["externalMeetingId"] = external
-    if attendee_id:
-        detail["attendeeId"] = attendee_id
-    return json.dumps(detail)
 
 
 def ingest(*bodies: str, replicas_of: str = "", replicas: tuple[str, ...] = ()) -> None:
