@@ -182,6 +182,7 @@ class _Families:
     and only a frame whose figures changed."""
 
     COALESCE_SECONDS = 0.1
+    IDLE_SECONDS = 0.5  # no batch this long: the thread's database connection is closed
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -206,7 +207,9 @@ class _Families:
     def _run(self) -> None:
         wake = self._wake
         while True:
-            wake.wait()
+            if not wake.wait(self.IDLE_SECONDS):
+                connection.close()  # the thread's own connection: not held while ingest is quiet,
+                wake.wait()  # but kept through a busy spell (a new one per turn costs a backend)
             time.sleep(self.COALESCE_SECONDS)
             with self._lock:
                 touched, self._touched = self._touched, set()
@@ -215,8 +218,8 @@ class _Families:
                 self._publish(touched)
             except Exception:  # noqa: BLE001 - a family frame is recomputed at the next change
                 logger.exception("family figures of %d meeting(s) failed", len(touched))
+                connection.close()  # it may be the connection that failed
             finally:
-                connection.close()  # a thread's own connection: not held between turns
                 with self._lock:
                     if not self._touched:
                         self.idle.set()
