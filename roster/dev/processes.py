@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roster.dev import chime_api, local_sqs
+from roster.dev import chime_api, hook_receiver, local_sqs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -308,3 +308,23 @@ def chime_api_start(
     supervisor.spawn("chime-api", chime_api.server_command(port=port), env=env, tier=0)
     supervisor.wait(lambda: port_open(port), what="waiting for the local Chime API endpoint", timeout=timeout)
     return f"http://127.0.0.1:{port}"
+
+
+def hook_receiver_start(
+    supervisor: Supervisor,
+    *,
+    secrets: list[str],
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    timeout: float = 30.0,
+) -> str:
+    """The webhook receiver (roster.dev.hook_receiver) as a process on ``port`` (a free one when
+    None), checking signatures with ``secrets`` (given in its environment, never its argv); its
+    URL once its page answers."""
+    port = port or free_port()
+    child_env = dict(os.environ if env is None else env)
+    child_env[hook_receiver.SECRETS_ENV] = ",".join(secrets)
+    supervisor.spawn("hook-receiver", hook_receiver.server_command(port=port), env=child_env, tier=0)
+    url = f"http://127.0.0.1:{port}"
+    supervisor.wait(lambda: http_ok(f"{url}/"), what="waiting for the hook receiver", timeout=timeout)
+    return url
