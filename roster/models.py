@@ -430,6 +430,9 @@ class HookDelivery(models.Model):
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     latency_ms = models.PositiveIntegerField(null=True, blank=True, help_text="of the last attempt")
+    retry_until = models.DateTimeField(
+        null=True, blank=True, help_text="retries stop then (empty: created_at + HOOKS_RETRY_HOURS)"
+    )
     locked_until = models.DateTimeField(null=True, blank=True)
     lock_token = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField()
