@@ -78,13 +78,6 @@ def signature_verify(
     return False, "no signature matches"
 
 
-def signature_make(*, secret: str, body: bytes, timestamp: int | None = None) -> str:
-    """A header value as the contract says a sender writes it (for the tests and the bench)."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
 @dataclass
 class Delivery:
     """One POST as received: what the page and the JSON show."""

@@ -131,3 +131,12 @@ def test_as_a_process_the_secret_is_in_its_environment_not_its_argv(tmp_path):
         assert post(url, body, signed(body, "s-three")) == 401
         counted = json.loads(get(f"{url}/deliveries.json?after=1"))
         assert counted["count"] == 2 and [d["number"] for d in counted["deliveries"]] == [2]
+
+
+def test_what_the_product_signs_the_receiver_accepts_during_a_rotation_too():
+    from roster.hooks.signatures import signature_header
+
+    with ReceiverServer(secrets=["new"]) as server:
+        body = payload()
+        assert post(server.url, body, signature_header(secrets=["new", "old"], body=body)) == 200
+        assert post(server.url, body, signature_header(secrets=["old"], body=body)) == 401
