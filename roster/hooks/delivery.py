@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import random
 import socket
 import ssl
@@ -57,11 +58,45 @@ class Outcome:
     latency_ms: int = 0
 
 
+class _Kicker:
+    """One thread per process sends the delivery task, so ingest never waits on the broker, and
+    the kicks of batches committed meanwhile go as one task. A process that exits before its
+    thread sent leaves the work to beat's sweep (HOOKS_SWEEP_SECONDS)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._wake = threading.Event()
+
+    def kick(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # fresh after a fork
+                self._wake = threading.Event()
+                threading.Thread(
+                    target=self._run, args=(self._wake,), name="roster-hook-kick", daemon=True
+                ).start()
+                self._pid = os.getpid()
+        self._wake.set()
+
+    def _run(self, wake: threading.Event) -> None:
+        from celery import current_app
+
+        while True:
+            wake.wait()
+            wake.clear()
+            try:
+                current_app.send_task(TASK_NAME, ignore_result=True)
+            except Exception:  # noqa: BLE001 - the sweep delivers what a lost kick leaves
+                logger.exception("could not queue the hook delivery task")
+                time.sleep(1.0)
+
+
+_kicker = _Kicker()
+
+
 def deliveries_kick() -> None:
     """After a batch that wrote deliveries committed: a worker runs them now, not at the sweep."""
-    from celery import current_app
-
-    current_app.send_task(TASK_NAME, ignore_result=True)
+    _kicker.kick()
 
 
 def lease_seconds() -> float:

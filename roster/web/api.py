@@ -94,6 +94,17 @@ def _error(status: int, error: str, message: str, **extra: str) -> JsonResponse:
     return JsonResponse({"error": error, "message": message, **extra}, status=status)
 
 
+def _json_object(request: HttpRequest, *, shape: str) -> dict[str, Any] | JsonResponse:
+    """The request's JSON object body, or the 400 that says what it should be."""
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return _error(400, "bad_json", "the body is not valid JSON")
+    if not isinstance(body, dict):
+        return _error(400, "bad_json", f"the body is an object: {shape}")
+    return body
+
+
 def _csrf_exempt_for_bearer(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
     """No CSRF check for a bearer request (a browser never adds that header by itself); any other
     request is checked as Django's middleware would, and refused in JSON."""
@@ -118,12 +129,9 @@ def api_host_links(request: HttpRequest) -> JsonResponse:
     token = feed_token_get(raw=bearer_token(request.headers.get("Authorization")))
     if token is None:
         return _unauthorized()
-    try:
-        body = json.loads(request.body)
-    except ValueError:
-        return _error(400, "bad_json", "the body is not valid JSON")
-    if not isinstance(body, dict):
-        return _error(400, "bad_json", 'the body is an object: {"meetings": ..., "hours": ..., "label": ...}')
+    body = _json_object(request, shape='{"meetings": ..., "hours": ..., "label": ...}')
+    if isinstance(body, JsonResponse):
+        return body
     try:
         link, url = host_link_create(
             meetings=body.get("meetings"),
@@ -159,12 +167,9 @@ def api_hooks(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"hooks": [hook_as_dict(hook) for hook in hooks_of_token(token=token)]})
     if request.method != "POST":
         return _error(405, "method_not_allowed", "GET or POST")
-    try:
-        body = json.loads(request.body)
-    except ValueError:
-        return _error(400, "bad_json", "the body is not valid JSON")
-    if not isinstance(body, dict):
-        return _error(400, "bad_json", 'the body is an object: {"name": ..., "url": ..., "events": [...]}')
+    body = _json_object(request, shape='{"name": ..., "url": ..., "events": [...]}')
+    if isinstance(body, JsonResponse):
+        return body
     try:
         hook, secret = hook_create(
             name=body.get("name"),
