@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from roster.domain.hook_events import change_events
 from roster.domain.plan import MEETING_PUBLIC_FIELDS, MeetingFolded
+from roster.ingest.store import store_for_connection
 from roster.models import Hook, HookDelivery
 from roster.read.serializers import attendee_as_dict, meeting_as_dict
 
@@ -127,7 +128,7 @@ def deliveries_register(changes: Sequence[MeetingFolded]) -> None:
                     )
                 )
     if rows:
-        HookDelivery.objects.bulk_create(rows)
+        store_for_connection().objects_add(objects=rows)  # PostgreSQL: one JSON document (why: there)
         transaction.on_commit(_kick, robust=True)
 
 
