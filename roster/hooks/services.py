@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -53,7 +54,7 @@ def hook_create(
     events: Sequence[str] | str | None = None,
     meetings: str = "*",
     created_by_token: FeedToken | None = None,
-    created_by_user: object | None = None,
+    created_by_user: AbstractBaseUser | None = None,
 ) -> tuple[Hook, str]:
     """A new hook and its secret (shown once: return it to whoever asked, store nothing else).
     A token's hook may target an https URL only (sns:/sqs: are for operators), and its meetings

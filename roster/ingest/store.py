@@ -199,12 +199,6 @@ class Store:
                 voice_connector_id=state.voice_connector_id, transaction_id=state.transaction_id
             ).update(updated_at=now, **{name: getattr(state, name) for name in _STREAM_WRITTEN})
 
-    def objects_add(self, *, objects: Sequence[models.Model]) -> None:
-        """INSERT new rows of one model that cannot conflict (the hook outbox's, written in the
-        batch's transaction by a layer above): one statement."""
-        if objects:
-            type(objects[0]).objects.bulk_create(objects, batch_size=500)
-
     # --- batch statements, one per table (PostgresStore: one round trip each) -------------------
 
     def _insert(
@@ -317,28 +311,6 @@ class PostgresStore(Store):
                 for field in fields
             ],
         )
-
-    def objects_add(self, *, objects: Sequence[models.Model]) -> None:
-        # COPY, not bulk_create: Django 5.2 sends a bulk insert on PostgreSQL as one array per
-        # column (UNNEST), and psycopg escapes a text array's elements in Python, a regex call per
-        # quote; for the outbox's JSON bodies that was half the time of a whole ingest batch with 3
-        # hooks (bench.hooks_bench: 1.5 s of 3.4 s). COPY escapes in C and its insert is cheaper
-        # than a jsonb_to_recordset document's (0.18 s -> 0.10 s for 3,504 rows of 1.6 KB).
-        if not objects:
-            return
-        model = type(objects[0])
-        fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-        names = tuple(field.attname for field in fields)
-        json_columns = [i for i, field in enumerate(fields) if field.get_internal_type() == "JSONField"]
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {model._meta.db_table} ({_quoted(names)}) FROM STDIN") as copy,
-        ):
-            for obj in objects:
-                row = [getattr(obj, name) for name in names]
-                for i in json_columns:
-                    row[i] = json.dumps(row[i])
-                copy.write_row(row)
 
     def _insert(
         self,

@@ -31,6 +31,7 @@ class Received:
     signature: str
     body: bytes
     verified: bool
+    host: str = ""
 
     @property
     def json(self) -> dict:
@@ -66,7 +67,13 @@ def receiver() -> Iterator[Receiver]:
             verified = any(verify(secret, signature, body) for secret in state.secrets)
             with lock:
                 state.received.append(
-                    Received(self.headers.get("X-Roster-Delivery", ""), signature, body, verified)
+                    Received(
+                        self.headers.get("X-Roster-Delivery", ""),
+                        signature,
+                        body,
+                        verified,
+                        self.headers.get("Host", ""),
+                    )
                 )
                 number = len(state.received)
             state.arrived.set()

@@ -215,3 +215,18 @@ def test_sns_topic_to_sqs_subscription_and_an_sqs_target(
             assert m["MessageAttributes"]["delivery_id"]["StringValue"] == body["id"]
             seqs.append(body["meeting"]["seq"])
     assert sorted(seqs) == [1, 2, 3]
+
+
+def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(hook_settings, receiver):
+    """No DNS rebinding window: the name is never resolved again after the check (``.invalid``
+    never resolves at all), and the request still names it in ``Host``."""
+    from roster.hooks.delivery import _PinnedHTTPConnection
+
+    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    connection = _PinnedHTTPConnection("rebind.invalid", port, address="127.0.0.1", timeout=2)
+    try:
+        connection.request("POST", "/hook", body=b"{}", headers={"X-Roster-Delivery": "d"})
+        assert connection.getresponse().status == 401  # reached the receiver (unsigned: refused)
+    finally:
+        connection.close()
+    assert (receiver.received[-1].delivery_id, receiver.received[-1].host) == ("d", f"rebind.invalid:{port}")
