@@ -159,6 +159,17 @@ def _deliveries_insert(rows: Sequence[tuple[Any, ...]]) -> None:
         quote(meta.get_field(c.removesuffix("_id") if c == "hook_id" else c).column) for c in columns
     )
     extra = tuple(_DEFAULTS.values())
+    if connection.vendor == "postgresql":
+        # COPY streams the rows and escapes them in C: with 3 hooks on every change it cut the
+        # outbox's cost to the ingest by about a third against these INSERTs, whose SQL text (the
+        # bodies quoted into it) PostgreSQL must parse (bench.hooks_bench, overhead).
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row((*row, *extra, row[-1]))
+        return
     with connection.cursor() as cursor:
         for start in range(0, len(rows), _CHUNK):
             chunk = rows[start : start + _CHUNK]
