@@ -9,17 +9,18 @@ checks every signature) and real ``celery worker`` processes delivering the outb
 
 1. overhead: the ingest service alone (``messages_ingest``, batches of 100 from memory, 100
    meetings x 200 events, as one EventBridge queue interleaves them and as per-meeting queues
-   give them) with no hook, then with 3 hooks matching every change (the outbox rows written in the ingest transaction, nothing
-   delivered meanwhile), in alternating runs on an emptied roster, so background load falls on
-   both alike. Reported: the median events/s of each, and the ratio; the goal is an ingest at
-   most 15 % slower with hooks.
+   give them) with no hook, then with 3 hooks matching every change (the outbox rows written in
+   the ingest transaction, nothing delivered meanwhile), in alternating runs on an emptied
+   roster, so background load falls on both alike. Reported: the median events/s of each and
+   their ratio; the goal is an ingest at most 15 % slower with hooks.
 2. throughput: N changes ingested while the one hook is paused (the outbox fills), then resumed:
    deliveries/s = N over the time from the resume until the receiver has every one, signatures
    checked (the receiver refuses a bad one with 401, which would show as a retry).
 3. latency: 100 meetings, one hook; a producer ingests AttendeeJoined of new attendees at 500
-   roster changes/s (and at 100/s, which the delivery keeps up with: the floor) (a batch of 10 every 20 ms, as the drain would), each one's time taken just
-   before its batch; the receiver keeps each delivery's arrival (CLOCK_MONOTONIC is system-wide).
-   latency = arrival of the first delivery naming the attendee - its batch's start; p50/p99.
+   roster changes/s, then at 100/s (which the delivery keeps up with: the floor), a batch of 10
+   every 20 ms as the drain would, each one's time taken just before its batch; the receiver
+   keeps each delivery's arrival (CLOCK_MONOTONIC is system-wide). latency = arrival of the first
+   delivery naming the attendee - its batch's start; p50/p99.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import contextlib
 import os
 import platform
 import statistics
-import sys
 import time
 import urllib.request
 import uuid
@@ -39,7 +39,7 @@ from typing import Any
 from bench import common
 from bench.common import log
 from roster.dev.chime import live_traffic
-from roster.dev.processes import Supervisor, free_port, hook_receiver_start
+from roster.dev.processes import Supervisor, celery_worker_command, free_port, hook_receiver_start
 
 DATABASE_URL = os.environ.get("BENCH_HOOKS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_hooks")
 OVERHEAD_GOAL = 1.15  # ingest time with 3 hooks / without, at most
@@ -128,23 +128,9 @@ def workers_start(supervisor: Supervisor, *, count: int) -> None:
     for index in range(count):
         supervisor.spawn(
             f"worker-{index}",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-                "--without-mingle",
-                "--without-gossip",
-                "--without-heartbeat",
-                "--hostname",
-                f"bench-hooks-{index}-{os.getpid()}@%h",
-            ],
+            celery_worker_command(
+                hostname=f"bench-hooks-{index}-{os.getpid()}@%h", loglevel="WARNING", heartbeat=False
+            ),
             env=worker_env(),
             stop_timeout=20,
         )

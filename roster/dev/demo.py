@@ -39,6 +39,7 @@ from roster.dev.chime import ACCOUNT
 from roster.dev.processes import (
     ROOT,
     Supervisor,
+    celery_worker_command,
     chime_api_start,
     daphne_command,
     free_port,
@@ -518,22 +519,7 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
         )
         supervisor.spawn(
             "worker",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--without-mingle",
-                "--without-gossip",
-                "--hostname",
-                f"demo-{os.getpid()}@%h",
-            ],
+            celery_worker_command(hostname=f"demo-{os.getpid()}@%h"),
             env=env,
             stop_timeout=30,  # the drain finishes the batch in hand
         )

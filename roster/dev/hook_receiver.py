@@ -34,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from roster.dev.servers import BackgroundServer
+
 SECRETS_ENV = "HOOK_RECEIVER_SECRETS"
 TOLERANCE_SECONDS = 300  # a signature older (or newer) than this is refused: a replay
 MAX_BODY_BYTES = 512 * 1024  # a delivery is at most 256 KiB; anything far larger is refused unread
@@ -272,42 +274,15 @@ class _Server(ThreadingHTTPServer):
         self.verbose = verbose
 
 
-class ReceiverServer:
+class ReceiverServer(BackgroundServer):
     """The receiver on loopback in a background thread (tests): ``with ReceiverServer(secrets=[s])
     as server: server.url``; ``server.receiver`` holds what came."""
 
+    thread_name = "hook-receiver"
+
     def __init__(self, *, secrets: Sequence[str] = (), host: str = "127.0.0.1", port: int = 0) -> None:
         self.receiver = Receiver(secrets=secrets)
-        self._httpd = _Server((host, port), self.receiver)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> ReceiverServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="hook-receiver",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> ReceiverServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().__init__(_Server((host, port), self.receiver))
 
 
 def server_command(*, port: int, host: str = "127.0.0.1") -> list[str]:

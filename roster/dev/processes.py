@@ -242,6 +242,14 @@ def daphne_command(
     ]
 
 
+def celery_worker_command(*, hostname: str, loglevel: str = "INFO", heartbeat: bool = True) -> list[str]:
+    """The argv of one Celery worker on config's app, solo pool (it drains, delivers hooks and
+    runs beat's tasks), without the start-up chatter between workers; ``hostname`` unique."""
+    argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo"]
+    argv += ["--loglevel", loglevel, "--without-mingle", "--without-gossip"]
+    return [*argv, *([] if heartbeat else ["--without-heartbeat"]), "--hostname", hostname]
+
+
 # Ports, HTTP, the local SQS and Chime API endpoints ------------------------------------------------
 
 
