@@ -16,6 +16,7 @@ every HOOKS_BREAKER_COOLDOWN_SECONDS, and the first success mends it.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -347,14 +348,26 @@ def _post(*, url: str, hook: Hook, delivery: HookDelivery, body: bytes) -> Outco
         SIGNATURE_HEADER: signature_header(secrets=hook_secrets(hook=hook), body=body),
         DELIVERY_HEADER: delivery.delivery_id,
     }
+    # However slowly the far side sends or reads, the attempt ends within twice the timeout: the
+    # socket is shut at that deadline, before the lease (lease_seconds) can run out, so no other
+    # worker sends this delivery, or the next one, while this attempt is still going.
+    connection.connect()
+    watchdog = threading.Timer(2 * settings.HOOKS_TIMEOUT_SECONDS, _shut, args=(connection.sock,))
+    watchdog.start()
     try:
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
         response.read(65536)
     finally:
+        watchdog.cancel()
         connection.close()
     ok = 200 <= response.status < 300
     return Outcome(ok=ok, status_code=response.status, error="" if ok else f"HTTP {response.status}")
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def delivery_redeliver(*, delivery: HookDelivery) -> bool:

@@ -230,3 +230,39 @@ def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(hook_set
     finally:
         connection.close()
     assert (receiver.received[-1].delivery_id, receiver.received[-1].host) == ("d", f"rebind.invalid:{port}")
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_before_the_lease_ends(hook_settings):
+    """Each byte comes within the timeout, so only the attempt's own deadline (twice the timeout,
+    inside the lease) ends it: no other worker can take the delivery while it still runs."""
+    import socket
+    import threading
+
+    from roster.hooks.delivery import lease_seconds
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+            if stop.wait(0.3):
+                break
+            try:
+                conn.send(bytes([byte]))
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    hook_create(name="h", target=f"http://127.0.0.1:{server.getsockname()[1]}/")
+    changes("m-drip", 1)
+    started = time.monotonic()
+    deliveries_run(seconds=0.5)
+    took = time.monotonic() - started
+    stop.set()
+    server.close()
+    row = HookDelivery.objects.get()
+    assert row.status == "pending" and row.attempts == 1 and row.last_error
+    assert 2 * hook_settings.HOOKS_TIMEOUT_SECONDS <= took < lease_seconds()
