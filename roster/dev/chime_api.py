@@ -40,7 +40,6 @@ import hashlib
 import json
 import re
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -51,7 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from roster.dev.servers import BackgroundServer
+from roster.dev.servers import BackgroundServer, serve_until_stopped
 
 ACCOUNT_ID = "123456789012"
 # CreateMeeting's MediaRegion values (the service model's documentation lists them).
@@ -725,15 +724,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     api = ChimeApi(calls_per_second=args.calls_per_second, burst=args.burst, max_replicas=args.max_replicas)
     httpd = _Server((args.host, args.port), api, verbose=args.verbose)
-    signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=httpd.shutdown).start())
-    host, port = httpd.server_address[:2]
-    print(f"Chime SDK Meetings endpoint on http://{host}:{port}", flush=True)
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
+    serve_until_stopped(httpd, banner="Chime SDK Meetings endpoint on {url}")
 
 
 if __name__ == "__main__":

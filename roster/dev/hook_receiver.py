@@ -23,7 +23,6 @@ import hmac
 import html
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -34,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from roster.dev.servers import BackgroundServer
+from roster.dev.servers import BackgroundServer, serve_until_stopped
 
 SECRETS_ENV = "HOOK_RECEIVER_SECRETS"
 TOLERANCE_SECONDS = 300  # a signature older (or newer) than this is refused: a replay
@@ -301,16 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     secrets = [s.strip() for s in os.environ.get(SECRETS_ENV, "").split(",") if s.strip()]
     receiver = Receiver(secrets=secrets, keep=args.keep)
     httpd = _Server((args.host, args.port), receiver, verbose=args.verbose)
-    signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=httpd.shutdown).start())
-    host, port = httpd.server_address[:2]
     note = "" if secrets else " (no secret set: every delivery is refused)"
-    print(f"hook receiver on http://{host}:{port}/{note}", flush=True)
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
+    serve_until_stopped(httpd, banner="hook receiver on {url}/" + note)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ endpoint and the webhook receiver run this way in the test's own process."""
 
 from __future__ import annotations
 
+import signal
 import threading
 from http.server import HTTPServer
 from typing import Self
@@ -47,3 +48,17 @@ class BackgroundServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def serve_until_stopped(httpd: HTTPServer, *, banner: str) -> None:
+    """Run a server as its own process until SIGTERM or Ctrl-C: print ``banner`` with its URL
+    (``{url}``) first, so whoever started it sees where it listens."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=httpd.shutdown).start())
+    host, port = httpd.server_address[:2]
+    print(banner.format(url=f"http://{host}:{port}"), flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
