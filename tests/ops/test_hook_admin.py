@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
@@ -273,3 +273,30 @@ def test_hook_pages_and_buttons_refuse_non_staff(outsider, receiver):
         assert outsider.post(f"{HOOKS}/{hook.pk}/{button}/").status_code == 302
     hook.refresh_from_db()
     assert hook.secret == secret and hook.enabled and receiver.receiver.count == 0
+
+
+def test_staff_who_may_only_view_hooks_get_no_buttons_and_no_actions(client, receiver):
+    viewer = User.objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_hook", "view_hookdelivery"]))
+    client.force_login(viewer)
+    hook, secret = hook_to(receiver)
+    page = client.get(f"{HOOKS}/{hook.pk}/change/").content.decode()
+    assert "Send test delivery" not in page and "Rotate secret" not in page
+    listing = client.get(f"{HOOKS}/").content.decode()
+    assert 'value="send_test"' not in listing and 'value="pause"' not in listing
+    for button in ("test-delivery", "rotate-secret", "pause", "resume"):
+        assert client.post(f"{HOOKS}/{hook.pk}/{button}/").status_code == 403
+    hook.refresh_from_db()
+    assert hook.secret == secret and hook.enabled and receiver.receiver.count == 0
+
+
+def test_an_operator_edits_a_hooks_filters_and_target_never_its_secret(operator, receiver):
+    hook, secret = hook_to(receiver)
+    url = f"{HOOKS}/{hook.pk}/change/"
+    fields = {"name": "crm", "target": "http://10.1.2.3/hook", "events": ["meeting.ended"], "meetings": "x-*"}
+    refused = operator.post(url, fields)
+    assert refused.status_code == 200 and "allowed for loopback only" in refused.content.decode()
+    queue = "sqs:https://sqs.eu-west-1.amazonaws.com/123456789012/roster"
+    assert operator.post(url, {**fields, "target": queue}).status_code == 302
+    hook.refresh_from_db()
+    assert (hook.target, hook.events, hook.meetings, hook.secret) == (queue, ["meeting.ended"], "x-*", secret)
