@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python -m bench.list_bench
 	$(BIN)/python -m bench.family_bench
 	$(BIN)/python -m bench.reconcile_bench
+	$(BIN)/python -m bench.hooks_bench
 
 migrate: install
 	$(BIN)/python manage.py migrate

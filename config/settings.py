@@ -195,6 +195,29 @@ if RECONCILE_SECONDS > 0:
         "options": {"expires": RECONCILE_SECONDS},  # a cycle still running takes the next tick's place
     }
 
+# Outbound hooks (roster.hooks, docs/hooks.md). Loopback http:// targets only when allowed (the
+# demo, tests); retries back off exponentially (with jitter) from BASE to MAX seconds for
+# RETRY_HOURS, then the delivery is dead; BREAKER_FAILURES consecutive failures break a hook,
+# which then sends one probe every BREAKER_COOLDOWN_SECONDS until one succeeds.
+HOOKS_ALLOW_HTTP_LOOPBACK = env.bool("HOOKS_ALLOW_HTTP_LOOPBACK", default=False)
+HOOKS_TIMEOUT_SECONDS = env.float("HOOKS_TIMEOUT_SECONDS", default=10.0)
+HOOKS_RETRY_BASE_SECONDS = env.float("HOOKS_RETRY_BASE_SECONDS", default=10.0)
+HOOKS_RETRY_MAX_SECONDS = env.float("HOOKS_RETRY_MAX_SECONDS", default=3600.0)
+HOOKS_RETRY_HOURS = env.float("HOOKS_RETRY_HOURS", default=24.0)
+HOOKS_BREAKER_FAILURES = env.int("HOOKS_BREAKER_FAILURES", default=10)
+HOOKS_BREAKER_COOLDOWN_SECONDS = env.float("HOOKS_BREAKER_COOLDOWN_SECONDS", default=300.0)
+HOOKS_MAX_BODY_BYTES = env.int("HOOKS_MAX_BODY_BYTES", default=262144)
+HOOKS_ROTATION_HOURS = env.float("HOOKS_ROTATION_HOURS", default=24.0)
+# How long a process keeps its list of hooks (ingest's hot path reads none): a hook made or changed
+# in another process is seen within this.
+HOOKS_CACHE_SECONDS = env.float("HOOKS_CACHE_SECONDS", default=2.0)
+HOOKS_SWEEP_SECONDS = env.float("HOOKS_SWEEP_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE["hook-deliveries-sweep"] = {
+    "task": "roster.tasks.hook_deliveries_run",
+    "schedule": HOOKS_SWEEP_SECONDS,
+    "options": {"expires": HOOKS_SWEEP_SECONDS},
+}
+
 # SQS and Chime
 SQS_QUEUE_URLS = env.list("SQS_QUEUE_URLS", default=[])
 AWS_REGION = env.str("AWS_REGION", default=env.str("AWS_DEFAULT_REGION", default="us-east-1"))

@@ -16,21 +16,37 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
+from django.views.decorators.http import require_POST
 
 from roster.domain.fold import PREFIX, type_name
+from roster.domain.hook_events import EVENT_TYPES
+from roster.hooks.admin_actions import (
+    deliveries_redeliver_selected,
+    hook_deliveries_recent,
+    hook_pause,
+    hook_resume,
+    hook_test_send,
+)
+from roster.hooks.delivery import Outcome
+from roster.hooks.services import hook_create, hook_secret_rotate
+from roster.hooks.targets import TargetRefused, target_parse
 from roster.models import (
     AccessRule,
     Attendee,
     Event,
     FeedToken,
+    Hook,
+    HookDelivery,
     HostLink,
     Meeting,
     Quarantine,
@@ -433,6 +449,27 @@ class AccessRuleAdmin(admin.ModelAdmin):
     search_fields = ("meetings", "user__username", "group__name")
 
 
+def secret_page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, template: str, *, title: str, context: dict[str, Any]
+) -> HttpResponse:
+    """The one answer that shows a secret (admin/roster/<model>/<template>.html): never cached,
+    never put in messages, session or cookies."""
+    opts = model_admin.opts
+    response = TemplateResponse(
+        request,
+        f"admin/roster/{opts.model_name}/{template}.html",
+        {
+            **model_admin.admin_site.each_context(request),
+            "title": f"{capfirst(opts.verbose_name)} {title}",
+            "opts": opts,
+            "changelist_url": reverse(f"admin:roster_{opts.model_name}_changelist"),
+            **context,
+        },
+    )
+    add_never_cache_headers(response)
+    return response
+
+
 class ShownOnceAdmin(admin.ModelAdmin):
     """Rows that hold a secret of which only a hash is stored (feed tokens, host links): created
     through a form whose answer shows the secret once (no-store), never through messages, session
@@ -455,20 +492,7 @@ class ShownOnceAdmin(admin.ModelAdmin):
         raise NotImplementedError
 
     def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
-        name = self.opts.model_name
-        response = TemplateResponse(
-            request,
-            f"admin/roster/{name}/created.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": f"{capfirst(self.opts.verbose_name)} created",
-                "opts": self.opts,
-                "changelist_url": reverse(f"admin:roster_{name}_changelist"),
-                **self.created_context(obj),
-            },
-        )
-        add_never_cache_headers(response)
-        return response
+        return secret_page(self, request, "created", title="created", context=self.created_context(obj))
 
     def revoke_rows(self, request, queryset, *, revoke: Callable[[Any], None], noun: str) -> None:
         rows = list(queryset.filter(revoked_at__isnull=True))
@@ -581,3 +605,382 @@ class HostLinkAdmin(ShownOnceAdmin):
     @admin.action(description="Revoke selected links", permissions=["revoke"])
     def revoke(self, request, queryset) -> None:
         self.revoke_rows(request, queryset, revoke=lambda link: host_link_revoke(link=link), noun="link(s)")
+
+
+# Outbound hooks (issue #16.4) ----------------------------------------------------------------------
+
+
+def hook_state(hook: Hook) -> str:
+    """Paused, broken by the circuit breaker (since when, why, the next probe), or active."""
+    parts = []
+    if not hook.enabled:
+        parts.append(mark_safe('<strong class="hook-paused">paused</strong> by an operator'))  # noqa: S308
+    if hook.broken_at is not None:
+        probe = format_html("; next probe {}", date_shown(hook.probe_at)) if hook.probe_at else ""
+        parts.append(
+            format_html(
+                '<strong class="hook-broken">broken</strong> by the circuit breaker since {} after {} '
+                "failed attempts: {}{}",
+                date_shown(hook.broken_at),
+                hook.consecutive_failures,
+                hook.broken_reason or "-",
+                probe,
+            )
+        )
+    if not parts:
+        return mark_safe('<span class="hook-active">active</span>')  # noqa: S308 - a constant
+    return format_html_join(mark_safe("<br>"), "{}", ((part,) for part in parts))  # noqa: S308
+
+
+def date_shown(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def outcome_text(outcome: Outcome) -> str:
+    code = "no response" if outcome.status_code is None else f"HTTP {outcome.status_code}"
+    verdict = "delivered" if outcome.ok else "failed"
+    error = f": {outcome.error}" if outcome.error and not outcome.ok else ""
+    return f"{verdict} ({code}, {outcome.latency_ms} ms){error}"
+
+
+def delivery_latency(delivery: HookDelivery) -> str:
+    return "-" if delivery.latency_ms is None else f"{delivery.latency_ms} ms"
+
+
+def delivery_error(delivery: HookDelivery, limit: int = 120) -> str:
+    error = delivery.last_error or ""
+    return error if len(error) <= limit else error[: limit - 1] + "…"
+
+
+class HookForm(forms.ModelForm):
+    """Target, event types and meetings; the core's rules judge the target (https, loopback http
+    when allowed, sns:/sqs: here because operators may set them)."""
+
+    events = forms.MultipleChoiceField(
+        choices=[(name, name) for name in EVENT_TYPES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="none ticked: every type",
+    )
+
+    class Meta:
+        model = Hook
+        fields = ("name", "target", "events", "meetings")
+
+    def clean_target(self) -> str:
+        target = self.cleaned_data["target"].strip()
+        try:
+            target_parse(target=target, operator=True)
+        except TargetRefused as refused:
+            raise forms.ValidationError(str(refused)) from None
+        return target
+
+
+@admin.register(Hook)
+class HookAdmin(admin.ModelAdmin):
+    """Create (the secret shown once), filter, pause and resume, test, rotate the secret; the
+    breaker's state and the latest deliveries on every page. Operators only: sns:/sqs: allowed."""
+
+    form = HookForm
+    change_form_template = "admin/roster/hook/change_form.html"
+    list_display = (
+        "name",
+        "target_shown",
+        "events_shown",
+        "meetings",
+        "state",
+        "last_success_at",
+        "last_failure_at",
+        "deliveries_link",
+    )
+    list_filter = ("enabled", ("broken_at", admin.EmptyFieldListFilter))
+    search_fields = ("name", "target")
+    actions = ["send_test", "pause", "resume"]
+    STATE = (
+        "state",
+        "consecutive_failures",
+        "last_success_at",
+        "last_failure_at",
+        "secret_note",
+        "creator",
+        "created_at",
+        "updated_at",
+        "recent_deliveries",
+    )
+
+    def get_fields(self, request, obj=None) -> tuple[str, ...]:
+        return ("name", "target", "events", "meetings", *(self.STATE if obj else ()))
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        return self.STATE if obj else ()
+
+    def has_hook_change_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("roster.change_hook")
+
+    has_send_test_permission = has_pause_permission = has_resume_permission = has_hook_change_permission
+
+    @admin.display(description="target", ordering="target")
+    def target_shown(self, obj: Hook) -> str:
+        return obj.target if len(obj.target) <= 80 else obj.target[:79] + "…"
+
+    @admin.display(description="events")
+    def events_shown(self, obj: Hook) -> str:
+        return ", ".join(obj.events) if obj.events else "every type"
+
+    @admin.display(description="state")
+    def state(self, obj: Hook) -> str:
+        return hook_state(obj)
+
+    @admin.display(description="secret")
+    def secret_note(self, obj: Hook) -> str:
+        until = (
+            f"; the previous one signs too until {date_shown(obj.previous_secret_until)}"
+            if obj.previous_secret
+            and obj.previous_secret_until
+            and obj.previous_secret_until > timezone.now()
+            else ""
+        )
+        return f"set (shown once, when made or rotated){until}"
+
+    @admin.display(description="created by")
+    def creator(self, obj: Hook) -> str:
+        if obj.created_by_user_id:
+            return f"user {obj.created_by_user}"
+        if obj.created_by_token_id:
+            return f"token {obj.created_by_token}"
+        return "manage.py hook_create"
+
+    def deliveries_url(self, obj: Hook) -> str:
+        return reverse("admin:roster_hookdelivery_changelist") + "?" + urlencode({"hook__id__exact": obj.pk})
+
+    @admin.display(description="deliveries")
+    def deliveries_link(self, obj: Hook) -> str:
+        return format_html('<a href="{}">deliveries</a>', self.deliveries_url(obj))
+
+    @admin.display(description="latest deliveries")
+    def recent_deliveries(self, obj: Hook) -> str:
+        rows = hook_deliveries_recent(hook=obj)
+        if not rows:
+            return "none yet"
+        body = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    reverse("admin:roster_hookdelivery_change", args=[d.pk]),
+                    date_shown(d.created_at),
+                    d.meeting_id,
+                    f"{d.seq}" + (f" ({d.part}/{d.parts})" if d.parts > 1 else ""),
+                    ", ".join(d.events),
+                    d.status,
+                    d.attempts,
+                    "-" if d.last_status_code is None else d.last_status_code,
+                    delivery_latency(d),
+                    delivery_error(d),
+                )
+                for d in rows
+            ),
+        )
+        return format_html(
+            '<table class="hook-deliveries"><thead><tr><th>created</th><th>meeting</th><th>seq</th>'
+            "<th>events</th><th>status</th><th>attempts</th><th>response</th><th>latency</th>"
+            "<th>last error</th></tr></thead><tbody>{}</tbody></table><p>The latest {}, newest first: "
+            '<a href="{}">every delivery of this hook</a> (redeliver from there).</p>',
+            body,
+            len(rows),
+            self.deliveries_url(obj),
+        )
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = form.cleaned_data
+        if change:
+            obj.save(update_fields=[*form.changed_data, "updated_at"] if form.changed_data else None)
+            return
+        hook, secret = hook_create(
+            name=data["name"],
+            target=data["target"],
+            events=data["events"],
+            meetings=data["meetings"],
+            created_by_user=request.user,
+        )
+        obj.pk, obj.created_at, obj.secret = hook.pk, hook.created_at, hook.secret
+        obj.raw_secret = secret  # for the answer to this request only
+
+    def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
+        return secret_page(
+            self,
+            request,
+            "secret",
+            title="created",
+            context={"hook": obj, "secret": obj.raw_secret, "rotated": False},
+        )
+
+    # Buttons on the change page: each a POST (CSRF-checked by admin_view) ------------------------
+
+    def get_urls(self):
+        from django.urls import path
+
+        def view(handler):
+            return self.admin_site.admin_view(require_POST(handler))
+
+        return [
+            path("<path:object_id>/test-delivery/", view(self.test_delivery_view), name="roster_hook_test"),
+            path("<path:object_id>/rotate-secret/", view(self.rotate_secret_view), name="roster_hook_rotate"),
+            path("<path:object_id>/pause/", view(self.pause_view), name="roster_hook_pause"),
+            path("<path:object_id>/resume/", view(self.resume_view), name="roster_hook_resume"),
+            *super().get_urls(),
+        ]
+
+    def _hook_for_change(self, request: HttpRequest, object_id: str) -> Hook:
+        hook = self.get_object(request, object_id)
+        if hook is None:
+            raise Http404("no such hook")
+        if not self.has_change_permission(request, hook):
+            raise PermissionDenied
+        return hook
+
+    def test_delivery_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        hook = self._hook_for_change(request, object_id)
+        outcome = hook_test_send(hook=hook)
+        response = TemplateResponse(
+            request,
+            "admin/roster/hook/tested.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Test delivery to {hook.name}",
+                "opts": self.opts,
+                "hook": hook,
+                "outcome": outcome,
+                "changelist_url": reverse("admin:roster_hook_changelist"),
+                "change_url": reverse("admin:roster_hook_change", args=[hook.pk]),
+            },
+        )
+        add_never_cache_headers(response)
+        return response
+
+    def rotate_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        hook = self._hook_for_change(request, object_id)
+        secret = hook_secret_rotate(hook=hook)
+        return secret_page(
+            self,
+            request,
+            "secret",
+            title="secret rotated",
+            context={"hook": hook, "secret": secret, "rotated": True},
+        )
+
+    def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        hook = self._hook_for_change(request, object_id)
+        self.message_user(
+            request, f"{hook} paused." if hook_pause(hook=hook) else f"{hook} was paused already."
+        )
+        return HttpResponseRedirect(reverse("admin:roster_hook_change", args=[hook.pk]))
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        hook = self._hook_for_change(request, object_id)
+        resumed = hook_resume(hook=hook)
+        self.message_user(request, f"{hook} resumed." if resumed else f"{hook} was active already.")
+        return HttpResponseRedirect(reverse("admin:roster_hook_change", args=[hook.pk]))
+
+    # Actions on the list ----------------------------------------------------------------------
+
+    @admin.action(description="Send a test delivery now", permissions=["send_test"])
+    def send_test(self, request: HttpRequest, queryset) -> None:
+        for hook in queryset.order_by("name")[:10]:
+            outcome = hook_test_send(hook=hook)
+            self.message_user(
+                request,
+                f"Test delivery to {hook}: {outcome_text(outcome)}",
+                messages.SUCCESS if outcome.ok else messages.ERROR,
+            )
+
+    @admin.action(description="Pause selected hooks", permissions=["pause"])
+    def pause(self, request: HttpRequest, queryset) -> None:
+        paused = sum(hook_pause(hook=hook) for hook in queryset)
+        self.message_user(request, f"Paused {paused} hook(s).")
+
+    @admin.action(description="Resume selected hooks (mends a broken circuit)", permissions=["resume"])
+    def resume(self, request: HttpRequest, queryset) -> None:
+        resumed = sum(hook_resume(hook=hook) for hook in queryset)
+        self.message_user(request, f"Resumed {resumed} hook(s).")
+
+
+@admin.register(HookDelivery)
+class HookDeliveryAdmin(ReadOnlyAdmin):
+    """The outbox, newest first: filter by hook and status, redeliver (dead ones included)."""
+
+    list_display = (
+        "created_at",
+        "hook",
+        "meeting_id",
+        "seq_part",
+        "events_shown",
+        "status",
+        "attempts",
+        "last_status_code",
+        "latency",
+        "last_attempt_at",
+        "error",
+    )
+    list_filter = ("status", "hook")
+    list_select_related = ("hook",)
+    search_fields = ("=delivery_id", "=meeting_id")
+    ordering = ("-pk",)
+    show_full_result_count = False  # the outbox is large: no second COUNT(*) per page
+    fields = (
+        "hook",
+        "delivery_id",
+        "meeting_id",
+        "seq_part",
+        "events_shown",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_attempt_at",
+        "last_status_code",
+        "latency",
+        "last_error",
+        "created_at",
+        "delivered_at",
+        "body_pretty",
+    )
+    readonly_fields = fields
+    actions = ["redeliver"]
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("roster.change_hookdelivery")
+
+    @admin.display(description="seq", ordering="seq")
+    def seq_part(self, obj: HookDelivery) -> str:
+        return f"{obj.seq}" + (f" (part {obj.part}/{obj.parts})" if obj.parts > 1 else "")
+
+    @admin.display(description="events")
+    def events_shown(self, obj: HookDelivery) -> str:
+        return ", ".join(obj.events)
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, obj: HookDelivery) -> str:
+        return delivery_latency(obj)
+
+    @admin.display(description="last error")
+    def error(self, obj: HookDelivery) -> str:
+        return delivery_error(obj)
+
+    @admin.display(description="body")
+    def body_pretty(self, obj: HookDelivery) -> str:
+        try:
+            shown = json.dumps(json.loads(obj.body), indent=2, ensure_ascii=False)
+        except ValueError:
+            shown = obj.body
+        return format_html("<pre>{}</pre>", shown)
+
+    @admin.action(description="Redeliver selected (dead ones included)", permissions=["redeliver"])
+    def redeliver(self, request: HttpRequest, queryset) -> None:
+        selected = list(queryset.defer("body"))
+        count = deliveries_redeliver_selected(deliveries=selected)
+        pending = len(selected) - count
+        note = f" ({pending} pending already: on their way)" if pending else ""
+        self.message_user(request, f"{count} delivery(ies) queued to be sent again{note}.")

@@ -313,6 +313,11 @@ class FeedToken(models.Model):
     can_mint_host_links = models.BooleanField(
         default=False, help_text="may mint host links (POST /api/host-links) within its own meetings"
     )
+    can_manage_hooks = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="may create, list, pause, rotate and delete its own outbound hooks (/api/hooks)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -347,3 +352,108 @@ class HostLink(models.Model):
 
     def __str__(self) -> str:
         return self.label or self.meetings
+
+
+class Hook(models.Model):
+    """An outbound hook (DESIGN.md "Outbound hooks"): where matching roster changes are delivered.
+
+    The secret is stored in clear because it signs every delivery (a hash could not); it is shown
+    once, when the hook is made or rotated. During a rotation window both secrets sign.
+    """
+
+    name = models.CharField(max_length=TEXT, unique=True)
+    target = models.CharField(
+        max_length=2048,
+        help_text="https:// URL (or loopback http://), sns:<topic ARN> or sqs:<queue URL>",
+    )
+    events = models.JSONField(default=list, blank=True, help_text="event types; empty = every type")
+    meetings = models.CharField(
+        max_length=TEXT, default="*", help_text="glob on externalMeetingId or meetingId"
+    )
+    enabled = models.BooleanField(default=True, help_text="off = paused by an operator: changes queue up")
+    secret = models.CharField(max_length=128)
+    previous_secret = models.CharField(max_length=128, blank=True, default="")
+    previous_secret_until = models.DateTimeField(
+        null=True, blank=True, help_text="the old secret signs until then"
+    )
+    # Circuit breaker: HOOKS_BREAKER_FAILURES consecutive failed attempts break the hook; one probe
+    # may go at probe_at (every HOOKS_BREAKER_COOLDOWN_SECONDS); a success mends it.
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    broken_at = models.DateTimeField(null=True, blank=True)
+    broken_reason = models.TextField(blank=True, default="")
+    probe_at = models.DateTimeField(null=True, blank=True, help_text="when a broken hook may try again")
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    created_by_token = models.ForeignKey(
+        FeedToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="hooks"
+    )
+    created_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def broken(self) -> bool:
+        return self.broken_at is not None
+
+
+class HookDelivery(models.Model):
+    """The outbox: one part of one meeting change for one hook, written in the ingest transaction.
+
+    ``delivery_id`` is sent as ``X-Roster-Delivery`` and the body's ``id``, the same on every retry.
+    Per (hook, meeting) the rows go out strictly in (seq, part) order: only the first pending one
+    is ever attempted. ``locked_until``/``lock_token`` are the lease of the worker delivering it: a
+    worker that dies leaves a lease that runs out, and another takes the row over.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        DEAD = "dead"
+
+    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="deliveries")
+    meeting_id = models.CharField(max_length=ID)
+    seq = models.BigIntegerField()
+    part = models.PositiveSmallIntegerField(default=1)
+    parts = models.PositiveSmallIntegerField(default=1)
+    delivery_id = models.CharField(max_length=64)
+    events = models.JSONField(default=list)
+    body = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True, help_text="of the last attempt")
+    retry_until = models.DateTimeField(
+        null=True, blank=True, help_text="retries stop then (empty: created_at + HOOKS_RETRY_HOURS)"
+    )
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lock_token = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "hook deliveries"
+        constraints = [
+            # Also the "next of this hook and meeting" index: (hook, meeting_id) then seq order.
+            models.UniqueConstraint(fields=["hook", "meeting_id", "seq", "part"], name="hook_delivery_order"),
+            models.UniqueConstraint(fields=["delivery_id"], name="hook_delivery_id_unique"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="hook_delivery_due_idx",
+            ),
+            models.Index(fields=["status", "-created_at"], name="hook_delivery_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        part = f" part {self.part}/{self.parts}" if self.parts > 1 else ""
+        return f"{self.hook} {self.meeting_id}#{self.seq}{part}"

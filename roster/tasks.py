@@ -8,6 +8,7 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from django.conf import settings
 
+from roster.hooks import delivery
 from roster.sources import reconcile, sqs
 
 
@@ -33,3 +34,10 @@ def meetings_reconcile() -> bool:
     return reconcile.reconcile_cycle_start(
         stop=_worker_stopping.is_set, spread_seconds=settings.RECONCILE_SECONDS
     )
+
+
+@shared_task(name="roster.tasks.hook_deliveries_run", ignore_result=True)
+def hook_deliveries_run() -> int:
+    """Deliver what the outbox holds that is due (kicked after each batch that wrote deliveries,
+    and by beat every HOOKS_SWEEP_SECONDS for retries); how many attempts were made."""
+    return delivery.deliveries_run(seconds=30.0)

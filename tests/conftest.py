@@ -60,6 +60,16 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
+@pytest.fixture(autouse=True)
+def hooks_forgotten() -> Iterator[None]:
+    """A test's hooks may vanish with its rolled-back transaction, which no signal reports: the
+    process's list of hooks (roster.hooks.outbox) is dropped after every test."""
+    yield
+    from roster.hooks.outbox import hooks_changed
+
+    hooks_changed()
+
+
 @pytest.fixture(scope="session")
 def sqs_endpoint(tmp_path_factory) -> Iterator[str]:
     """A moto server on loopback (roster.dev.local_sqs), speaking the real SQS HTTP API."""

@@ -40,7 +40,6 @@ import hashlib
 import json
 import re
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -50,6 +49,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from roster.dev.servers import BackgroundServer, serve_until_stopped
 
 ACCOUNT_ID = "123456789012"
 # CreateMeeting's MediaRegion values (the service model's documentation lists them).
@@ -695,43 +696,16 @@ class _Server(ThreadingHTTPServer):
         self.verbose = verbose
 
 
-class ChimeApiServer:
+class ChimeApiServer(BackgroundServer):
     """The endpoint on loopback in a background thread, on a free port unless one is given:
     ``with ChimeApiServer() as server: boto3.client(..., endpoint_url=server.url)``;
     ``server.api`` is its :class:`ChimeApi`."""
 
+    thread_name = "chime-api"
+
     def __init__(self, api: ChimeApi | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.api = api or ChimeApi()
-        self._httpd = _Server((host, port), self.api)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._httpd.server_address[0]}:{self.port}"
-
-    def start(self) -> ChimeApiServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="chime-api", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> ChimeApiServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().__init__(_Server((host, port), self.api))
 
 
 def server_command(*, port: int, host: str = "127.0.0.1") -> list[str]:
@@ -750,15 +724,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     api = ChimeApi(calls_per_second=args.calls_per_second, burst=args.burst, max_replicas=args.max_replicas)
     httpd = _Server((args.host, args.port), api, verbose=args.verbose)
-    signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=httpd.shutdown).start())
-    host, port = httpd.server_address[:2]
-    print(f"Chime SDK Meetings endpoint on http://{host}:{port}", flush=True)
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
+    serve_until_stopped(httpd, banner="Chime SDK Meetings endpoint on {url}")
 
 
 if __name__ == "__main__":

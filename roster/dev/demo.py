@@ -6,7 +6,9 @@ Celery worker (which drains both queues) and beat, a local Chime SDK Meetings en
 simulator feeding the queues: meetings of a few minutes each, sent as they happen, and Voice
 Connector calls streaming. The simulator mirrors what happens into the Chime endpoint and loses a
 share of MeetingEnded and AttendeeLeft deliveries on the way; beat runs reconcile every
-``reconcile_seconds``, so the dashboard shows repairs.
+``reconcile_seconds``, so the dashboard shows repairs. A small webhook receiver of the demo's own
+(roster.dev.hook_receiver) gets every change through an outbound hook registered to it, and its
+page shows them arriving, signatures checked with the hook's secret.
 
 Every child runs in its own session (roster.dev.processes), so a terminal's Ctrl-C reaches only
 the demo, which then stops them newest first (SIGTERM to the child's process group, a wait,
@@ -37,9 +39,11 @@ from roster.dev.chime import ACCOUNT
 from roster.dev.processes import (
     ROOT,
     Supervisor,
+    celery_worker_command,
     chime_api_start,
     daphne_command,
     free_port,
+    hook_receiver_start,
     http_ok,
     port_is_free,
     sqs_endpoint_start,
@@ -50,6 +54,7 @@ DEMO_EMAIL = "demo@example.com"  # where the sign-in page's password reset sends
 DEMO_QUEUE_PREFIX = "chime-roster-demo-"
 DEMO_REGION = "us-east-1"
 DEFAULT_WEB_PORT = 8000
+DEMO_HOOK_NAME = "demo-receiver"
 REDIS_MISSING = (
     "Redis is needed and nothing answers at {url}, and no redis-server is installed to start a "
     "private one.\n"
@@ -273,6 +278,21 @@ def demo_queue_send(*, endpoint: str, queue_url: str, bodies: list[str]) -> None
             raise DemoError(f"the local SQS endpoint refused messages: {failed[:3]}")
 
 
+def demo_hook_register(*, url: str) -> str:
+    """The demo's hook to its own receiver at ``url`` (every change), made afresh: the last run's
+    receiver died with it, so its hook and what it still owed are deleted. Returns the secret."""
+    from django.test import override_settings
+
+    from roster.hooks.services import hook_create, hook_delete
+    from roster.models import Hook
+
+    for old in Hook.objects.filter(name=DEMO_HOOK_NAME):
+        hook_delete(hook=old)
+    with override_settings(HOOKS_ALLOW_HTTP_LOOPBACK=True):  # the check of its loopback target
+        _, secret = hook_create(name=DEMO_HOOK_NAME, target=url)
+    return secret
+
+
 def demo_queues_polled(*, queue_urls: list[str]) -> bool:
     from roster.models import QueueSource
 
@@ -363,6 +383,7 @@ def child_env(
         ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
         RECONCILE_SECONDS=f"{reconcile_seconds:g}",
+        HOOKS_ALLOW_HTTP_LOOPBACK="1",  # the demo's hook targets its receiver on loopback
     )
     if chime_api_endpoint:
         env["AWS_ENDPOINT_URL_CHIME_SDK_MEETINGS"] = chime_api_endpoint
@@ -467,6 +488,11 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
             f"{chime_api_endpoint}; the simulator loses {options.lose:.0%} of MeetingEnded and "
             f"AttendeeLeft events, reconcile checks every {options.reconcile_seconds:g}s"
         )
+    with progress.step("webhook receiver and a hook to it") as step:
+        receiver_port = free_port()
+        secret = demo_hook_register(url=f"http://127.0.0.1:{receiver_port}/hook")
+        receiver_url = hook_receiver_start(supervisor, secrets=[secret], env=os.environ, port=receiver_port)
+        step.done = f"{receiver_url}/, hook {DEMO_HOOK_NAME!r} (every change, signed)"
     leftovers = demo_leftover_meetings(now_ms=int(time.time() * 1000))
     if leftovers:
         demo_queue_send(endpoint=endpoint, queue_url=queue_urls[0], bodies=[json.dumps(d) for d in leftovers])
@@ -493,22 +519,7 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
         )
         supervisor.spawn(
             "worker",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--without-mingle",
-                "--without-gossip",
-                "--hostname",
-                f"demo-{os.getpid()}@%h",
-            ],
+            celery_worker_command(hostname=f"demo-{os.getpid()}@%h"),
             env=env,
             stop_timeout=30,  # the drain finishes the batch in hand
         )
@@ -560,7 +571,8 @@ def _run(*, options: DemoOptions, progress: Progress, supervisor: Supervisor, wo
     progress.say(f"  login      {DEMO_USERNAME} / {password}  at {url}login/")
     if settings.EMAIL_BACKEND.endswith(".console.EmailBackend"):  # EMAIL_URL unset: consolemail://
         progress.say(f"  mail       password reset mails are printed in {web.log_path}")
-    progress.say(f"  admin      {url}admin/  (quarantined messages, queues)")
+    progress.say(f"  admin      {url}admin/  (quarantined messages, queues, hooks)")
+    progress.say(f"  hooks      {receiver_url}/  (the demo hook's deliveries arriving, signatures checked)")
     progress.say("  processes  " + " ".join(f"{name}={pid}" for name, pid in supervisor.pids().items()))
     progress.say("Ctrl-C stops everything.")
     next_status = time.monotonic() + options.status_every

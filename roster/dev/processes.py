@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roster.dev import chime_api, local_sqs
+from roster.dev import chime_api, hook_receiver, local_sqs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -242,6 +242,14 @@ def daphne_command(
     ]
 
 
+def celery_worker_command(*, hostname: str, loglevel: str = "INFO", heartbeat: bool = True) -> list[str]:
+    """The argv of one Celery worker on config's app, solo pool (it drains, delivers hooks and
+    runs beat's tasks), without the start-up chatter between workers; ``hostname`` unique."""
+    argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo"]
+    argv += ["--loglevel", loglevel, "--without-mingle", "--without-gossip"]
+    return [*argv, *([] if heartbeat else ["--without-heartbeat"]), "--hostname", hostname]
+
+
 # Ports, HTTP, the local SQS and Chime API endpoints ------------------------------------------------
 
 
@@ -308,3 +316,23 @@ def chime_api_start(
     supervisor.spawn("chime-api", chime_api.server_command(port=port), env=env, tier=0)
     supervisor.wait(lambda: port_open(port), what="waiting for the local Chime API endpoint", timeout=timeout)
     return f"http://127.0.0.1:{port}"
+
+
+def hook_receiver_start(
+    supervisor: Supervisor,
+    *,
+    secrets: list[str],
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    timeout: float = 30.0,
+) -> str:
+    """The webhook receiver (roster.dev.hook_receiver) as a process on ``port`` (a free one when
+    None), checking signatures with ``secrets`` (given in its environment, never its argv); its
+    URL once its page answers."""
+    port = port or free_port()
+    child_env = dict(os.environ if env is None else env)
+    child_env[hook_receiver.SECRETS_ENV] = ",".join(secrets)
+    supervisor.spawn("hook-receiver", hook_receiver.server_command(port=port), env=child_env, tier=0)
+    url = f"http://127.0.0.1:{port}"
+    supervisor.wait(lambda: http_ok(f"{url}/"), what="waiting for the hook receiver", timeout=timeout)
+    return url

@@ -139,6 +139,11 @@ class MeetingFolded:
     changed_rows: list[AttendeeState]  # rows whose public fields changed: their seq is the meeting's
     changed: bool  # what a client sees changed: seq raised, broadcast
     meeting_written: bool  # some column of the meeting row moved
+    # What a client saw before the batch (outbound hooks name the change: roster.domain.hook_events):
+    # the meeting's :meth:`MeetingRecord.public` and, by attendee id, each changed row's stored
+    # state (absent: the row is new).
+    before: tuple[Any, ...] = ()
+    rows_before: dict[str, AttendeeState] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -303,7 +308,7 @@ def _finish(item: _Work) -> MeetingFolded:
     meeting, peak = item.meeting, item.peak
     assert peak is not None  # meetings_fold swept every meeting it could not advance
     meeting.peak_joined, meeting.joined_count, meeting.peak_marks = peak.peak, peak.joined, peak.marks()
-    written, changed_rows = [], []
+    written, changed_rows, rows_before = [], [], {}
     for parent, state in item.new_states.items():
         old = item.rows.get(parent)
         if old == state:
@@ -314,6 +319,8 @@ def _finish(item: _Work) -> MeetingFolded:
         written.append(state)
         if old is None or old.public() != state.public():
             changed_rows.append(state)
+            if old is not None:
+                rows_before[parent] = old
     changed = bool(changed_rows) or meeting.public() != item.before
     if changed:
         meeting.seq += 1
@@ -325,4 +332,6 @@ def _finish(item: _Work) -> MeetingFolded:
         changed_rows=changed_rows,
         changed=changed,
         meeting_written=changed or meeting.private() != item.before_private,
+        before=item.before,
+        rows_before=rows_before,
     )

@@ -133,7 +133,7 @@ def token_hash(raw: str) -> str:
 
 
 def feed_token_create(
-    *, name: str, meetings: str = "*", can_mint_host_links: bool = False
+    *, name: str, meetings: str = "*", can_mint_host_links: bool = False, can_manage_hooks: bool = False
 ) -> tuple[FeedToken, str]:
     """Create a token; the raw value is returned once and only its hash is stored."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -143,6 +143,7 @@ def feed_token_create(
         prefix=raw[: len(TOKEN_PREFIX) + 6],
         meetings=meetings or "*",
         can_mint_host_links=can_mint_host_links,
+        can_manage_hooks=can_manage_hooks,
     )
     return token, raw
 

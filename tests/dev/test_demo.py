@@ -24,6 +24,7 @@ from django.contrib.auth import authenticate
 
 from roster.dev.chime import as_envelope, meeting_stream
 from roster.dev.demo import (
+    DEMO_HOOK_NAME,
     REDIS_MISSING,
     DemoError,
     DemoOptions,
@@ -31,6 +32,7 @@ from roster.dev.demo import (
     child_env,
     demo_counts,
     demo_drain_errors,
+    demo_hook_register,
     demo_leftover_meetings,
     demo_login_reset,
     demo_queue_sources_reset,
@@ -43,7 +45,7 @@ from roster.dev.demo import (
 from roster.dev.processes import ROOT, ProcessError, Supervisor, free_port, port_open
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.management.commands.simulate import Command as SimulateCommand
-from roster.models import Meeting, QueueSource
+from roster.models import Hook, Meeting, QueueSource
 
 
 class Lines:
@@ -271,6 +273,18 @@ def test_demo_login_is_staff_with_a_new_password_each_run():
 
 
 @pytest.mark.django_db
+def test_the_demo_hook_is_made_afresh_each_run_for_every_change(settings):
+    settings.HOOKS_ALLOW_HTTP_LOOPBACK = False  # the demo allows its loopback target itself
+    other = Hook.objects.create(name="someone-elses", target="https://example.com/h", secret="s")
+    first = demo_hook_register(url="http://127.0.0.1:5001/hook")
+    second = demo_hook_register(url="http://127.0.0.1:5002/hook")
+    [hook] = Hook.objects.filter(name=DEMO_HOOK_NAME)
+    assert hook.secret == second != first
+    assert (hook.target, hook.events, hook.meetings) == ("http://127.0.0.1:5002/hook", [], "*")
+    assert Hook.objects.filter(pk=other.pk).exists()
+
+
+@pytest.mark.django_db
 def test_queue_sources_point_at_this_runs_queues_only():
     old = QueueSource.objects.create(url="http://127.0.0.1:1111/123456789012/chime-roster-demo-sns")
     foreign = QueueSource.objects.create(url="https://sqs.eu-west-1.amazonaws.com/1/prod")
@@ -464,7 +478,16 @@ def test_demo_starts_shows_simulated_meetings_and_ctrl_c_leaves_nothing(tmp_path
         moto_port = int(re.search(r"moto server\) and two queues: http://127.0.0.1:(\d+)", out.text).group(1))
         redis_port = int(re.search(r"private redis-server on port (\d+)", out.text).group(1))
         assert base == f"http://127.0.0.1:{port}/"
-        assert set(pids) == {"redis", "moto", "chime-api", "daphne", "worker", "beat", "simulator"}
+        assert set(pids) == {
+            "redis",
+            "moto",
+            "chime-api",
+            "hook-receiver",
+            "daphne",
+            "worker",
+            "beat",
+            "simulator",
+        }
         assert all(pid_alive(pid) for pid in pids.values())
         assert (tmp_path / "demo.sqlite3").exists()  # the database it was told, not the default
 
@@ -494,6 +517,20 @@ def test_demo_starts_shows_simulated_meetings_and_ctrl_c_leaves_nothing(tmp_path
         while not re.search(rf"{re.escape(base)}reset/\S+/\S+/", mail_log.read_text()):
             assert time.monotonic() < deadline, mail_log.read_text()[-2000:]
             time.sleep(0.2)
+        # The demo's hook delivers the simulated changes to its receiver, signed: the page shows ✓.
+        receiver = re.search(r"hooks\s+(http://\S+/)", out.text).group(1)
+        deadline = time.monotonic() + 30
+        while True:
+            with anonymous.open(f"{receiver}deliveries.json", timeout=10) as response:
+                arrived = json.loads(response.read())["deliveries"]
+            if arrived:
+                break
+            assert time.monotonic() < deadline, "no delivery reached the demo's receiver"
+            time.sleep(0.5)
+        assert all(d["signature_ok"] for d in arrived), arrived[:3]
+        assert arrived[0]["meeting_id"] and arrived[0]["events"]
+        with anonymous.open(receiver, timeout=10) as response:
+            assert 'title="signature verified">✓<' in response.read().decode()
         out.wait_for(r"meetings \d+ \(\d+ live, \d+ attendees in\), events [1-9]", timeout=15, process=demo)
 
         demo.send_signal(signal.SIGINT)

@@ -18,8 +18,18 @@ class Command(BaseCommand):
             action="store_true",
             help="may mint host links (POST /api/host-links) within its meetings",
         )
+        parser.add_argument(
+            "--can-manage-hooks",
+            action="store_true",
+            help="may create and manage its own outbound hooks (/api/hooks), within its meetings",
+        )
 
-    def handle(self, *args, name, meetings, can_mint_host_links, **options):
-        token, raw = feed_token_create(name=name, meetings=meetings, can_mint_host_links=can_mint_host_links)
+    def handle(self, *args, name, meetings, can_mint_host_links, can_manage_hooks, **options):
+        token, raw = feed_token_create(
+            name=name,
+            meetings=meetings,
+            can_mint_host_links=can_mint_host_links,
+            can_manage_hooks=can_manage_hooks,
+        )
         self.stderr.write(f"token {token.name!r} for meetings {token.meetings!r} (shown once, store it now):")
         self.stdout.write(raw)

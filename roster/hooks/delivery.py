@@ -1,0 +1,401 @@
+"""Delivering the outbox: Celery tasks (roster.tasks) call :func:`deliveries_run`.
+
+Order: per (hook, meeting) only the first pending delivery (lowest seq, then part) is ever
+attempted, so a later change never overtakes an earlier one that is still undelivered. A worker
+takes a delivery with a lease (``locked_until``, ``lock_token``), by one conditional UPDATE that
+also checks it is still first: the same statement on PostgreSQL and SQLite, no transaction held
+across the network call. A worker killed mid-delivery leaves its lease to run out (it outlasts
+any attempt: twice HOOKS_TIMEOUT_SECONDS and a second), then another worker sends it again (at
+least once: the same delivery id), still before anything later of that hook and meeting.
+
+Failures back off exponentially with full jitter up to HOOKS_RETRY_MAX_SECONDS, for
+HOOKS_RETRY_HOURS, then the delivery is ``dead`` (kept; :func:`delivery_redeliver`). After
+HOOKS_BREAKER_FAILURES consecutive failures the hook is broken: it sends nothing but one probe
+every HOOKS_BREAKER_COOLDOWN_SECONDS, and the first success mends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import random
+import socket
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from django.conf import settings
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from roster.hooks.signatures import DELIVERY_HEADER, SIGNATURE_HEADER, signature_header
+from roster.hooks.targets import KIND_HTTP, KIND_SNS, KIND_SQS, TargetRefused, address_resolve, target_parse
+from roster.models import Hook, HookDelivery
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "roster.tasks.hook_deliveries_run"
+PENDING, DELIVERED, DEAD = (
+    HookDelivery.Status.PENDING,
+    HookDelivery.Status.DELIVERED,
+    HookDelivery.Status.DEAD,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    status_code: int | None = None
+    error: str = ""
+    latency_ms: int = 0
+
+
+class _Kicker:
+    """One thread per process sends the delivery task, so ingest never waits on the broker, and
+    the kicks of batches committed meanwhile go as one task. A process that exits before its
+    thread sent leaves the work to beat's sweep (HOOKS_SWEEP_SECONDS)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._wake = threading.Event()
+
+    def kick(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # fresh after a fork
+                self._wake = threading.Event()
+                threading.Thread(
+                    target=self._run, args=(self._wake,), name="roster-hook-kick", daemon=True
+                ).start()
+                self._pid = os.getpid()
+        self._wake.set()
+
+    def _run(self, wake: threading.Event) -> None:
+        from celery import current_app
+
+        while True:
+            wake.wait()
+            wake.clear()
+            try:
+                current_app.send_task(TASK_NAME, ignore_result=True)
+            except Exception:  # noqa: BLE001 - the sweep delivers what a lost kick leaves
+                logger.exception("could not queue the hook delivery task")
+                time.sleep(1.0)
+
+
+_kicker = _Kicker()
+
+
+def deliveries_kick() -> None:
+    """After a batch that wrote deliveries committed: a worker runs them now, not at the sweep."""
+    _kicker.kick()
+
+
+def lease_seconds() -> float:
+    return 2 * settings.HOOKS_TIMEOUT_SECONDS + 1
+
+
+def _earlier_pending() -> Exists:
+    return Exists(
+        HookDelivery.objects.filter(
+            hook=OuterRef("hook"), meeting_id=OuterRef("meeting_id"), status=PENDING
+        ).filter(Q(seq__lt=OuterRef("seq")) | Q(seq=OuterRef("seq"), part__lt=OuterRef("part")))
+    )
+
+
+def _free(now: datetime) -> Q:
+    return Q(locked_until__isnull=True) | Q(locked_until__lt=now)
+
+
+def deliveries_due(*, now: datetime, limit: int = 50) -> list[int]:
+    """Ids of deliveries that may be attempted now: pending, due, not leased, first of their hook
+    and meeting, of an enabled hook that is not broken (or whose probe is due)."""
+    hook_ready = Q(hook__broken_at__isnull=True) | Q(hook__probe_at__lte=now)
+    rows = (
+        HookDelivery.objects.filter(status=PENDING, next_attempt_at__lte=now, hook__enabled=True)
+        .filter(_free(now), hook_ready)
+        .exclude(_earlier_pending())
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return list(rows)
+
+
+def delivery_claim(*, delivery_id: int, now: datetime) -> HookDelivery | None:
+    """Take a lease on a delivery if it is still pending, free and first of its hook and meeting."""
+    token = uuid.uuid4().hex
+    taken = (
+        HookDelivery.objects.filter(pk=delivery_id, status=PENDING)
+        .filter(_free(now))
+        .exclude(_earlier_pending())
+        .update(locked_until=now + timedelta(seconds=lease_seconds()), lock_token=token)
+    )
+    if not taken:
+        return None
+    return HookDelivery.objects.select_related("hook").filter(pk=delivery_id, lock_token=token).first()
+
+
+def deliveries_run(*, seconds: float = 30.0) -> int:
+    """Attempt what is due until nothing is (or ``seconds`` passed); how many attempts were made.
+    Any number of workers may run this at once."""
+    started = time.monotonic()
+    attempts = 0
+    while time.monotonic() - started < seconds:
+        now = timezone.now()
+        due = deliveries_due(now=now)
+        if not due:
+            break
+        progressed = False
+        for pk in due:
+            delivery = delivery_claim(delivery_id=pk, now=timezone.now())
+            if delivery is None:
+                continue
+            if delivery.hook.broken_at is not None and not _probe_claim(delivery.hook):
+                _release(delivery)
+                continue
+            delivery_attempt(delivery=delivery)
+            attempts += 1
+            progressed = True
+        if not progressed:
+            break
+    return attempts
+
+
+def _probe_claim(hook: Hook) -> bool:
+    """One probe per cool-down for a broken hook, whatever the number of workers."""
+    now = timezone.now()
+    cooldown = timedelta(seconds=settings.HOOKS_BREAKER_COOLDOWN_SECONDS)
+    return bool(
+        Hook.objects.filter(pk=hook.pk, broken_at__isnull=False, probe_at__lte=now).update(
+            probe_at=now + cooldown
+        )
+    )
+
+
+def _release(delivery: HookDelivery) -> None:
+    HookDelivery.objects.filter(pk=delivery.pk, lock_token=delivery.lock_token).update(
+        locked_until=None, lock_token=""
+    )
+
+
+def delivery_attempt(*, delivery: HookDelivery) -> Outcome:
+    """Send one leased delivery and record what happened (on the delivery and the hook's breaker)."""
+    hook = delivery.hook
+    started = time.monotonic()
+    try:
+        outcome = _send(hook=hook, delivery=delivery)
+    except TargetRefused as refused:
+        outcome = Outcome(ok=False, error=f"refused: {refused}")
+    except Exception as exc:  # noqa: BLE001 - any failure of the far side is a failed attempt
+        outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:2000])
+    outcome = Outcome(
+        outcome.ok, outcome.status_code, outcome.error, int((time.monotonic() - started) * 1000)
+    )
+    _record(delivery=delivery, outcome=outcome)
+    return outcome
+
+
+def _record(*, delivery: HookDelivery, outcome: Outcome) -> None:
+    now = timezone.now()
+    mine = HookDelivery.objects.filter(pk=delivery.pk, lock_token=delivery.lock_token)
+    common = {
+        "attempts": F("attempts") + 1,
+        "last_attempt_at": now,
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error,
+        "latency_ms": outcome.latency_ms,
+        "locked_until": None,
+        "lock_token": "",
+    }
+    hook = Hook.objects.filter(pk=delivery.hook_id)
+    if outcome.ok:
+        mine.update(status=DELIVERED, delivered_at=now, **common)
+        mended = hook.filter(broken_at__isnull=False).update(
+            broken_at=None, probe_at=None, consecutive_failures=0, last_success_at=now
+        )
+        hook.filter(broken_at__isnull=True).update(consecutive_failures=0, last_success_at=now)
+        if mended:  # what waited on backoff while the hook was broken goes now
+            HookDelivery.objects.filter(hook_id=delivery.hook_id, status=PENDING).update(next_attempt_at=now)
+        return
+    until = delivery.retry_until or delivery.created_at + timedelta(hours=settings.HOOKS_RETRY_HOURS)
+    if now >= until:
+        mine.update(status=DEAD, **common)
+    else:
+        mine.update(
+            next_attempt_at=now + timedelta(seconds=backoff_seconds(attempts=delivery.attempts + 1)), **common
+        )
+    hook.update(consecutive_failures=F("consecutive_failures") + 1, last_failure_at=now)
+    cooldown = timedelta(seconds=settings.HOOKS_BREAKER_COOLDOWN_SECONDS)
+    error = outcome.error or outcome.status_code
+    reason = f"{delivery.attempts + 1} attempt(s) of {delivery.delivery_id}: {error}"
+    hook.filter(broken_at__isnull=True, consecutive_failures__gte=settings.HOOKS_BREAKER_FAILURES).update(
+        broken_at=now, broken_reason=reason[:2000], probe_at=now + cooldown
+    )
+    hook.filter(broken_at__isnull=False).update(broken_reason=reason[:2000])
+
+
+def backoff_seconds(*, attempts: int) -> float:
+    """The wait after the ``attempts``-th failure: exponential, capped, with full jitter (between
+    half and all of it, so it still grows)."""
+    ceiling = min(
+        settings.HOOKS_RETRY_MAX_SECONDS, settings.HOOKS_RETRY_BASE_SECONDS * 2 ** min(attempts - 1, 30)
+    )
+    return ceiling / 2 + random.random() * ceiling / 2  # noqa: S311 - jitter, not a secret
+
+
+def hook_secrets(*, hook: Hook, now: datetime | None = None) -> list[str]:
+    """The secrets that sign now: the current one, and the previous one within its window."""
+    now = now or timezone.now()
+    live = [hook.secret]
+    if hook.previous_secret and hook.previous_secret_until and hook.previous_secret_until > now:
+        live.append(hook.previous_secret)
+    return live
+
+
+def _send(*, hook: Hook, delivery: HookDelivery) -> Outcome:
+    target = target_parse(target=hook.target, operator=True)
+    body = delivery.body.encode("utf-8")
+    if target.kind == KIND_HTTP:
+        return _post(url=target.value, hook=hook, delivery=delivery, body=body)
+    attributes = _attributes(delivery)
+    if target.kind == KIND_SNS:
+        region = target.value.split(":")[3] or settings.AWS_REGION
+        _client("sns", region).publish(
+            TopicArn=target.value, Message=delivery.body, MessageAttributes=attributes
+        )
+        return Outcome(ok=True)
+    if target.kind == KIND_SQS:
+        region = _sqs_region(target.value)
+        _client("sqs", region, settings.AWS_ENDPOINT_URL_SQS).send_message(
+            QueueUrl=target.value, MessageBody=delivery.body, MessageAttributes=attributes
+        )
+        return Outcome(ok=True)
+    raise TargetRefused("bad_target", f"unknown target kind {target.kind}")
+
+
+def _attributes(delivery: HookDelivery) -> dict[str, dict[str, str]]:
+    """Message attributes for SNS filter policies (``events`` is a String.Array) and SQS readers."""
+    events = {"DataType": "String.Array", "StringValue": json.dumps(delivery.events)}
+    return {
+        "events": events,
+        "delivery_id": {"DataType": "String", "StringValue": delivery.delivery_id},
+        "meeting_id": {"DataType": "String", "StringValue": delivery.meeting_id},
+        "seq": {"DataType": "Number", "StringValue": str(delivery.seq)},
+    }
+
+
+def _sqs_region(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    parts = host.split(".")
+    return parts[1] if len(parts) > 3 and parts[0] == "sqs" else settings.AWS_REGION
+
+
+_clients: dict[tuple[str, str, str | None], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(service: str, region: str, endpoint: str | None = None) -> Any:
+    key = (service, region, endpoint)
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = boto3.client(service, region_name=region, endpoint_url=endpoint)
+        return _clients[key]
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address that was checked, whatever DNS says now; Host stays the name."""
+
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """As above, with TLS verified against the URL's host name (SNI and certificate)."""
+
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _post(*, url: str, hook: Hook, delivery: HookDelivery, body: bytes) -> Outcome:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = address_resolve(host=host, port=port)
+    kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    connection = kind(host, port, address=address, timeout=settings.HOOKS_TIMEOUT_SECONDS)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "chime-roster-hooks/1",
+        SIGNATURE_HEADER: signature_header(secrets=hook_secrets(hook=hook), body=body),
+        DELIVERY_HEADER: delivery.delivery_id,
+    }
+    # However slowly the far side sends or reads, the attempt ends within twice the timeout: the
+    # socket is shut at that deadline, before the lease (lease_seconds) can run out, so no other
+    # worker sends this delivery, or the next one, while this attempt is still going.
+    connection.connect()
+    watchdog = threading.Timer(2 * settings.HOOKS_TIMEOUT_SECONDS, _shut, args=(connection.sock,))
+    watchdog.start()
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(65536)
+    finally:
+        watchdog.cancel()
+        connection.close()
+    ok = 200 <= response.status < 300
+    return Outcome(ok=ok, status_code=response.status, error="" if ok else f"HTTP {response.status}")
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def delivery_redeliver(*, delivery: HookDelivery) -> bool:
+    """Send a dead (or delivered) delivery again, soon, with a fresh retry window: it goes back to
+    pending and so to its place in its hook and meeting's order (before anything later that is
+    still pending). False when it was pending already."""
+    now = timezone.now()
+    return bool(
+        HookDelivery.objects.filter(pk=delivery.pk)
+        .exclude(status=PENDING)
+        .update(
+            status=PENDING,
+            next_attempt_at=now,
+            retry_until=now + timedelta(hours=settings.HOOKS_RETRY_HOURS),
+            delivered_at=None,
+            locked_until=None,
+            lock_token="",
+        )
+    )
+
+
+def deliveries_redeliver(*, hook: Hook) -> int:
+    """Every dead delivery of a hook, again (admin's bulk action); how many."""
+    now = timezone.now()
+    return HookDelivery.objects.filter(hook=hook, status=DEAD).update(
+        status=PENDING,
+        next_attempt_at=now,
+        retry_until=now + timedelta(hours=settings.HOOKS_RETRY_HOURS),
+        locked_until=None,
+        lock_token="",
+    )

@@ -1,0 +1,121 @@
+"""The transactional outbox (roster.hooks.outbox), against the database of the run: deliveries are
+written in the ingest transaction, one per matching hook per meeting change, filtered by event
+types, meeting glob and the creating token's scope, split above HOOKS_MAX_BODY_BYTES."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from roster.dev.chime import as_bare, bodies, detail, meeting_stream
+from roster.domain.hook_events import EVENT_TYPES
+from roster.hooks.services import hook_create
+from roster.ingest import hooks as ingest_hooks
+from roster.models import Event, HookDelivery, Meeting
+from roster.read.access import feed_token_create, feed_token_revoke
+from tests.conftest import ingest
+
+pytestmark = pytest.mark.django_db
+
+
+def one_by_one(details: list[dict]) -> None:
+    for body in bodies(details, seed=0):
+        ingest([body])
+
+
+def test_every_change_is_one_delivery_in_seq_order_with_its_types(hook_settings):
+    hook, _ = hook_create(name="all", target="https://hooks.example.com/in")
+    details = meeting_stream(seed=3, attendees=4)
+    one_by_one(details)
+    meeting = Meeting.objects.get(pk=details[0]["meetingId"])
+    rows = list(HookDelivery.objects.filter(hook=hook).order_by("seq"))
+    assert [r.seq for r in rows] == list(range(1, meeting.seq + 1))  # every change, once
+    seen = set()
+    for r in rows:
+        body = json.loads(r.body)
+        assert body["id"] == r.delivery_id and body["type"] == "roster.change"
+        assert body["events"] == r.events and r.events and set(r.events) <= set(EVENT_TYPES)
+        assert body["meeting"]["seq"] == r.seq and body["meeting"]["meeting_id"] == meeting.pk
+        assert all(a["seq"] == r.seq for a in body["attendees"])
+        assert "part" not in body and r.parts == 1
+        seen.update(r.events)
+    assert {"meeting.started", "meeting.ended", "attendee.joined", "attendee.left", "video.started"} <= seen
+    assert len({r.delivery_id for r in rows}) == len(rows)
+
+
+def test_filters_by_type_glob_and_token_scope(hook_settings):
+    joined, _ = hook_create(name="joins", target="https://h.example.com/a", events="attendee.joined")
+    sales, _ = hook_create(name="sales", target="https://h.example.com/b", meetings="sales-*")
+    token, _ = feed_token_create(name="app", meetings="sales-eu-*", can_manage_hooks=True)
+    scoped, _ = hook_create(
+        name="scoped", target="https://h.example.com/c", meetings="*", created_by_token=token
+    )
+    revoked_token, _ = feed_token_create(name="gone", can_manage_hooks=True)
+    gone, _ = hook_create(name="gone", target="https://h.example.com/d", created_by_token=revoked_token)
+    feed_token_revoke(token=revoked_token)
+    for meeting_id, external in (("m-1", "sales-eu-1"), ("m-2", "sales-us-1"), ("m-3", "support-1")):
+        ingest(
+            [
+                as_bare(detail("MeetingStarted", meeting_id, ts=1, externalMeetingId=external)),
+                as_bare(detail("AttendeeJoined", meeting_id, "a1", ts=2, externalMeetingId=external)),
+            ]
+        )
+    by_hook = {
+        h.name: sorted(HookDelivery.objects.filter(hook=h).values_list("meeting_id", flat=True))
+        for h in (joined, sales, scoped, gone)
+    }
+    assert by_hook == {"joins": ["m-1", "m-2", "m-3"], "sales": ["m-1", "m-2"], "scoped": ["m-1"], "gone": []}
+    assert set(HookDelivery.objects.filter(hook=joined).values_list("events", flat=True)[0]) >= {
+        "attendee.joined"
+    }
+    ingest([as_bare(detail("AttendeeLeft", "m-3", "a1", ts=3))])
+    assert HookDelivery.objects.filter(hook=joined).count() == 3  # left is not in its filter
+
+
+def test_a_batch_that_rolls_back_writes_no_delivery(hook_settings):
+    hook_create(name="h", target="https://h.example.com/a")
+
+    def boom(changes):
+        raise RuntimeError("a later in-transaction hook fails")
+
+    ingest_hooks.in_transaction.append(boom)
+    try:
+        with pytest.raises(RuntimeError):
+            ingest([as_bare(detail("MeetingStarted", "m-r", ts=1))])
+    finally:
+        ingest_hooks.in_transaction.remove(boom)
+    assert not Event.objects.exists() and not HookDelivery.objects.exists()
+    ingest([as_bare(detail("MeetingStarted", "m-r", ts=1))])
+    assert HookDelivery.objects.count() == 1
+
+
+def test_no_hook_writes_nothing(hook_settings):
+    one_by_one(meeting_stream(seed=1, attendees=2))
+    assert not HookDelivery.objects.exists()
+
+
+def test_a_change_above_the_limit_is_split_in_parts_that_keep_the_seq(hook_settings):
+    hook_settings.HOOKS_MAX_BODY_BYTES = 256 * 1024
+    hook, _ = hook_create(name="big", target="https://h.example.com/a")
+    long_id = "u" * 60
+    batch = [as_bare(detail("MeetingStarted", "m-big", ts=1))]
+    batch += [
+        as_bare(detail("AttendeeJoined", "m-big", f"att-{i:05d}", ts=2 + i, externalUserId=f"{long_id}-{i}"))
+        for i in range(1200)
+    ]
+    ingest(batch)
+    rows = list(HookDelivery.objects.filter(hook=hook).order_by("part"))
+    assert len(rows) >= 2 and {r.parts for r in rows} == {len(rows)} and {r.seq for r in rows} == {1}
+    attendees = []
+    for i, r in enumerate(rows, 1):
+        assert len(r.body.encode()) <= 256 * 1024
+        body = json.loads(r.body)
+        assert (body["part"], body["parts"], body["id"], body["meeting"]["seq"]) == (
+            i,
+            len(rows),
+            r.delivery_id,
+            1,
+        )
+        attendees += [a["attendee_id"] for a in body["attendees"]]
+    assert sorted(attendees) == [f"att-{i:05d}" for i in range(1200)]
