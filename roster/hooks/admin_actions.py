@@ -13,9 +13,8 @@ from collections.abc import Sequence
 
 from django.utils import timezone
 
-from roster.hooks.delivery import Outcome, _send, deliveries_kick, delivery_redeliver
+from roster.hooks.delivery import Outcome, deliveries_kick, delivery_redeliver, delivery_send
 from roster.hooks.services import hook_enabled_set, hook_mend
-from roster.hooks.targets import TargetRefused
 from roster.models import Hook, HookDelivery
 
 RECENT_DELIVERIES = 20  # what a hook's page lists; the rest is one click away, filtered by hook
@@ -46,15 +45,7 @@ def hook_test_send(*, hook: Hook) -> Outcome:
         next_attempt_at=timezone.now(),
         created_at=timezone.now(),
     )
-    started = time.monotonic()
-    try:
-        outcome = _send(hook=hook, delivery=test)
-    except TargetRefused as refused:
-        outcome = Outcome(ok=False, error=f"refused: {refused}")
-    except Exception as exc:  # noqa: BLE001 - whatever the far side did is the answer to show
-        outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:2000])
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    return Outcome(ok=outcome.ok, status_code=outcome.status_code, error=outcome.error, latency_ms=elapsed_ms)
+    return delivery_send(hook=hook, delivery=test)
 
 
 def hook_resume(*, hook: Hook) -> bool:

@@ -187,9 +187,9 @@ def _release(delivery: HookDelivery) -> None:
     )
 
 
-def delivery_attempt(*, delivery: HookDelivery) -> Outcome:
-    """Send one leased delivery and record what happened (on the delivery and the hook's breaker)."""
-    hook = delivery.hook
+def delivery_send(*, hook: Hook, delivery: HookDelivery) -> Outcome:
+    """Send one delivery to the hook's target, timed; any failure of the far side (or a refused
+    target) is an outcome, not an exception. Records nothing: the caller decides what it means."""
     started = time.monotonic()
     try:
         outcome = _send(hook=hook, delivery=delivery)
@@ -197,9 +197,12 @@ def delivery_attempt(*, delivery: HookDelivery) -> Outcome:
         outcome = Outcome(ok=False, error=f"refused: {refused}")
     except Exception as exc:  # noqa: BLE001 - any failure of the far side is a failed attempt
         outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:2000])
-    outcome = Outcome(
-        outcome.ok, outcome.status_code, outcome.error, int((time.monotonic() - started) * 1000)
-    )
+    return Outcome(outcome.ok, outcome.status_code, outcome.error, int((time.monotonic() - started) * 1000))
+
+
+def delivery_attempt(*, delivery: HookDelivery) -> Outcome:
+    """Send one leased delivery and record what happened (on the delivery and the hook's breaker)."""
+    outcome = delivery_send(hook=delivery.hook, delivery=delivery)
     _record(delivery=delivery, outcome=outcome)
     return outcome
 
