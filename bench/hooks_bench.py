@@ -111,11 +111,12 @@ def hooks_clear() -> None:
 def tables_truncate() -> None:
     from django.db import connection
 
-    from roster.models import HookDelivery
+    from roster.models import HookDelivery, HookPayload
 
     common.roster_tables_truncate()
+    tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in (HookDelivery, HookPayload))
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {connection.ops.quote_name(HookDelivery._meta.db_table)}")
+        cursor.execute(f"TRUNCATE {tables}")
 
 
 def worker_env() -> dict[str, str]:
@@ -202,7 +203,6 @@ def joins(meetings: list[tuple[str, str]], count: int, *, prefix: str) -> list[t
 
 def throughput(*, receiver: str, hook: Any, changes: int, workers: int) -> dict[str, Any]:
     from roster.hooks.admin_actions import hook_pause, hook_resume
-    from roster.hooks.delivery import deliveries_kick
     from roster.ingest import IncomingMessage, messages_ingest
 
     hook_pause(hook=hook)
@@ -216,9 +216,7 @@ def throughput(*, receiver: str, hook: Any, changes: int, workers: int) -> dict[
 
     queued = HookDelivery.objects.filter(hook=hook).count()
     started = time.monotonic()
-    hook_resume(hook=hook)  # kicks one worker; the others too:
-    for _ in range(workers - 1):
-        deliveries_kick()
+    hook_resume(hook=hook)  # kicks one worker, whose full batches kick the others
     deadline = started + 300
     count = before
     while count - before < queued and time.monotonic() < deadline:

@@ -38,6 +38,7 @@ from roster.hooks.admin_actions import (
     hook_test_send,
 )
 from roster.hooks.delivery import Outcome
+from roster.hooks.outbox import body_with_id
 from roster.hooks.services import hook_create, hook_secret_rotate
 from roster.hooks.targets import TargetRefused, target_parse
 from roster.models import (
@@ -773,8 +774,8 @@ class HookAdmin(admin.ModelAdmin):
                     reverse("admin:roster_hookdelivery_change", args=[d.pk]),
                     date_shown(d.created_at),
                     d.meeting_id,
-                    f"{d.seq}" + (f" ({d.part}/{d.parts})" if d.parts > 1 else ""),
-                    ", ".join(d.events),
+                    f"{d.seq}" + (f" ({d.part}/{d.payload.parts})" if d.payload.parts > 1 else ""),
+                    ", ".join(d.payload.events),
                     d.status,
                     d.attempts,
                     "-" if d.last_status_code is None else d.last_status_code,
@@ -926,7 +927,7 @@ class HookDeliveryAdmin(ReadOnlyAdmin):
         "error",
     )
     list_filter = ("status", "hook")
-    list_select_related = ("hook",)
+    list_select_related = ("hook", "payload")
     search_fields = ("=delivery_id", "=meeting_id")
     ordering = ("-pk",)
     show_full_result_count = False  # the outbox is large: no second COUNT(*) per page
@@ -950,16 +951,21 @@ class HookDeliveryAdmin(ReadOnlyAdmin):
     readonly_fields = fields
     actions = ["redeliver"]
 
+    def get_queryset(self, request: HttpRequest):  # noqa: ANN201 - Django's signature
+        # A page of deliveries reads their payloads' events and parts, not their bodies.
+        return super().get_queryset(request).defer("payload__body")
+
     def has_redeliver_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("roster.change_hookdelivery")
 
     @admin.display(description="seq", ordering="seq")
     def seq_part(self, obj: HookDelivery) -> str:
-        return f"{obj.seq}" + (f" (part {obj.part}/{obj.parts})" if obj.parts > 1 else "")
+        parts = obj.payload.parts
+        return f"{obj.seq}" + (f" (part {obj.part}/{parts})" if parts > 1 else "")
 
     @admin.display(description="events")
     def events_shown(self, obj: HookDelivery) -> str:
-        return ", ".join(obj.events)
+        return ", ".join(obj.payload.events)
 
     @admin.display(description="latency", ordering="latency_ms")
     def latency(self, obj: HookDelivery) -> str:
@@ -971,15 +977,12 @@ class HookDeliveryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="body")
     def body_pretty(self, obj: HookDelivery) -> str:
-        try:
-            shown = json.dumps(json.loads(obj.body), indent=2, ensure_ascii=False)
-        except ValueError:
-            shown = obj.body
-        return format_html("<pre>{}</pre>", shown)
+        body = body_with_id(body=obj.payload.body, delivery_id=obj.delivery_id)
+        return format_html("<pre>{}</pre>", json.dumps(json.loads(body), indent=2, ensure_ascii=False))
 
     @admin.action(description="Redeliver selected (dead ones included)", permissions=["redeliver"])
     def redeliver(self, request: HttpRequest, queryset) -> None:
-        selected = list(queryset.defer("body"))
+        selected = list(queryset.select_related(None).only("pk", "status"))
         count = deliveries_redeliver_selected(deliveries=selected)
         pending = len(selected) - count
         note = f" ({pending} pending already: on their way)" if pending else ""

@@ -162,3 +162,41 @@ def test_meetings_and_events_stored_before_repairs_get_sources_regions_and_go_on
     )
     assert Meeting.objects.get(pk="m-env").status == "ended"
     assert Event.objects.filter(source="reconcile").count() == 1
+
+
+PAYLOAD_BEFORE = [("roster", "0015_hook_delivery_retry_until")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_stored_with_their_bodies_get_a_payload_and_send_the_same_body():
+    """0016 moves each stored body into a payload (``"id": ""``); the delivery then sends the very
+    bytes it would have sent before, its own id in them."""
+    from roster.hooks.outbox import body_with_id
+    from roster.models import HookDelivery
+
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("roster")
+    executor.migrate(PAYLOAD_BEFORE)
+    old = MigrationExecutor(connection).loader.project_state(PAYLOAD_BEFORE).apps
+    hooks = old.get_model("roster", "Hook").objects
+    hook = hooks.create(name="h", target="https://h.example.com/", secret="s")
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    bodies = {}
+    for seq, delivery_id in ((1, "a" * 32), (2, "b" * 32)):
+        bodies[delivery_id] = (
+            f'{{"id": "{delivery_id}", "type": "roster.change", "events": ["attendee.joined"], '
+            f'"meeting": {{"meeting_id": "m-1", "seq": {seq}}}, "attendees": []}}'
+        )
+        old.get_model("roster", "HookDelivery").objects.create(
+            hook=hook, meeting_id="m-1", seq=seq, delivery_id=delivery_id, events=["attendee.joined"],
+            body=bodies[delivery_id], next_attempt_at=now, created_at=now, status="pending",
+        )  # fmt: skip
+    MigrationExecutor(connection).migrate(latest)
+
+    rows = list(HookDelivery.objects.select_related("payload").order_by("seq"))
+    sent = [body_with_id(body=r.payload.body, delivery_id=r.delivery_id) for r in rows]
+    assert sent == list(bodies.values())
+    assert {(tuple(r.payload.events), r.payload.parts, r.status) for r in rows} == {
+        (("attendee.joined",), 1, "pending")
+    }
+    assert len({r.payload_id for r in rows}) == 2

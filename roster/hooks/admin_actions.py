@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from roster.hooks.delivery import Outcome, deliveries_kick, delivery_redeliver, delivery_send
 from roster.hooks.services import hook_enabled_set, hook_mend
-from roster.models import Hook, HookDelivery
+from roster.models import Hook, HookDelivery, HookPayload
 
 RECENT_DELIVERIES = 20  # what a hook's page lists; the rest is one click away, filtered by hook
 TEST_TYPE = "roster.test"
@@ -28,20 +28,20 @@ def hook_test_send(*, hook: Hook) -> Outcome:
     now_ms = int(time.time() * 1000)
     delivery_id = f"test-{uuid.uuid4()}"
     body = {
-        "id": delivery_id,
+        "id": "",  # put in at sending, as for every delivery
         "type": TEST_TYPE,
         "events": [],
         "meeting": {"meeting_id": "test", "external_meeting_id": "test", "seq": 0, "status": "unknown"},
         "attendees": [],
         "sent_at": now_ms,
     }
+    payload = HookPayload(events=[], body=json.dumps(body), created_at=timezone.now())
     test = HookDelivery(
         hook=hook,
+        payload=payload,
         meeting_id="test",
         seq=0,
         delivery_id=delivery_id,
-        events=[],
-        body=json.dumps(body, separators=(",", ":")),
         next_attempt_at=timezone.now(),
         created_at=timezone.now(),
     )
@@ -81,5 +81,6 @@ def deliveries_redeliver_selected(*, deliveries: Sequence[HookDelivery]) -> int:
 
 def hook_deliveries_recent(*, hook: Hook, limit: int = RECENT_DELIVERIES) -> list[HookDelivery]:
     """The hook's latest deliveries, newest first, at most ``limit`` (a busy hook has millions),
-    without their bodies."""
-    return list(HookDelivery.objects.filter(hook_id=hook.pk).order_by("-pk").defer("body")[:limit])
+    with their payloads' events, not their bodies."""
+    rows = HookDelivery.objects.filter(hook_id=hook.pk).select_related("payload").defer("payload__body")
+    return list(rows.order_by("-pk")[:limit])

@@ -27,19 +27,25 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import redis
 from django.conf import settings
+from django.db import connection as database
+from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from roster.hooks.outbox import body_with_id
 from roster.hooks.signatures import DELIVERY_HEADER, SIGNATURE_HEADER, signature_header
 from roster.hooks.targets import KIND_HTTP, KIND_SNS, KIND_SQS, TargetRefused, address_resolve, target_parse
 from roster.models import Hook, HookDelivery
+from roster.ops.shared_redis import redis_client, redis_key
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +67,9 @@ class Outcome:
 
 class _Kicker:
     """One thread per process sends the delivery task, so ingest never waits on the broker, and
-    the kicks of batches committed meanwhile go as one task. A process that exits before its
-    thread sent leaves the work to beat's sweep (HOOKS_SWEEP_SECONDS)."""
+    the kicks of batches committed meanwhile go as one task; none while another kick waits in the
+    broker (the kick mark, below). A process that exits before its thread sent leaves the work to
+    beat's sweep (HOOKS_SWEEP_SECONDS)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -85,9 +92,12 @@ class _Kicker:
         while True:
             wake.wait()
             wake.clear()
+            if not _kick_mark():  # a kick waits in the broker: its run will see this batch
+                continue
             try:
                 current_app.send_task(TASK_NAME, ignore_result=True)
             except Exception:  # noqa: BLE001 - the sweep delivers what a lost kick leaves
+                kick_mark_clear()
                 logger.exception("could not queue the hook delivery task")
                 time.sleep(1.0)
 
@@ -116,58 +126,103 @@ def _free(now: datetime) -> Q:
     return Q(locked_until__isnull=True) | Q(locked_until__lt=now)
 
 
-def deliveries_due(*, now: datetime, limit: int = 50) -> list[int]:
-    """Ids of deliveries that may be attempted now: pending, due, not leased, first of their hook
-    and meeting, of an enabled hook that is not broken (or whose probe is due)."""
+CLAIM_BATCH = 50  # deliveries leased at once by a worker (at most one per hook and meeting)
+
+
+def deliveries_claim(*, now: datetime, limit: int = CLAIM_BATCH) -> list[HookDelivery]:
+    """Lease up to ``limit`` deliveries that may be attempted now (pending, due, not leased, first
+    of their hook and meeting, of an enabled hook that is not broken or whose probe is due), with
+    their hooks and payloads, oldest due first: three statements for the whole batch.
+
+    On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``, so workers claiming at the same
+    moment take different rows instead of queueing on the same ones; the UPDATE checks again that
+    each is pending and free, which is what makes a claim exclusive on every backend."""
     hook_ready = Q(hook__broken_at__isnull=True) | Q(hook__probe_at__lte=now)
-    rows = (
+    due = (
         HookDelivery.objects.filter(status=PENDING, next_attempt_at__lte=now, hook__enabled=True)
         .filter(_free(now), hook_ready)
         .exclude(_earlier_pending())
         .order_by("next_attempt_at", "id")
+        .select_for_update(skip_locked=True, of=("self",))
         .values_list("pk", flat=True)[:limit]
     )
-    return list(rows)
-
-
-def delivery_claim(*, delivery_id: int, now: datetime) -> HookDelivery | None:
-    """Take a lease on a delivery if it is still pending, free and first of its hook and meeting."""
     token = uuid.uuid4().hex
-    taken = (
-        HookDelivery.objects.filter(pk=delivery_id, status=PENDING)
-        .filter(_free(now))
-        .exclude(_earlier_pending())
-        .update(locked_until=now + timedelta(seconds=lease_seconds()), lock_token=token)
-    )
+    with transaction.atomic():
+        ids = list(due)
+        if not ids:
+            return []
+        taken = (
+            HookDelivery.objects.filter(pk__in=ids, status=PENDING)
+            .filter(_free(now))
+            .update(locked_until=now + timedelta(seconds=lease_seconds()), lock_token=token)
+        )
     if not taken:
-        return None
-    return HookDelivery.objects.select_related("hook").filter(pk=delivery_id, lock_token=token).first()
+        return []
+    claimed = sorted(
+        HookDelivery.objects.select_related("hook", "payload").filter(pk__in=ids, lock_token=token),
+        key=lambda d: (d.next_attempt_at, d.pk),
+    )
+    hooks: dict[int, Hook] = {}
+    for delivery in claimed:  # one Hook per hook: its breaker state, as the batch changes it
+        delivery.hook = hooks.setdefault(delivery.hook_id, delivery.hook)
+    return claimed
+
+
+# The kick mark: up from a kick's task being sent until a worker starts running it. A batch that
+# commits while it is up sends no task: the queued one has not claimed yet, so it will see the
+# batch. At most one kick waits in the broker, however fast the ingest commits (with no worker
+# running, or all busy), and a kick costs the ingest one Redis command, not a Celery task (about
+# 2.5 ms of its interpreter). A task lost on the way leaves the mark to expire (KICK_MARK_SECONDS)
+# and beat's sweep to deliver meanwhile.
+KICK_MARK_SECONDS = 60
+
+
+def _kick_key() -> str:
+    return redis_key("hooks", "kicked")
+
+
+def _kick_mark() -> bool:
+    """Put the mark up; False when it was up already (a kick is on its way)."""
+    try:
+        return bool(redis_client().set(_kick_key(), "1", nx=True, ex=KICK_MARK_SECONDS))
+    except redis.RedisError:  # without the mark, every batch kicks: more tasks, never late
+        return True
+
+
+def kick_mark_clear() -> None:
+    """A run is starting: a batch committed from now on kicks again."""
+    try:
+        redis_client().delete(_kick_key())
+    except redis.RedisError:
+        logger.warning("the hook kick mark was not cleared: Redis unavailable (it expires)")
 
 
 def deliveries_run(*, seconds: float = 30.0) -> int:
-    """Attempt what is due until nothing is (or ``seconds`` passed); how many attempts were made.
-    Any number of workers may run this at once."""
+    """Attempt what is due until nothing is (or ``seconds`` passed, then a kick carries on); how
+    many attempts were made. Any number of workers may run this at once."""
     started = time.monotonic()
     attempts = 0
-    while time.monotonic() - started < seconds:
-        now = timezone.now()
-        due = deliveries_due(now=now)
-        if not due:
-            break
-        progressed = False
-        for pk in due:
-            delivery = delivery_claim(delivery_id=pk, now=timezone.now())
-            if delivery is None:
-                continue
+    kick_mark_clear()  # before the first claim: a batch committed from now on kicks again
+    while True:
+        claimed = deliveries_claim(now=timezone.now(), limit=CLAIM_BATCH)
+        if not claimed:
+            return attempts
+        if len(claimed) == CLAIM_BATCH:  # a backlog: one more worker may help (one kick waits at most)
+            deliveries_kick()
+        delivered_hooks: set[int] = set()
+        for delivery in claimed:
             if delivery.hook.broken_at is not None and not _probe_claim(delivery.hook):
                 _release(delivery)
                 continue
-            delivery_attempt(delivery=delivery)
+            if delivery_attempt(delivery=delivery).ok:
+                delivered_hooks.add(delivery.hook_id)
             attempts += 1
-            progressed = True
-        if not progressed:
-            break
-    return attempts
+        if delivered_hooks:  # once a batch, not once a delivery: every worker writes these rows
+            with _unflushed_commit():
+                Hook.objects.filter(pk__in=delivered_hooks).update(last_success_at=timezone.now())
+        if time.monotonic() - started >= seconds:
+            deliveries_kick()  # the rest in a new task, so the worker's other tasks get a turn
+            return attempts
 
 
 def _probe_claim(hook: Hook) -> bool:
@@ -203,11 +258,28 @@ def delivery_send(*, hook: Hook, delivery: HookDelivery) -> Outcome:
 def delivery_attempt(*, delivery: HookDelivery) -> Outcome:
     """Send one leased delivery and record what happened (on the delivery and the hook's breaker)."""
     outcome = delivery_send(hook=delivery.hook, delivery=delivery)
-    _record(delivery=delivery, outcome=outcome)
+    with _unflushed_commit():
+        _record(delivery=delivery, outcome=outcome)
     return outcome
 
 
+@contextlib.contextmanager
+def _unflushed_commit() -> Iterator[None]:
+    """A transaction whose commit does not wait for PostgreSQL's WAL flush (``synchronous_commit``
+    off, for it alone): that wait was a third of a worker's time per delivery. A crash of the
+    database may forget the last such commits; for an outcome that means a resend (at least once,
+    the same delivery id), never a loss. Nor a reordering: the claim of a meeting's next delivery
+    is an ordinary commit, which flushes the WAL up to it, this outcome included."""
+    with transaction.atomic():
+        if database.vendor == "postgresql":
+            with database.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
+        yield
+
+
 def _record(*, delivery: HookDelivery, outcome: Outcome) -> None:
+    """One UPDATE of the delivery; the hook's row only when its breaker state changes (the hook as
+    the claim read it: a failure count to reset, a breaker to mend), never on a plain success."""
     now = timezone.now()
     mine = HookDelivery.objects.filter(pk=delivery.pk, lock_token=delivery.lock_token)
     common = {
@@ -222,6 +294,9 @@ def _record(*, delivery: HookDelivery, outcome: Outcome) -> None:
     hook = Hook.objects.filter(pk=delivery.hook_id)
     if outcome.ok:
         mine.update(status=DELIVERED, delivered_at=now, **common)
+        if delivery.hook.broken_at is None and not delivery.hook.consecutive_failures:
+            return
+        delivery.hook.broken_at, delivery.hook.consecutive_failures = None, 0
         mended = hook.filter(broken_at__isnull=False).update(
             broken_at=None, probe_at=None, consecutive_failures=0, last_success_at=now
         )
@@ -237,6 +312,7 @@ def _record(*, delivery: HookDelivery, outcome: Outcome) -> None:
             next_attempt_at=now + timedelta(seconds=backoff_seconds(attempts=delivery.attempts + 1)), **common
         )
     hook.update(consecutive_failures=F("consecutive_failures") + 1, last_failure_at=now)
+    delivery.hook.consecutive_failures += 1
     cooldown = timedelta(seconds=settings.HOOKS_BREAKER_COOLDOWN_SECONDS)
     error = outcome.error or outcome.status_code
     reason = f"{delivery.attempts + 1} attempt(s) of {delivery.delivery_id}: {error}"
@@ -266,20 +342,19 @@ def hook_secrets(*, hook: Hook, now: datetime | None = None) -> list[str]:
 
 def _send(*, hook: Hook, delivery: HookDelivery) -> Outcome:
     target = target_parse(target=hook.target, operator=True)
-    body = delivery.body.encode("utf-8")
+    text = body_with_id(body=delivery.payload.body, delivery_id=delivery.delivery_id)
+    body = text.encode("utf-8")
     if target.kind == KIND_HTTP:
         return _post(url=target.value, hook=hook, delivery=delivery, body=body)
     attributes = _attributes(delivery)
     if target.kind == KIND_SNS:
         region = target.value.split(":")[3] or settings.AWS_REGION
-        _client("sns", region).publish(
-            TopicArn=target.value, Message=delivery.body, MessageAttributes=attributes
-        )
+        _client("sns", region).publish(TopicArn=target.value, Message=text, MessageAttributes=attributes)
         return Outcome(ok=True)
     if target.kind == KIND_SQS:
         region = _sqs_region(target.value)
         _client("sqs", region, settings.AWS_ENDPOINT_URL_SQS).send_message(
-            QueueUrl=target.value, MessageBody=delivery.body, MessageAttributes=attributes
+            QueueUrl=target.value, MessageBody=text, MessageAttributes=attributes
         )
         return Outcome(ok=True)
     raise TargetRefused("bad_target", f"unknown target kind {target.kind}")
@@ -287,7 +362,7 @@ def _send(*, hook: Hook, delivery: HookDelivery) -> Outcome:
 
 def _attributes(delivery: HookDelivery) -> dict[str, dict[str, str]]:
     """Message attributes for SNS filter policies (``events`` is a String.Array) and SQS readers."""
-    events = {"DataType": "String.Array", "StringValue": json.dumps(delivery.events)}
+    events = {"DataType": "String.Array", "StringValue": json.dumps(delivery.payload.events)}
     return {
         "events": events,
         "delivery_id": {"DataType": "String", "StringValue": delivery.delivery_id},
@@ -323,6 +398,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -334,7 +410,83 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+_Key = tuple[str, str, int, str]  # scheme, host, port, the checked address
+
+
+class _Pool:
+    """Idle keep-alive connections per (scheme, host, port, checked address), per process: a
+    hook's deliveries reuse one connection instead of a TCP (and TLS) handshake each. A changed
+    DNS answer is a different key, so a connection only ever goes to an address that was checked."""
+
+    MAX_IDLE = 4  # per key
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
+        self._pid = os.getpid()
+
+    def take(self, key: _Key) -> http.client.HTTPConnection | None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child never shares its parent's sockets
+                self._idle, self._pid = {}, os.getpid()
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give(self, key: _Key, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.MAX_IDLE and self._pid == os.getpid():
+                idle.append(connection)
+                return
+        connection.close()
+
+
+class _Watchdog:
+    """One thread per process shuts the socket of an attempt that outlived its deadline, however
+    slowly the far side sends or reads (a socket timeout only bounds each read). It replaces a
+    timer thread per attempt, which cost a worker more than the POST itself."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._watched: dict[int, tuple[float, socket.socket]] = {}
+        self._tokens = 0
+        self._pid: int | None = None
+
+    def watch(self, sock: socket.socket, seconds: float) -> int:
+        with self._wake:
+            if self._pid != os.getpid():
+                self._watched, self._pid = {}, os.getpid()
+                threading.Thread(target=self._run, name="roster-hook-watchdog", daemon=True).start()
+            self._tokens += 1
+            self._watched[self._tokens] = (time.monotonic() + seconds, sock)
+            self._wake.notify()
+            return self._tokens
+
+    def release(self, token: int) -> None:
+        with self._wake:
+            self._watched.pop(token, None)
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, sock) in list(self._watched.items()):
+                    if deadline <= now:
+                        del self._watched[token]
+                        _shut(sock)
+                soonest = min((deadline for deadline, _ in self._watched.values()), default=None)
+                self._wake.wait(None if soonest is None else max(0.0, soonest - now))
+
+
+_pool = _Pool()
+_watchdog = _Watchdog()
+# What a reused connection raises when the far side had closed it while idle: the request went
+# nowhere, so it is sent again at once on a new connection (not counted as a failed attempt).
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 def _post(*, url: str, hook: Hook, delivery: HookDelivery, body: bytes) -> Outcome:
@@ -342,8 +494,7 @@ def _post(*, url: str, hook: Hook, delivery: HookDelivery, body: bytes) -> Outco
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     address = address_resolve(host=host, port=port)
-    kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-    connection = kind(host, port, address=address, timeout=settings.HOOKS_TIMEOUT_SECONDS)
+    key: _Key = (parts.scheme, host, port, address)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {
         "Content-Type": "application/json",
@@ -351,19 +502,39 @@ def _post(*, url: str, hook: Hook, delivery: HookDelivery, body: bytes) -> Outco
         SIGNATURE_HEADER: signature_header(secrets=hook_secrets(hook=hook), body=body),
         DELIVERY_HEADER: delivery.delivery_id,
     }
-    # However slowly the far side sends or reads, the attempt ends within twice the timeout: the
-    # socket is shut at that deadline, before the lease (lease_seconds) can run out, so no other
-    # worker sends this delivery, or the next one, while this attempt is still going.
-    connection.connect()
-    watchdog = threading.Timer(2 * settings.HOOKS_TIMEOUT_SECONDS, _shut, args=(connection.sock,))
-    watchdog.start()
+    connection = _pool.take(key)
+    if connection is not None:
+        try:
+            return _request(key, connection, path=path, body=body, headers=headers)
+        except _STALE:
+            pass
+    kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    connection = kind(host, port, address=address, timeout=settings.HOOKS_TIMEOUT_SECONDS)
+    return _request(key, connection, path=path, body=body, headers=headers)
+
+
+def _request(
+    key: _Key, connection: http.client.HTTPConnection, *, path: str, body: bytes, headers: dict[str, str]
+) -> Outcome:
+    """One POST on ``connection``, within twice HOOKS_TIMEOUT_SECONDS whatever the far side does:
+    the socket is shut at that deadline, before the lease (lease_seconds) can run out, so no other
+    worker sends this delivery, or the next one, while this attempt is still going. The connection
+    goes back to the pool when the answer was read whole and the far side keeps it open."""
+    if connection.sock is None:
+        connection.connect()
+    token = _watchdog.watch(connection.sock, 2 * settings.HOOKS_TIMEOUT_SECONDS)
+    reusable = False
     try:
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
         response.read(65536)
+        reusable = response.isclosed() and not response.will_close
     finally:
-        watchdog.cancel()
-        connection.close()
+        _watchdog.release(token)
+        if reusable:
+            _pool.give(key, connection)
+        else:
+            connection.close()
     ok = 200 <= response.status < 300
     return Outcome(ok=ok, status_code=response.status, error="" if ok else f"HTTP {response.status}")
 

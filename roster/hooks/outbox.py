@@ -1,11 +1,12 @@
 """The transactional outbox: ingest's in-transaction hook point writes one delivery per matching
 hook per meeting change (per part, above HOOKS_MAX_BODY_BYTES), in the batch's own transaction, so
-a change is delivered if and only if it was committed.
+a change is delivered if and only if it was committed. The change's body is written once (a
+payload) and shared by its hooks' deliveries.
 
 The hot path reads no hook: each process keeps its list for HOOKS_CACHE_SECONDS (and drops it
 when this process changes a hook). With no hook a batch costs one list check; with hooks, each
-change is serialised once (the meeting and each attendee), each hook's body is a concatenation,
-and the batch's rows go in one bulk insert. A hook deleted in another process meanwhile makes the
+change is serialised once (the meeting and each attendee) and stored once, and the batch's rows
+go in two bulk inserts (payloads, then deliveries). A hook deleted in another process meanwhile makes the
 insert fail its foreign key: the batch rolls back and comes back (its messages stay queued), and
 by then the list is fresh.
 """
@@ -14,21 +15,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from roster.domain.hook_events import change_events
 from roster.domain.plan import MEETING_PUBLIC_FIELDS, MeetingFolded
-from roster.models import Hook, HookDelivery
+from roster.models import Hook, HookDelivery, HookPayload
 from roster.read.serializers import attendee_as_dict, meeting_as_dict
 
 logger = logging.getLogger(__name__)
@@ -84,15 +85,18 @@ def hooks_changed() -> None:
 
 
 def deliveries_register(changes: Sequence[MeetingFolded]) -> None:
-    """Ingest's in-transaction hook: the deliveries of the batch's changes, in one insert, and a
-    kick of the delivery workers once the batch commits."""
+    """Ingest's in-transaction hook: the batch's payloads (each change's body once) and their
+    deliveries (one per matching hook and part), in one insert each, and a kick of the delivery
+    workers once the batch commits."""
     if not changes:
         return
     filters = hooks_cache.get()
     if not filters:
         return
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    rows: list[tuple[Any, ...]] = []
+    new_id = _random_ids()
+    payloads: list[tuple[Any, ...]] = []
+    deliveries: list[tuple[Any, ...]] = []
     for change in changes:
         meeting = change.meeting
         ids = (meeting.meeting_id, meeting.external_meeting_id, meeting.primary_meeting_id or "")
@@ -110,93 +114,107 @@ def deliveries_register(changes: Sequence[MeetingFolded]) -> None:
             attendees=[attendee_as_dict(row) for row in change.changed_rows],
         )
         events_text = json.dumps(events)
-        for hook in matching:
-            for index, part in enumerate(parts, start=1):
-                delivery_id = uuid.uuid4().hex
-                body = part.replace(_ID_MARK, delivery_id, 1)
-                rows.append(
+        for index, body in enumerate(parts, start=1):
+            payload_id = next(new_id)
+            payloads.append((payload_id, len(parts), events_text, body, now))
+            for hook in matching:
+                deliveries.append(
                     (
                         hook.hook_id,
+                        payload_id,
                         meeting.meeting_id,
                         meeting.seq,
                         index,
-                        len(parts),
-                        delivery_id,
-                        events_text,
-                        body,
+                        next(new_id),
+                        now,
                         now,
                     )
                 )
-    if rows:
-        _deliveries_insert(rows)
+    if deliveries:
+        _rows_insert(HookPayload, _PAYLOAD_COLUMNS, payloads)
+        _rows_insert(HookDelivery, _DELIVERY_COLUMNS, deliveries)
         transaction.on_commit(_kick, robust=True)
 
 
-# The outbox row as the hot path writes it: these columns, the rest their defaults.
-_INSERTED = (
-    "hook_id",
+def _random_ids() -> Iterator[str]:
+    """128-bit ids as 32 hex digits (what SQLite stores for a UUID, and PostgreSQL reads), time
+    first, as UUIDv7 lays them out: the milliseconds (48 bits), then 80 random bits. Rising keys
+    land in the right edge of their indexes, where random ones (uuid4) touched a page anywhere in
+    them for every row, each page a full image in the WAL after a checkpoint. One read of the
+    system's random source per 64 ids."""
+    while True:
+        stamp = f"{time.time_ns() // 1_000_000:012x}"
+        block = os.urandom(10 * 64).hex()
+        for start in range(0, len(block), 20):
+            yield stamp + block[start : start + 20]
+
+
+# The rows as the hot path writes them; the other columns take their database defaults.
+_PAYLOAD_COLUMNS = ("id", "parts", "events", "body", "created_at")
+_DELIVERY_COLUMNS = (
+    "hook",
+    "payload",
     "meeting_id",
     "seq",
     "part",
-    "parts",
     "delivery_id",
-    "events",
-    "body",
     "next_attempt_at",
+    "created_at",
 )
-_DEFAULTS = {"status": HookDelivery.Status.PENDING.value, "attempts": 0, "last_error": "", "lock_token": ""}
 _CHUNK = 64  # rows per statement: well inside every backend's limit on parameters
 
 
-def _deliveries_insert(rows: Sequence[tuple[Any, ...]]) -> None:
-    """One multi-row INSERT (per 64 rows) in plain SQL, portable: Django's bulk_create costs about
-    three times as much per batch here, and this runs in every ingest transaction that has a
-    matching hook. ``created_at`` is ``next_attempt_at`` (both: now)."""
-    meta = HookDelivery._meta
+def _rows_insert(model: type[models.Model], columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows in plain SQL: COPY on PostgreSQL, multi-row INSERTs (64 rows each) elsewhere. Django's
+    bulk_create cost about three times as much per batch here (psycopg escaping its UNNEST arrays
+    in Python), and this runs in every ingest transaction that has a matching hook."""
+    meta = model._meta
     quote = connection.ops.quote_name
-    columns = [*_INSERTED, *_DEFAULTS, "created_at"]
-    names = ", ".join(
-        quote(meta.get_field(c.removesuffix("_id") if c == "hook_id" else c).column) for c in columns
-    )
-    extra = tuple(_DEFAULTS.values())
+    names = ", ".join(quote(meta.get_field(c).column) for c in columns)
     if connection.vendor == "postgresql":
-        # COPY streams the rows and escapes them in C: with 3 hooks on every change it cut the
-        # outbox's cost to the ingest by about a third against these INSERTs, whose SQL text (the
-        # bodies quoted into it) PostgreSQL must parse (bench.hooks_bench, overhead).
+        # COPY streams the rows and escapes them in C, where INSERT's SQL text (the bodies quoted
+        # into it) must be parsed (bench.hooks_bench, overhead).
         with (
             connection.cursor() as cursor,
             cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy,
         ):
             for row in rows:
-                copy.write_row((*row, *extra, row[-1]))
+                copy.write_row(row)
         return
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     with connection.cursor() as cursor:
         for start in range(0, len(rows), _CHUNK):
             chunk = rows[start : start + _CHUNK]
-            one = "(" + ", ".join(["%s"] * len(columns)) + ")"
             cursor.execute(
                 f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES {', '.join([one] * len(chunk))}",  # noqa: S608 - names from the model
-                [value for row in chunk for value in (*row, *extra, row[-1])],
+                [value for row in chunk for value in row],
             )
 
 
-_ID_MARK = "\0id\0"  # where each row's delivery id goes into a body serialised once
+_BODY_HEAD = '{"id": ""'  # how every stored body starts: its delivery puts its id in
+
+
+def body_with_id(*, body: str, delivery_id: str) -> str:
+    """The body as one delivery sends it: the stored payload with this delivery's id."""
+    if not body.startswith(_BODY_HEAD):
+        raise ValueError("not an outbox body")
+    return '{"id": "' + delivery_id + '"' + body[len(_BODY_HEAD) :]
 
 
 def body_parts(
     *, events: Sequence[str], meeting: dict[str, Any], attendees: Sequence[dict[str, Any]]
 ) -> list[str]:
-    """The body of one change (``id`` left as a mark), split into parts of at most
-    HOOKS_MAX_BODY_BYTES by attendees when larger: every part carries the meeting (its ``seq``),
-    the events, ``part`` and ``parts``. One attendee larger than the limit goes alone."""
-    head = '{"id": "' + _ID_MARK + '", "type": "roster.change", "events": ' + json.dumps(list(events))
+    """The body of one change (``id`` empty), split into parts of at most HOOKS_MAX_BODY_BYTES by
+    attendees when larger: every part carries the meeting (its ``seq``), the events, ``part`` and
+    ``parts``. One attendee larger than the limit goes alone."""
+    head = _BODY_HEAD + ', "type": "roster.change", "events": ' + json.dumps(list(events))
     head += ', "meeting": ' + json.dumps(meeting) + ', "attendees": ['
     texts = [json.dumps(attendee) for attendee in attendees]
     whole = head + ", ".join(texts) + "]}"
     limit = settings.HOOKS_MAX_BODY_BYTES
     if _size(whole) <= limit:
         return [whole]
-    tail_room = len(', "part": 99999, "parts": 99999}') + 1 + 32  # the tail and the id (32 > mark)
+    tail_room = len(', "part": 99999, "parts": 99999}') + 1 + 64  # the tail and the id to come
     chunks: list[list[str]] = [[]]
     used = _size(head) + tail_room
     for text in texts:

@@ -58,6 +58,8 @@ from roster.domain.reconcile import (
 from roster.domain.repairs import Repairs
 from roster.ingest import repairs_ingest
 from roster.models import Meeting
+from roster.ops import shared_redis
+from roster.ops.shared_redis import redis_client
 from roster.read.selectors import reconcile_due_list, reconcile_view_get
 
 logger = logging.getLogger(__name__)
@@ -92,20 +94,10 @@ return slot - t
 
 def redis_key(*parts: str) -> str:
     """A reconcile key in this deployment's namespace (as drain slots are: roster.sources.slots)."""
-    return ":".join((settings.ROSTER_NAMESPACE, "reconcile", *parts))
+    return shared_redis.redis_key("reconcile", *parts)
 
 
 _redis_lock = threading.Lock()
-_redis_clients: dict[str, redis.Redis] = {}
-
-
-def redis_client() -> redis.Redis:
-    """One Redis client per URL and process (a pool inside): locks and the pacer."""
-    with _redis_lock:
-        client = _redis_clients.get(settings.REDIS_URL)
-        if client is None:
-            client = _redis_clients[settings.REDIS_URL] = redis.Redis.from_url(settings.REDIS_URL)
-        return client
 
 
 _pace_scripts: dict[int, Any] = {}

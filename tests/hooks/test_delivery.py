@@ -217,6 +217,59 @@ def test_sns_topic_to_sqs_subscription_and_an_sqs_target(
     assert sorted(seqs) == [1, 2, 3]
 
 
+def test_deliveries_to_one_receiver_share_one_keep_alive_connection(hook_settings, receiver):
+    hook, secret = hook_create(name="h", target=receiver.url)
+    receiver.secrets = [secret]
+    changes("m-ka", 3)
+    run_until(settled)
+    assert [r.json["meeting"]["seq"] for r in receiver.received] == [1, 2, 3]
+    assert len({r.peer for r in receiver.received}) == 1
+
+
+def test_a_connection_the_receiver_closed_while_idle_is_replaced_not_counted_as_a_failure(
+    hook_settings, receiver
+):
+    hook, secret = hook_create(name="h", target=receiver.url)
+    receiver.secrets = [secret]
+    receiver.hang_up = True  # each pooled connection is dead by the next delivery
+    changes("m-idle", 3)
+    run_until(settled)
+    assert [r.json["meeting"]["seq"] for r in receiver.received] == [1, 2, 3]
+    assert len({r.peer for r in receiver.received}) == 3
+    rows = HookDelivery.objects.filter(hook=hook)
+    assert {(r.status, r.attempts, r.last_error) for r in rows} == {("delivered", 1, "")}
+
+
+def test_while_a_kick_waits_in_the_broker_more_kicks_send_no_task(hook_settings):
+    """However fast batches commit, one delivery task waits at most; a run starting takes the
+    mark down, so the next batch kicks again (its run is the one that will see it)."""
+    from celery import current_app
+
+    from roster.hooks.delivery import deliveries_kick
+
+    def queued() -> int:
+        with current_app.connection_for_write() as connection:
+            return connection.default_channel.queue_declare(queue="celery").message_count
+
+    def wait_for_queued(count: int) -> None:
+        deadline = time.monotonic() + 5
+        while queued() != count:
+            assert time.monotonic() < deadline, f"{queued()} tasks queued, not {count}"
+            time.sleep(0.02)
+
+    with current_app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("celery")
+    for _ in range(5):
+        deliveries_kick()
+        time.sleep(0.05)
+    wait_for_queued(1)
+    time.sleep(0.3)
+    assert queued() == 1
+    deliveries_run(seconds=0.1)  # what the queued task does first: the mark comes down
+    deliveries_kick()
+    wait_for_queued(2)
+
+
 def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(hook_settings, receiver):
     """No DNS rebinding window: the name is never resolved again after the check (``.invalid``
     never resolves at all), and the request still names it in ``Host``."""

@@ -10,13 +10,18 @@ import pytest
 
 from roster.dev.chime import as_bare, bodies, detail, meeting_stream
 from roster.domain.hook_events import EVENT_TYPES
+from roster.hooks.outbox import body_with_id
 from roster.hooks.services import hook_create
 from roster.ingest import hooks as ingest_hooks
-from roster.models import Event, HookDelivery, Meeting
+from roster.models import Event, HookDelivery, HookPayload, Meeting
 from roster.read.access import feed_token_create, feed_token_revoke
 from tests.conftest import ingest
 
 pytestmark = pytest.mark.django_db
+
+
+def sent_body(delivery: HookDelivery) -> str:
+    return body_with_id(body=delivery.payload.body, delivery_id=delivery.delivery_id)
 
 
 def one_by_one(details: list[dict]) -> None:
@@ -29,17 +34,18 @@ def test_every_change_is_one_delivery_in_seq_order_with_its_types(hook_settings)
     details = meeting_stream(seed=3, attendees=4)
     one_by_one(details)
     meeting = Meeting.objects.get(pk=details[0]["meetingId"])
-    rows = list(HookDelivery.objects.filter(hook=hook).order_by("seq"))
+    rows = list(HookDelivery.objects.filter(hook=hook).select_related("payload").order_by("seq"))
     assert [r.seq for r in rows] == list(range(1, meeting.seq + 1))  # every change, once
     seen = set()
     for r in rows:
-        body = json.loads(r.body)
+        body = json.loads(sent_body(r))
+        events = r.payload.events
         assert body["id"] == r.delivery_id and body["type"] == "roster.change"
-        assert body["events"] == r.events and r.events and set(r.events) <= set(EVENT_TYPES)
+        assert body["events"] == events and events and set(events) <= set(EVENT_TYPES)
         assert body["meeting"]["seq"] == r.seq and body["meeting"]["meeting_id"] == meeting.pk
         assert all(a["seq"] == r.seq for a in body["attendees"])
-        assert "part" not in body and r.parts == 1
-        seen.update(r.events)
+        assert "part" not in body and r.payload.parts == 1
+        seen.update(events)
     assert {"meeting.started", "meeting.ended", "attendee.joined", "attendee.left", "video.started"} <= seen
     assert len({r.delivery_id for r in rows}) == len(rows)
 
@@ -66,11 +72,28 @@ def test_filters_by_type_glob_and_token_scope(hook_settings):
         for h in (joined, sales, scoped, gone)
     }
     assert by_hook == {"joins": ["m-1", "m-2", "m-3"], "sales": ["m-1", "m-2"], "scoped": ["m-1"], "gone": []}
-    assert set(HookDelivery.objects.filter(hook=joined).values_list("events", flat=True)[0]) >= {
+    assert set(HookDelivery.objects.filter(hook=joined).values_list("payload__events", flat=True)[0]) >= {
         "attendee.joined"
     }
     ingest([as_bare(detail("AttendeeLeft", "m-3", "a1", ts=3))])
     assert HookDelivery.objects.filter(hook=joined).count() == 3  # left is not in its filter
+
+
+def test_a_change_is_stored_once_whatever_the_hooks_each_delivery_sends_its_own_id(hook_settings):
+    hooks = [hook_create(name=f"h{i}", target=f"https://h.example.com/{i}")[0] for i in range(3)]
+    ingest(
+        [
+            as_bare(detail("MeetingStarted", "m-1", ts=1)),
+            as_bare(detail("AttendeeJoined", "m-2", "a1", ts=2)),
+        ]
+    )
+    assert HookPayload.objects.count() == 2  # two changes (two meetings), not six
+    for payload in HookPayload.objects.all():
+        rows = list(HookDelivery.objects.filter(payload=payload).select_related("payload"))
+        assert sorted(r.hook_id for r in rows) == sorted(h.pk for h in hooks)
+        sent = [json.loads(sent_body(r)) for r in rows]
+        assert [b["id"] for b in sent] == [r.delivery_id for r in rows] and len({b["id"] for b in sent}) == 3
+        assert all({**b, "id": ""} == json.loads(payload.body) for b in sent)  # the same body otherwise
 
 
 def test_a_batch_that_rolls_back_writes_no_delivery(hook_settings):
@@ -86,6 +109,7 @@ def test_a_batch_that_rolls_back_writes_no_delivery(hook_settings):
     finally:
         ingest_hooks.in_transaction.remove(boom)
     assert not Event.objects.exists() and not HookDelivery.objects.exists()
+    assert not HookPayload.objects.exists()
     ingest([as_bare(detail("MeetingStarted", "m-r", ts=1))])
     assert HookDelivery.objects.count() == 1
 
@@ -105,12 +129,12 @@ def test_a_change_above_the_limit_is_split_in_parts_that_keep_the_seq(hook_setti
         for i in range(1200)
     ]
     ingest(batch)
-    rows = list(HookDelivery.objects.filter(hook=hook).order_by("part"))
-    assert len(rows) >= 2 and {r.parts for r in rows} == {len(rows)} and {r.seq for r in rows} == {1}
+    rows = list(HookDelivery.objects.filter(hook=hook).select_related("payload").order_by("part"))
+    assert len(rows) >= 2 and {r.payload.parts for r in rows} == {len(rows)} and {r.seq for r in rows} == {1}
     attendees = []
     for i, r in enumerate(rows, 1):
-        assert len(r.body.encode()) <= 256 * 1024
-        body = json.loads(r.body)
+        assert len(sent_body(r).encode()) <= 256 * 1024
+        body = json.loads(sent_body(r))
         assert (body["part"], body["parts"], body["id"], body["meeting"]["seq"]) == (
             i,
             len(rows),

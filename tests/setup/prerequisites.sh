@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond Python packages, set up or named: PostgreSQL and Redis answering
-# on loopback (started when they do not), and Debian's Chromium for the browser tests (installed
-# with apt when this user may; otherwise it stops at once with the one command to run).
+# on loopback (started when they do not), Debian's Chromium for the browser tests and Node.js for
+# docs/hooks.md's Node example (installed with apt when this user may; otherwise it stops at once
+# with the one command to run).
 # Fast when all is there: `make test` runs it every time.
 set -euo pipefail
 
@@ -31,4 +32,10 @@ if [ ! -x "$CHROMIUM" ]; then
   { DEBIAN_FRONTEND=noninteractive "$APT_GET" update -q && DEBIAN_FRONTEND=noninteractive "$APT_GET" install -y -q chromium; } \
     || stop "the browser tests need Debian's chromium at $CHROMIUM and it could not be installed" \
             "sudo apt-get install -y chromium"
+fi
+if ! command -v node >/dev/null; then
+  echo "installing Debian's nodejs"
+  { DEBIAN_FRONTEND=noninteractive "$APT_GET" update -q && DEBIAN_FRONTEND=noninteractive "$APT_GET" install -y -q nodejs; } \
+    || stop "the hooks tests run docs/hooks.md's Node example and node could not be installed" \
+            "sudo apt-get install -y nodejs"
 fi
