@@ -217,6 +217,15 @@ CELERY_BEAT_SCHEDULE["hook-deliveries-sweep"] = {
     "schedule": HOOKS_SWEEP_SECONDS,
     "options": {"expires": HOOKS_SWEEP_SECONDS},
 }
+# Delivered deliveries (and the payloads nothing points at any more) are forgotten after this;
+# dead and pending ones are kept. Beat prunes every HOOKS_PRUNE_SECONDS.
+HOOKS_KEEP_HOURS = env.float("HOOKS_KEEP_HOURS", default=72.0)
+HOOKS_PRUNE_SECONDS = env.float("HOOKS_PRUNE_SECONDS", default=3600.0)
+CELERY_BEAT_SCHEDULE["hook-outbox-prune"] = {
+    "task": "roster.tasks.hook_outbox_prune",
+    "schedule": HOOKS_PRUNE_SECONDS,
+    "options": {"expires": HOOKS_PRUNE_SECONDS},
+}
 
 # SQS and Chime
 SQS_QUEUE_URLS = env.list("SQS_QUEUE_URLS", default=[])

@@ -8,7 +8,7 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from django.conf import settings
 
-from roster.hooks import delivery
+from roster.hooks import delivery, outbox
 from roster.sources import reconcile, sqs
 
 
@@ -41,3 +41,10 @@ def hook_deliveries_run() -> int:
     """Deliver what the outbox holds that is due (kicked after each batch that wrote deliveries,
     and by beat every HOOKS_SWEEP_SECONDS for retries); how many attempts were made."""
     return delivery.deliveries_run(seconds=30.0)
+
+
+@shared_task(name="roster.tasks.hook_outbox_prune", ignore_result=True)
+def hook_outbox_prune() -> tuple[int, int]:
+    """Forget deliveries delivered more than HOOKS_KEEP_HOURS ago and the payloads nothing points
+    at any more (beat, every HOOKS_PRUNE_SECONDS); how many of each."""
+    return outbox.outbox_prune()

@@ -44,8 +44,8 @@ from django.utils import timezone
 from roster.hooks.outbox import body_with_id
 from roster.hooks.signatures import DELIVERY_HEADER, SIGNATURE_HEADER, signature_header
 from roster.hooks.targets import KIND_HTTP, KIND_SNS, KIND_SQS, TargetRefused, address_resolve, target_parse
+from roster.live.shared_redis import redis_client, redis_key
 from roster.models import Hook, HookDelivery
-from roster.ops.shared_redis import redis_client, redis_key
 
 logger = logging.getLogger(__name__)
 

@@ -20,11 +20,13 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from roster.domain.hook_events import change_events
@@ -236,3 +238,23 @@ def _kick() -> None:
     from roster.hooks.delivery import deliveries_kick
 
     deliveries_kick()
+
+
+def outbox_prune(*, now: datetime | None = None, chunk: int = 5000) -> tuple[int, int]:
+    """Forget what the outbox no longer needs: deliveries delivered more than HOOKS_KEEP_HOURS ago,
+    then the payloads older than that which no delivery points at any more (theirs delivered and
+    forgotten, or their hook deleted). Dead and pending deliveries are kept, and their payloads.
+    In chunks, each its own short statement; how many (deliveries, payloads) went."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.HOOKS_KEEP_HOURS)
+    delivered = HookDelivery.objects.filter(status=HookDelivery.Status.DELIVERED, delivered_at__lt=cutoff)
+    unreferenced = HookPayload.objects.filter(created_at__lt=cutoff).exclude(
+        Exists(HookDelivery.objects.filter(payload_id=OuterRef("pk")))
+    )
+    return _chunks_delete(delivered, chunk), _chunks_delete(unreferenced, chunk)
+
+
+def _chunks_delete(rows: models.QuerySet, chunk: int) -> int:
+    deleted = 0
+    while ids := list(rows.values_list("pk", flat=True)[:chunk]):
+        deleted += rows.model.objects.filter(pk__in=ids).delete()[0]
+    return deleted

@@ -57,9 +57,9 @@ from roster.domain.reconcile import (
 )
 from roster.domain.repairs import Repairs
 from roster.ingest import repairs_ingest
+from roster.live import shared_redis
+from roster.live.shared_redis import redis_client
 from roster.models import Meeting
-from roster.ops import shared_redis
-from roster.ops.shared_redis import redis_client
 from roster.read.selectors import reconcile_due_list, reconcile_view_get
 
 logger = logging.getLogger(__name__)

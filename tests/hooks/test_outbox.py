@@ -143,3 +143,37 @@ def test_a_change_above_the_limit_is_split_in_parts_that_keep_the_seq(hook_setti
         )
         attendees += [a["attendee_id"] for a in body["attendees"]]
     assert sorted(attendees) == [f"att-{i:05d}" for i in range(1200)]
+
+
+def test_the_prune_forgets_old_delivered_rows_and_unused_payloads_and_keeps_the_rest(hook_settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from roster.hooks.outbox import outbox_prune
+    from roster.hooks.services import hook_delete
+
+    kept, _ = hook_create(name="kept", target="https://h.example.com/a", meetings="m-?")
+    gone, _ = hook_create(name="gone", target="https://h.example.com/b")
+    for meeting_id in ("m-0", "m-1", "m-2", "m-3", "other"):  # "other" is gone's alone
+        ingest([as_bare(detail("AttendeeJoined", meeting_id, "a1", ts=1))])
+    old = timezone.now() - timedelta(hours=hook_settings.HOOKS_KEEP_HOURS + 1)
+    HookPayload.objects.update(created_at=old)
+    HookDelivery.objects.update(created_at=old)
+    rows = {r.meeting_id: r for r in HookDelivery.objects.filter(hook=kept)}
+    HookDelivery.objects.filter(pk=rows["m-0"].pk).update(status="delivered", delivered_at=old)
+    HookDelivery.objects.filter(pk=rows["m-1"].pk).update(status="delivered", delivered_at=timezone.now())
+    HookDelivery.objects.filter(pk=rows["m-2"].pk).update(status="dead")
+    hook_delete(hook=gone)  # its deliveries go with it, not the payloads: kept's share them
+
+    # m-0's delivery; then m-0's payload (nothing uses it now) and other's (its hook is gone).
+    assert outbox_prune(chunk=1) == (1, 2)
+    left = HookDelivery.objects.filter(hook=kept)
+    assert sorted(left.values_list("meeting_id", "status")) == [
+        ("m-1", "delivered"),  # delivered within HOOKS_KEEP_HOURS
+        ("m-2", "dead"),
+        ("m-3", "pending"),
+    ]
+    payloads = set(HookPayload.objects.values_list("pk", flat=True))
+    assert payloads == set(left.values_list("payload_id", flat=True))
+    assert outbox_prune() == (0, 0)

@@ -1,5 +1,5 @@
 """One Redis client per URL and process (a connection pool inside), for the small coordination
-keys of this deployment: reconcile's locks and pacer, the hook workers' busy mark."""
+keys of this deployment: reconcile's locks and pacer, the hooks' kick mark."""
 
 from __future__ import annotations
 
