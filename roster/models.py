@@ -434,8 +434,7 @@ class HookDelivery(models.Model):
         DELIVERED = "delivered"
         DEAD = "dead"
 
-    # No index of its own: the order constraint below starts with the hook.
-    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="deliveries")
     # Neither an index nor a database constraint: the outbox writes a payload and its deliveries
     # in the same transaction and never deletes a payload (a hook's deletion removes its
     # deliveries, not the payloads other hooks share). PostgreSQL checking the constraint at
@@ -468,8 +467,13 @@ class HookDelivery(models.Model):
     class Meta:
         verbose_name_plural = "hook deliveries"
         constraints = [
-            # Also the "next of this hook and meeting" index: (hook, meeting_id) then seq order.
-            models.UniqueConstraint(fields=["hook", "meeting_id", "seq", "part"], name="hook_delivery_order"),
+            # Also the "is an earlier one still pending" index of the claim: of pending rows only,
+            # so that question costs one probe, not a walk through the meeting's delivered past.
+            models.UniqueConstraint(
+                fields=["hook", "meeting_id", "seq", "part"],
+                condition=models.Q(status="pending"),
+                name="hook_delivery_pending_order",
+            ),
             models.UniqueConstraint(fields=["delivery_id"], name="hook_delivery_id_unique"),
         ]
         indexes = [

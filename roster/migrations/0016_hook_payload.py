@@ -1,7 +1,9 @@
 """The outbox stores a change's body once (``HookPayload``), not once per hook: each delivery points
 at it and puts its own id in when it is sent. Existing deliveries get a payload each, their body
 with ``"id": ""``. The columns a new delivery starts with get database defaults: the outbox's
-COPY leaves them out. The status index becomes a partial one, of dead deliveries only."""
+COPY leaves them out. The status index becomes a partial one, of dead deliveries only, and the
+order constraint one of pending deliveries only (the claim's question "is an earlier one still
+pending" was a walk through the meeting's delivered past)."""
 
 from django.db import migrations, models
 import django.db.models.deletion
@@ -51,10 +53,10 @@ class Migration(migrations.Migration):
         migrations.RemoveField(model_name='hookdelivery', name='body'),
         migrations.RemoveField(model_name='hookdelivery', name='events'),
         migrations.RemoveField(model_name='hookdelivery', name='parts'),
-        migrations.AlterField(
+        migrations.RemoveConstraint(model_name='hookdelivery', name='hook_delivery_order'),
+        migrations.AddConstraint(
             model_name='hookdelivery',
-            name='hook',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='roster.hook'),
+            constraint=models.UniqueConstraint(condition=models.Q(('status', 'pending')), fields=('hook', 'meeting_id', 'seq', 'part'), name='hook_delivery_pending_order'),
         ),
         migrations.AlterField(
             model_name='hookdelivery',
