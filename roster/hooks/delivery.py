@@ -2,11 +2,12 @@
 
 Order: per (hook, meeting) only the first pending delivery (lowest seq, then part) is ever
 attempted, so a later change never overtakes an earlier one that is still undelivered. A worker
-takes a delivery with a lease (``locked_until``, ``lock_token``), by one conditional UPDATE that
-also checks it is still first: the same statement on PostgreSQL and SQLite, no transaction held
-across the network call. A worker killed mid-delivery leaves its lease to run out (it outlasts
-any attempt: twice HOOKS_TIMEOUT_SECONDS and a second), then another worker sends it again (at
-least once: the same delivery id), still before anything later of that hook and meeting.
+takes up to 50 deliveries at once with a lease (``locked_until``, ``lock_token``), by one
+conditional UPDATE that also checks each is still first (:func:`deliveries_claim`), then sends
+and records them one by one, no transaction held across the network call. A worker killed
+mid-delivery leaves its lease to run out (it outlasts any attempt: twice HOOKS_TIMEOUT_SECONDS
+and a second), then another worker sends it again (at least once: the same delivery id), still
+before anything later of that hook and meeting.
 
 Failures back off exponentially with full jitter up to HOOKS_RETRY_MAX_SECONDS, for
 HOOKS_RETRY_HOURS, then the delivery is ``dead`` (kept; :func:`delivery_redeliver`). After
@@ -136,7 +137,8 @@ def deliveries_claim(*, now: datetime, limit: int = CLAIM_BATCH) -> list[HookDel
 
     On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``, so workers claiming at the same
     moment take different rows instead of queueing on the same ones; the UPDATE checks again that
-    each is pending and free, which is what makes a claim exclusive on every backend."""
+    each is pending, free and first, which is what makes a claim exclusive and ordered on every
+    backend."""
     hook_ready = Q(hook__broken_at__isnull=True) | Q(hook__probe_at__lte=now)
     due = (
         HookDelivery.objects.filter(status=PENDING, next_attempt_at__lte=now, hook__enabled=True)
@@ -154,6 +156,7 @@ def deliveries_claim(*, now: datetime, limit: int = CLAIM_BATCH) -> list[HookDel
         taken = (
             HookDelivery.objects.filter(pk__in=ids, status=PENDING)
             .filter(_free(now))
+            .exclude(_earlier_pending())  # a redelivered earlier one came back meanwhile
             .update(locked_until=now + timedelta(seconds=lease_seconds()), lock_token=token)
         )
     if not taken:
