@@ -406,8 +406,8 @@ class HookPayload(models.Model):
     each hook's delivery row points here, so the outbox's bytes do not grow with the hooks.
 
     ``body`` is the JSON that is sent with ``"id": ""``: a delivery puts its own id in when it is
-    sent (:func:`roster.hooks.outbox.body_with_id`). The id is a UUID made by the writer, so the
-    outbox's two inserts need no round trip for it.
+    sent (:func:`roster.hooks.outbox.body_with_id`). The id (128 bits, time first) is made by the
+    writer, so the outbox's two inserts need no round trip for it.
     """
 
     id = models.UUIDField(primary_key=True)
@@ -436,9 +436,10 @@ class HookDelivery(models.Model):
 
     hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="deliveries")
     # Neither an index nor a database constraint: the outbox writes a payload and its deliveries
-    # in the same transaction and never deletes a payload (a hook's deletion removes its
-    # deliveries, not the payloads other hooks share). PostgreSQL checking the constraint at
-    # commit cost the ingest 3.5 times its time with 3 hooks (bench.hooks_bench, overhead).
+    # in the same transaction, and a payload is deleted only when no delivery points at it any
+    # more (outbox_prune; a hook's deletion removes its deliveries, not the payloads other hooks
+    # share). PostgreSQL checking the constraint at commit cost the ingest 3.5 times its time
+    # with 3 hooks (bench.hooks_bench, overhead).
     payload = models.ForeignKey(
         HookPayload, on_delete=models.DO_NOTHING, related_name="+", db_index=False, db_constraint=False
     )

@@ -6,9 +6,9 @@ payload) and shared by its hooks' deliveries.
 The hot path reads no hook: each process keeps its list for HOOKS_CACHE_SECONDS (and drops it
 when this process changes a hook). With no hook a batch costs one list check; with hooks, each
 change is serialised once (the meeting and each attendee) and stored once, and the batch's rows
-go in two bulk inserts (payloads, then deliveries). A hook deleted in another process meanwhile makes the
-insert fail its foreign key: the batch rolls back and comes back (its messages stay queued), and
-by then the list is fresh.
+go in two bulk inserts (payloads, then deliveries). A hook deleted in another process meanwhile
+makes the deliveries' insert fail its foreign key: the batch rolls back and comes back (its
+messages stay queued), and by then the list is fresh.
 """
 
 from __future__ import annotations
