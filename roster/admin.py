@@ -39,6 +39,7 @@ from roster.hooks.admin_actions import (
 )
 from roster.hooks.delivery import Outcome
 from roster.hooks.outbox import body_with_id
+from roster.hooks.selectors import outbox_waiting
 from roster.hooks.services import hook_create, hook_secret_rotate
 from roster.hooks.targets import TargetRefused, target_parse
 from roster.models import (
@@ -713,6 +714,17 @@ class HookAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None) -> tuple[str, ...]:
         return ("name", "target", "events", "meetings", *(self.STATE if obj else ()))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None):
+        waiting, oldest = outbox_waiting()
+        if waiting:  # not deliveries yet, so no hook's page shows them
+            messages.info(
+                request,
+                f"{waiting} roster change(s) wait in the outbox for a worker to write their deliveries "
+                f"(the oldest since {timezone.localtime(oldest):%Y-%m-%d %H:%M:%S}); if this stays, "
+                "no Celery worker is running.",
+            )
+        return super().changelist_view(request, extra_context)
 
     def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
         return self.STATE if obj else ()

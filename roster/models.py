@@ -402,26 +402,49 @@ class Hook(models.Model):
 
 
 class HookPayload(models.Model):
-    """One part of one meeting change's body, written once whatever the number of hooks it goes to:
-    each hook's delivery row points here, so the outbox's bytes do not grow with the hooks.
+    """The outbox's row: one part of one meeting change, written in the ingest transaction with the
+    hooks it matched (``hooks``), whatever their number. It stands for those hooks' deliveries
+    until a worker fans it out (:func:`roster.hooks.outbox.deliveries_fan_out`): one
+    :class:`HookDelivery` per hook that still exists, pointing back here, then ``fanned``. The ingest
+    writes one row and one index entry a change, not a row and five index entries per hook
+    (bench.hooks_bench, overhead).
 
     ``body`` is the JSON that is sent with ``"id": ""``: a delivery puts its own id in when it is
     sent (:func:`roster.hooks.outbox.body_with_id`). The id (128 bits, time first) is made by the
-    writer, so the outbox's two inserts need no round trip for it.
+    writer, so the insert needs no round trip for it.
     """
 
     id = models.UUIDField(primary_key=True)
+    meeting_id = models.CharField(max_length=ID, blank=True, default="", db_default="")
+    seq = models.BigIntegerField(default=0, db_default=0)
+    part = models.PositiveSmallIntegerField(default=1, db_default=1)
     parts = models.PositiveSmallIntegerField(default=1)
+    hooks = models.JSONField(default=list, db_default=[], help_text="ids of the hooks it matched")
+    # Database default: the outbox's COPY leaves it out. Rows written before fan-out existed are
+    # fanned (migration 0017).
+    fanned = models.BooleanField(default=False, db_default=False, help_text="its deliveries are written")
     events = models.JSONField(default=list)
     body = models.TextField()
     created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # The fan-out's queue, in the order it takes rows: of rows not fanned out yet only, so
+            # it stays as small as the backlog and fanned rows leave it.
+            models.Index(
+                fields=["meeting_id", "seq", "part"],
+                condition=models.Q(fanned=False),
+                name="hook_payload_unfanned_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"payload {self.id}"
 
 
 class HookDelivery(models.Model):
-    """The outbox: one part of one meeting change for one hook, written in the ingest transaction.
+    """One part of one meeting change for one hook: what a worker sends, retries and records. The
+    fan-out writes it from its payload (:class:`HookPayload`, written in the ingest transaction).
 
     ``delivery_id`` is sent as ``X-Roster-Delivery`` and the body's ``id``, the same on every retry.
     Per (hook, meeting) the rows go out strictly in (seq, part) order: only the first pending one
@@ -435,11 +458,11 @@ class HookDelivery(models.Model):
         DEAD = "dead"
 
     hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="deliveries")
-    # Neither an index nor a database constraint: the outbox writes a payload and its deliveries
-    # in the same transaction, and a payload is deleted only when no delivery points at it any
-    # more (outbox_prune; a hook's deletion removes its deliveries, not the payloads other hooks
-    # share). PostgreSQL checking the constraint at commit cost the ingest 3.5 times its time
-    # with 3 hooks (bench.hooks_bench, overhead).
+    # Neither an index nor a database constraint: a delivery is written after its payload, and a
+    # payload is deleted only when no delivery points at it any more (outbox_prune; a hook's
+    # deletion removes its deliveries, not the payloads other hooks share). PostgreSQL checking
+    # the constraint at commit cost the ingest 3.5 times its time with 3 hooks when the ingest
+    # wrote the deliveries (bench.hooks_bench, overhead).
     payload = models.ForeignKey(
         HookPayload, on_delete=models.DO_NOTHING, related_name="+", db_index=False, db_constraint=False
     )
@@ -447,7 +470,7 @@ class HookDelivery(models.Model):
     seq = models.BigIntegerField()
     part = models.PositiveSmallIntegerField(default=1)
     delivery_id = models.CharField(max_length=64)
-    # Defaults in the database too (db_default): the outbox's COPY leaves these columns out.
+    # Defaults in the database too (db_default): the fan-out's COPY leaves these columns out.
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.PENDING, db_default=Status.PENDING
     )

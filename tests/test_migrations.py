@@ -170,9 +170,10 @@ PAYLOAD_BEFORE = [("roster", "0015_hook_delivery_retry_until")]
 @pytest.mark.django_db(transaction=True)
 def test_deliveries_stored_with_their_bodies_get_a_payload_and_send_the_same_body():
     """0016 moves each stored body into a payload (``"id": ""``); the delivery then sends the very
-    bytes it would have sent before, its own id in them."""
-    from roster.hooks.outbox import body_with_id
-    from roster.models import HookDelivery
+    bytes it would have sent before, its own id in them. 0017 takes those payloads as fanned out
+    already: the fan-out writes them no second delivery."""
+    from roster.hooks.outbox import body_with_id, deliveries_fan_out
+    from roster.models import HookDelivery, HookPayload
 
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes("roster")
@@ -200,3 +201,6 @@ def test_deliveries_stored_with_their_bodies_get_a_payload_and_send_the_same_bod
         (("attendee.joined",), 1, "pending")
     }
     assert len({r.payload_id for r in rows}) == 2
+    assert set(HookPayload.objects.values_list("fanned", flat=True)) == {True}
+    assert deliveries_fan_out() == 0
+    assert HookDelivery.objects.count() == 2

@@ -144,6 +144,9 @@ class MeetingFolded:
     # state (absent: the row is new).
     before: tuple[Any, ...] = ()
     rows_before: dict[str, AttendeeState] = field(default_factory=dict)
+    # What a client sees of the change once committed, made by the first that needs it (the hook
+    # outbox in the transaction, else the broadcaster after commit): roster.read.serializers.
+    shown: Any = None
 
 
 @dataclass(slots=True)

@@ -1,4 +1,6 @@
-"""Delivering the outbox: Celery tasks (roster.tasks) call :func:`deliveries_run`.
+"""Delivering the outbox: Celery tasks (roster.tasks) call :func:`deliveries_run`, which fans the
+outbox's new rows out into deliveries (:func:`roster.hooks.outbox.deliveries_fan_out`) and sends
+what is due.
 
 Order: per (hook, meeting) only the first pending delivery (lowest seq, then part) is ever
 attempted, so a later change never overtakes an earlier one that is still undelivered. A worker
@@ -42,7 +44,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from roster.hooks.outbox import body_with_id
+from roster.hooks.outbox import FAN_OUT_BATCH, body_with_id, deliveries_fan_out
 from roster.hooks.signatures import DELIVERY_HEADER, SIGNATURE_HEADER, signature_header
 from roster.hooks.targets import KIND_HTTP, KIND_SNS, KIND_SQS, TargetRefused, address_resolve, target_parse
 from roster.live.shared_redis import redis_client, redis_key
@@ -207,8 +209,11 @@ def deliveries_run(*, seconds: float = 30.0) -> int:
     attempts = 0
     kick_mark_clear()  # before the first claim: a batch committed from now on kicks again
     while True:
+        fanned = deliveries_fan_out()
         claimed = deliveries_claim(now=timezone.now(), limit=CLAIM_BATCH)
         if not claimed:
+            if fanned == FAN_OUT_BATCH:  # more to fan out (deliveries of paused hooks, say)
+                continue
             return attempts
         if len(claimed) == CLAIM_BATCH:  # a backlog: one more worker may help (one kick waits at most)
             deliveries_kick()

@@ -1,14 +1,17 @@
-"""The transactional outbox: ingest's in-transaction hook point writes one delivery per matching
-hook per meeting change (per part, above HOOKS_MAX_BODY_BYTES), in the batch's own transaction, so
-a change is delivered if and only if it was committed. The change's body is written once (a
-payload) and shared by its hooks' deliveries.
+"""The transactional outbox: ingest's in-transaction hook point writes, for each meeting change
+(each part, above HOOKS_MAX_BODY_BYTES) that matches a hook, one row naming the hooks it matched
+(a payload, its body stored once), in the batch's own transaction, so a change is delivered if and
+only if it was committed. Workers fan it out (:func:`deliveries_fan_out`) into one delivery per
+hook, which they send, retry and record (:mod:`roster.hooks.delivery`).
+
+Why two steps: one row and one index entry a change is what the ingest pays, where a delivery row
+with its five index entries per hook per change cost it a quarter more time on one interleaved
+queue with 3 hooks (bench.hooks_bench, overhead; docs/benchmarks.md).
 
 The hot path reads no hook: each process keeps its list for HOOKS_CACHE_SECONDS (and drops it
 when this process changes a hook). With no hook a batch costs one list check; with hooks, each
-change is serialised once (the meeting and each attendee) and stored once, and the batch's rows
-go in two bulk inserts (payloads, then deliveries). A hook deleted in another process meanwhile
-makes the deliveries' insert fail its foreign key: the batch rolls back and comes back (its
-messages stay queued), and by then the list is fresh.
+change is serialised once (the meeting's and attendees' dicts are the broadcaster's too) and the
+batch's rows go in one bulk insert. A hook deleted meanwhile is left out at fan-out.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from django.utils import timezone
 from roster.domain.hook_events import change_events
 from roster.domain.plan import MEETING_PUBLIC_FIELDS, MeetingFolded
 from roster.models import Hook, HookDelivery, HookPayload
-from roster.read.serializers import attendee_as_dict, meeting_as_dict
+from roster.read.serializers import change_as_dicts
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +90,9 @@ def hooks_changed() -> None:
 
 
 def deliveries_register(changes: Sequence[MeetingFolded]) -> None:
-    """Ingest's in-transaction hook: the batch's payloads (each change's body once) and their
-    deliveries (one per matching hook and part), in one insert each, and a kick of the delivery
-    workers once the batch commits."""
+    """Ingest's in-transaction hook: the batch's outbox rows (each matching change's body once,
+    with the ids of the hooks it matched) in one insert, and a kick of the delivery workers once
+    the batch commits."""
     if not changes:
         return
     filters = hooks_cache.get()
@@ -98,44 +101,93 @@ def deliveries_register(changes: Sequence[MeetingFolded]) -> None:
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     new_id = _random_ids()
     payloads: list[tuple[Any, ...]] = []
-    deliveries: list[tuple[Any, ...]] = []
+    hooks_texts: dict[tuple[int, ...], str] = {}  # mostly the same few lists in a batch
     for change in changes:
         meeting = change.meeting
         ids = (meeting.meeting_id, meeting.external_meeting_id, meeting.primary_meeting_id or "")
+        meeting_shown, attendees_shown = change_as_dicts(change)
         events = change_events(
             meeting_before=dict(zip(MEETING_PUBLIC_FIELDS, change.before, strict=False)),
-            meeting_after=dict(zip(MEETING_PUBLIC_FIELDS, meeting.public(), strict=True)),
+            meeting_after=meeting_shown,
             attendees=[(change.rows_before.get(row.attendee_id), row) for row in change.changed_rows],
         )
-        matching = [f for f in filters if f.matches(events=events, ids=ids)]
+        matching = tuple(f.hook_id for f in filters if f.matches(events=events, ids=ids))
         if not matching:
             continue
-        parts = body_parts(
-            events=events,
-            meeting=meeting_as_dict(meeting),
-            attendees=[attendee_as_dict(row) for row in change.changed_rows],
-        )
+        parts = body_parts(events=events, meeting=meeting_shown, attendees=attendees_shown)
         events_text = json.dumps(events)
+        hooks_text = hooks_texts.get(matching) or hooks_texts.setdefault(matching, json.dumps(matching))
         for index, body in enumerate(parts, start=1):
-            payload_id = next(new_id)
-            payloads.append((payload_id, len(parts), events_text, body, now))
-            for hook in matching:
-                deliveries.append(
-                    (
-                        hook.hook_id,
-                        payload_id,
-                        meeting.meeting_id,
-                        meeting.seq,
-                        index,
-                        next(new_id),
-                        now,
-                        now,
-                    )
-                )
-    if deliveries:
+            row = (meeting.meeting_id, meeting.seq, index, len(parts), hooks_text, events_text, body, now)
+            payloads.append((next(new_id), *row))
+    if payloads:
         _rows_insert(HookPayload, _PAYLOAD_COLUMNS, payloads)
-        _rows_insert(HookDelivery, _DELIVERY_COLUMNS, deliveries)
         transaction.on_commit(_kick, robust=True)
+
+
+FAN_OUT_BATCH = 500  # outbox rows a worker fans out in one transaction
+
+
+def deliveries_fan_out(*, limit: int = FAN_OUT_BATCH) -> int:
+    """Write the deliveries of up to ``limit`` outbox rows (one per hook each matched that still
+    exists), in one transaction with marking them fanned; how many rows were fanned out (0 when
+    another worker is doing it: it carries on).
+
+    Fan-outs run one at a time (an advisory lock on PostgreSQL; SQLite's transactions are
+    IMMEDIATE, one writer at a time) and take rows in (meeting, seq, part) order. A meeting's
+    changes commit in seq order (the ingest holds the meeting's row until commit), so whatever a
+    fan-out sees of a meeting is its earliest rows not fanned out yet: per hook and meeting, the
+    deliveries written are always the first changes, and the claim's "first pending" rule keeps
+    their order from there."""
+    with transaction.atomic():
+        if not _fan_out_lock():
+            return 0
+        rows = list(
+            HookPayload.objects.filter(fanned=False)
+            .order_by("meeting_id", "seq", "part")
+            .values_list("id", "hooks", "meeting_id", "seq", "part", "created_at")[:limit]
+        )
+        if not rows:
+            return 0
+        live = _hooks_held({hook for row in rows for hook in row[1]})
+        adapt = connection.ops.adapt_datetimefield_value
+        now = adapt(timezone.now())
+        new_id = _random_ids()
+        deliveries = [
+            (hook, payload_id.hex, meeting_id, seq, part, next(new_id), now, adapt(created_at))
+            for payload_id, hooks, meeting_id, seq, part, created_at in rows
+            for hook in hooks
+            if hook in live
+        ]
+        if deliveries:
+            _rows_insert(HookDelivery, _DELIVERY_COLUMNS, deliveries)
+        HookPayload.objects.filter(pk__in=[row[0] for row in rows]).update(fanned=True)
+    return len(rows)
+
+
+_FAN_OUT_LOCK = 0x686F6F6B  # "hook": the advisory lock key (one per database)
+
+
+def _fan_out_lock() -> bool:
+    if connection.vendor != "postgresql":
+        return True  # SQLite: the IMMEDIATE transaction is the lock
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_FAN_OUT_LOCK])
+        return bool(cursor.fetchone()[0])
+
+
+def _hooks_held(hook_ids: set[int]) -> set[int]:
+    """Which of these hooks exist, held (on PostgreSQL, ``FOR KEY SHARE``) so that none is deleted
+    before the deliveries written for it commit."""
+    if not hook_ids:
+        return set()
+    query = Hook.objects.filter(pk__in=hook_ids).values_list("pk", flat=True)
+    if connection.vendor != "postgresql":
+        return set(query)
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} FOR KEY SHARE", params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _random_ids() -> Iterator[str]:
@@ -152,7 +204,7 @@ def _random_ids() -> Iterator[str]:
 
 
 # The rows as the hot path writes them; the other columns take their database defaults.
-_PAYLOAD_COLUMNS = ("id", "parts", "events", "body", "created_at")
+_PAYLOAD_COLUMNS = ("id", "meeting_id", "seq", "part", "parts", "hooks", "events", "body", "created_at")
 _DELIVERY_COLUMNS = (
     "hook",
     "payload",
@@ -208,30 +260,29 @@ def body_parts(
 ) -> list[str]:
     """The body of one change (``id`` empty), split into parts of at most HOOKS_MAX_BODY_BYTES by
     attendees when larger: every part carries the meeting (its ``seq``), the events, ``part`` and
-    ``parts``. One attendee larger than the limit goes alone."""
+    ``parts``. One attendee larger than the limit goes alone. The whole body is one ``json.dumps``
+    (the encoder's C loop); only a body over the limit is taken apart, attendee by attendee.
+    ``json.dumps`` escapes every non-ASCII character: a body's length is its size in bytes."""
+    limit = settings.HOOKS_MAX_BODY_BYTES
+    body = {"id": "", "type": "roster.change", "events": events, "meeting": meeting, "attendees": attendees}
+    whole = json.dumps(body)
+    if len(whole) <= limit:
+        return [whole]
     head = _BODY_HEAD + ', "type": "roster.change", "events": ' + json.dumps(list(events))
     head += ', "meeting": ' + json.dumps(meeting) + ', "attendees": ['
     texts = [json.dumps(attendee) for attendee in attendees]
-    whole = head + ", ".join(texts) + "]}"
-    limit = settings.HOOKS_MAX_BODY_BYTES
-    if _size(whole) <= limit:
-        return [whole]
     tail_room = len(', "part": 99999, "parts": 99999}') + 1 + 64  # the tail and the id to come
     chunks: list[list[str]] = [[]]
-    used = _size(head) + tail_room
+    used = len(head) + tail_room
     for text in texts:
-        size = _size(text) + 2
+        size = len(text) + 2
         if chunks[-1] and used + size > limit:
             chunks.append([])
-            used = _size(head) + tail_room
+            used = len(head) + tail_room
         chunks[-1].append(text)
         used += size
     n = len(chunks)
     return [head + ", ".join(chunk) + f'], "part": {i}, "parts": {n}}}' for i, chunk in enumerate(chunks, 1)]
-
-
-def _size(text: str) -> int:
-    return len(text.encode("utf-8"))
 
 
 def _kick() -> None:
@@ -242,12 +293,13 @@ def _kick() -> None:
 
 def outbox_prune(*, now: datetime | None = None, chunk: int = 5000) -> tuple[int, int]:
     """Forget what the outbox no longer needs: deliveries delivered more than HOOKS_KEEP_HOURS ago,
-    then the payloads older than that which no delivery points at any more (theirs delivered and
-    forgotten, or their hook deleted). Dead and pending deliveries are kept, and their payloads.
+    then the fanned-out payloads older than that which no delivery points at any more (theirs
+    delivered and forgotten, or their hook deleted). Dead and pending deliveries are kept, their
+    payloads, and every payload not fanned out yet.
     In chunks, each its own short statement; how many (deliveries, payloads) went."""
     cutoff = (now or timezone.now()) - timedelta(hours=settings.HOOKS_KEEP_HOURS)
     delivered = HookDelivery.objects.filter(status=HookDelivery.Status.DELIVERED, delivered_at__lt=cutoff)
-    unreferenced = HookPayload.objects.filter(created_at__lt=cutoff).exclude(
+    unreferenced = HookPayload.objects.filter(fanned=True, created_at__lt=cutoff).exclude(
         Exists(HookDelivery.objects.filter(payload_id=OuterRef("pk")))
     )
     return _chunks_delete(delivered, chunk), _chunks_delete(unreferenced, chunk)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Min, QuerySet
 
-from roster.models import FeedToken, Hook, HookDelivery
+from roster.models import FeedToken, Hook, HookDelivery, HookPayload
 
 
 def hooks_of_token(*, token: FeedToken) -> QuerySet[Hook]:
@@ -38,3 +39,10 @@ def hook_as_dict(hook: Hook) -> dict[str, Any]:
         "created_at": hook.created_at.isoformat(),
         "deliveries": counts,
     }
+
+
+def outbox_waiting() -> tuple[int, datetime | None]:
+    """Outbox rows no worker has fanned out into deliveries yet, and the oldest one's time: a
+    count that stays up means no Celery worker is running."""
+    waiting = HookPayload.objects.filter(fanned=False).aggregate(count=Count("pk"), oldest=Min("created_at"))
+    return waiting["count"], waiting["oldest"]

@@ -51,7 +51,7 @@ from roster.live.protocol import (  # what broadcaster and consumers share, defi
     meeting_group,
 )
 from roster.read.selectors import families_get, meetings_scope_ids
-from roster.read.serializers import attendee_as_dict, meeting_as_dict
+from roster.read.serializers import change_as_dicts
 
 logger = logging.getLogger(__name__)
 
@@ -254,14 +254,15 @@ def changes_committed(committed: Committed) -> None:
     """The after-commit hook of ingest (registered by roster.apps): queue the group messages of the
     batch's changes, and the batch's families for their figures; returns at once (a replica's
     primary's externalMeetingId is read once per process)."""
-    meetings = [meeting_as_dict(change.meeting) for change in committed.changes]
+    shown = [change_as_dicts(change) for change in committed.changes]
+    meetings = [meeting for meeting, _ in shown]
     primaries = {m["primary_meeting_id"] for m in meetings if m["primary_meeting_id"]}
     externals = _primary_external(primaries) if primaries else {}
     messages = [
         message
-        for meeting, change in zip(meetings, committed.changes, strict=True)
+        for meeting, attendees in shown
         for message in change_messages(
-            RosterChange(meeting=meeting, attendees=[attendee_as_dict(row) for row in change.changed_rows]),
+            RosterChange(meeting=meeting, attendees=attendees),
             primary_external_meeting_id=externals.get(meeting["primary_meeting_id"] or "", ""),
         )
     ]

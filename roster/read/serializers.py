@@ -8,7 +8,7 @@ from typing import Any
 
 from roster.domain.attendance import Attendance
 from roster.domain.fold import AttendeeState
-from roster.domain.plan import MEETING_PUBLIC_FIELDS, MeetingRecord
+from roster.domain.plan import MEETING_PUBLIC_FIELDS, MeetingFolded, MeetingRecord
 from roster.domain.streams import STREAM_FIELDS
 from roster.models import Attendee, Meeting, VoiceConnectorStream
 
@@ -27,6 +27,16 @@ def meeting_as_dict(meeting: Meeting | MeetingRecord) -> dict[str, Any]:
 
 def attendee_as_dict(attendee: Attendee | AttendeeState) -> dict[str, Any]:
     return {name: getattr(attendee, name) for name in ATTENDEE_FIELDS}
+
+
+def change_as_dicts(change: MeetingFolded) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What a client sees of one committed change: the meeting and each changed attendee. Made
+    once per change, by whichever output asks first (the hook outbox, the broadcaster); theirs to
+    read, not to change."""
+    if change.shown is None:
+        attendees = [attendee_as_dict(row) for row in change.changed_rows]
+        change.shown = (meeting_as_dict(change.meeting), attendees)
+    return change.shown
 
 
 def stream_as_dict(stream: VoiceConnectorStream) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from roster.dev.chime import as_bare, detail
 from roster.hooks.delivery import deliveries_run, delivery_redeliver
 from roster.hooks.services import HookRefused, hook_create, hook_secret_rotate
 from roster.hooks.targets import TargetRefused, target_parse
-from roster.models import Hook, HookDelivery
+from roster.models import Hook, HookDelivery, HookPayload
 from tests.conftest import ingest
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,9 @@ def run_until(predicate, *, seconds: float = 10.0) -> None:
 
 
 def settled() -> bool:
-    return not HookDelivery.objects.filter(status="pending").exists()
+    """Nothing left to fan out, nothing pending."""
+    waiting = HookPayload.objects.filter(fanned=False)
+    return not (waiting.exists() or HookDelivery.objects.filter(status="pending").exists())
 
 
 def test_a_signed_delivery_verifies_with_the_documented_example(hook_settings, receiver):

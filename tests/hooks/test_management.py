@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from roster.dev.chime import as_bare, detail
-from roster.models import FeedToken, Hook, HookDelivery
+from roster.models import FeedToken, Hook, HookDelivery, HookPayload
 from roster.read.access import feed_token_create
 from tests.conftest import ingest
 
@@ -82,6 +82,6 @@ def test_rest_hooks_for_a_token_allowed_to(client, hook_settings):
     # the token's scope bounds the hook: its glob is "*", the token's "sales-*"
     for meeting_id, external in (("m-1", "sales-1"), ("m-2", "support-1")):
         ingest([as_bare(detail("AttendeeJoined", meeting_id, "a1", ts=2, externalMeetingId=external))])
-    assert list(HookDelivery.objects.values_list("meeting_id", flat=True)) == ["m-1"]
+    assert list(HookPayload.objects.values_list("meeting_id", flat=True)) == ["m-1"]
     assert client.delete(f"/api/hooks/{hook_id}", **bearer(raw)).status_code == 204
     assert not Hook.objects.exists() and not HookDelivery.objects.exists()

@@ -18,6 +18,7 @@ from django.utils import timezone
 from roster.dev.chime import REGION, as_envelope, detail
 from roster.dev.hook_receiver import ReceiverServer
 from roster.hooks.delivery import deliveries_run
+from roster.hooks.outbox import deliveries_fan_out
 from roster.hooks.services import hook_create
 from roster.ingest import IncomingMessage, messages_ingest
 from roster.models import Hook, HookDelivery
@@ -246,10 +247,22 @@ def test_a_hooks_page_lists_its_latest_deliveries_newest_first_bounded_with_the_
     assert HookDelivery.objects.filter(hook=other).count() == 24  # not listed under this hook
 
 
+def test_the_hook_list_says_when_changes_wait_to_be_fanned_out(operator, receiver):
+    """Changes committed but not yet turned into deliveries show on no hook's page: the list says
+    how many wait, and stops once a worker has fanned them out."""
+    hook_to(receiver)
+    changes_ingest(2)
+    page = operator.get(f"{HOOKS}/").content.decode()
+    assert "2 roster change(s) wait in the outbox" in page
+    deliveries_fan_out()
+    assert "wait in the outbox" not in operator.get(f"{HOOKS}/").content.decode()
+
+
 def test_redeliver_selected_sends_dead_deliveries_again_in_order(operator, receiver):
     hook, secret = hook_to(receiver)
     receiver.receiver.secrets = ["rotated away"]
     changes_ingest(3)
+    deliveries_fan_out()
     HookDelivery.objects.update(retry_until=timezone.now() - timedelta(seconds=1))  # the 24 h are over
     deliveries_run(seconds=5)
     assert list(HookDelivery.objects.order_by("seq").values_list("status", flat=True)) == ["dead"] * 3
