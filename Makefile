@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python -m bench.family_bench
 	$(BIN)/python -m bench.reconcile_bench
 	$(BIN)/python -m bench.hooks_bench
+	$(BIN)/python -m bench.ceiling_bench
 
 migrate: install
 	$(BIN)/python manage.py migrate
