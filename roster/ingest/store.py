@@ -289,6 +289,35 @@ class PostgresStore(Store):
             ((row[0], AttendeeState(*_json_decoded(row[1:], _ATTENDEE_JSON))) for row in rows), every, touched
         )
 
+    def attendee_histories(
+        self, *, refold: Mapping[str, Collection[str]]
+    ) -> dict[str, dict[str, list[StoredEvent]]]:
+        # The portable query's rows, without the ORM's work per row (a converter call per value,
+        # a JSON decoder per detail through the field): a sixth of a large batch's time.
+        parents = sorted({parent for wanted in refold.values() for parent in wanted})
+        rows = self._fetch(
+            f"SELECT {_quoted(('meeting_id', 'parent_id', *STORED_EVENT_FIELDS))} FROM roster_event "
+            "WHERE meeting_id = ANY(%s) "
+            "AND (parent_id = ANY(%s) OR (parent_id = '' AND event_type = ANY(%s)))",
+            [sorted(refold), parents, list(MEETING_END_TYPES)],
+        )
+        histories: dict[str, dict[str, list[StoredEvent]]] = defaultdict(lambda: defaultdict(list))
+        for meeting_id, parent_id, *values in rows:
+            if parent_id == "" or parent_id in refold[meeting_id]:  # not another meeting's attendee
+                histories[meeting_id][parent_id].append(StoredEvent(*_json_decoded(values, _EVENT_JSON)))
+        return histories
+
+    def meeting_histories(self, *, meeting_ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
+        rows = self._fetch(
+            f"SELECT {_quoted(('meeting_id', *STORED_EVENT_FIELDS))} FROM roster_event "
+            "WHERE meeting_id = ANY(%s) AND parent_id = ''",
+            [list(meeting_ids)],
+        )
+        histories: dict[str, list[StoredEvent]] = defaultdict(list)
+        for meeting_id, *values in rows:
+            histories[meeting_id].append(StoredEvent(*_json_decoded(values, _EVENT_JSON)))
+        return histories
+
     def quarantine_upsert(self, *, rows: Sequence[dict[str, Any]]) -> None:
         # One statement; a redelivery racing another worker's waits for its row, then adds to it.
         # Plain parameters, not a JSON document: bodies are bytes, and a batch holds few rejections.
@@ -421,6 +450,7 @@ _MEETING_JSON = tuple(
 _ATTENDEE_JSON = tuple(
     i for i, name in enumerate(ATTENDEE_RECORD_FIELDS) if name in ("capabilities", "intervals")
 )
+_EVENT_JSON = (STORED_EVENT_FIELDS.index("detail"),)
 
 
 def _json_decoded(row: Sequence[Any], positions: Sequence[int]) -> list[Any]:

@@ -159,6 +159,10 @@ def test_histories_are_the_rows_events_the_meeting_ends_and_the_meeting_level_ev
         "chime:MeetingStarted",
     ]
     assert "m-2" not in level
+    pipeline = next(e for e in level["m-1"] if e.event_type == "chime:MediaPipelineInProgress")
+    assert pipeline.detail["mediaPipelineId"] == "p-1" and pipeline.source == "chime"  # decoded, whole
+    (joined,) = (e for e in histories["m-1"]["a-1"] if e.event_type == "chime:AttendeeJoined")
+    assert (joined.attendee_id, joined.timestamp, joined.kind) == ("a-1", BASE_TS + 1, "meeting")
 
 
 def test_streams_lock_creates_blank_rows_and_streams_write_stores_the_state(store):
