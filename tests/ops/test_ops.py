@@ -240,6 +240,22 @@ def test_ingest_counters_and_latency_reach_metrics(client):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_process_sends_its_counts_to_redis_by_itself_within_the_flush_interval():
+    """No scrape in this process: its thread sends the batch's counts (the ingest does not wait on
+    Redis), so a scrape served by another process (Daphne) sees them within the interval."""
+    name = f"metrics-{uuid.uuid4().hex[:10]}"
+    queue = f"https://sqs.eu-west-1.amazonaws.com/{MOTO_ACCOUNT}/{name}"
+    details = meeting_stream(seed=304, attendees=1, end=False)[:2]
+    messages_ingest(messages=[IncomingMessage(body=as_bare(d), queue=queue) for d in details])
+    field = f"{name}\tMeetingStarted\tapplied\tchime"
+    deadline = time.monotonic() + 10 * metrics.pending.FLUSH_SECONDS
+    while (sent := metrics._redis.client().hget(metrics._key("events"), field)) is None:
+        assert time.monotonic() < deadline, "the counts were not sent"
+        time.sleep(0.05)
+    assert int(sent) == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_event_type_labels_are_bounded(client):
     """A producer inventing event types cannot create new series: they count as "other"."""
     name = f"metrics-{uuid.uuid4().hex[:10]}"
