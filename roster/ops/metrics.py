@@ -166,10 +166,10 @@ def ingest_committed(committed: Committed) -> None:
 class _Pending:
     """This process's counts not yet in Redis. Each committed batch merges into them; one thread
     sends them every FLUSH_SECONDS in one pipelined round trip, and a scrape served by this
-    process sends them first. The ingest's thread spent about 5 % of its time on a round trip per
-    batch (py-spy, docs/benchmarks.md); now a busy ingest sends one per interval, whatever its
-    number of batches. A process killed outright loses at most its last interval's counts;
-    one that exits normally sends them (atexit)."""
+    process sends them first. A round trip per batch on the ingest's own thread cost it 10-13 %
+    of its time (measured batch by batch, docs/benchmarks.md); now a busy ingest sends one per
+    interval, whatever its number of batches. A process killed outright loses at most its last
+    interval's counts; one that exits normally sends them (atexit)."""
 
     FLUSH_SECONDS = 0.5
 
@@ -194,7 +194,10 @@ class _Pending:
     def _run(self) -> None:
         while True:
             time.sleep(self.FLUSH_SECONDS)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the thread must outlive one bad turn
+                logger.exception("metrics: sending the pending counts failed")
 
     def flush(self) -> None:
         """Send what is pending now (the thread, a scrape, the process's exit). Never raises: with
