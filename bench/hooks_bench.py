@@ -14,7 +14,9 @@ checks every signature) and real ``celery worker`` processes delivering the outb
    batch, then on the others: every batch timed with it and without, both kinds at the same
    moments, so the machine's drift falls on both alike. Reported: the ratio of the times
    (median of the rounds); the goal is an ingest at most 15 % slower with hooks. The fan-out of
-   the rows into deliveries (the workers' share) is timed apart.
+   the rows into deliveries (the workers' share) is timed apart. Then the same by whole runs in
+   turns (no hook, 3 hooks), which also counts what the batch-by-batch design spreads over both
+   kinds (the outbox table's growth and WAL, the kick's thread) but wanders with the machine.
 2. throughput: N changes ingested while the one hook is paused (the outbox fills), then resumed:
    deliveries/s = N over the time from the resume until the receiver has every one, signatures
    checked (the receiver refuses a bad one with 401, which would show as a retry).
@@ -219,6 +221,33 @@ def overhead(*, meetings: int, rounds: int, batch: int, layout: str = "interleav
     }
 
 
+def overhead_runs(*, meetings: int, rounds: int, batch: int) -> dict[str, Any]:
+    """The same cost by whole runs, in turns (interleaved only): the stream ingested with no hook,
+    then with 3 hooks, ``rounds`` times, on an emptied roster each time. It counts what batch by
+    batch shares between both kinds (the outbox table's growth, its WAL, the kick's thread), but a
+    run's speed wanders by ±10 % here: see both figures."""
+    from bench.common import meetings_generate
+    from bench.ingest_bench import batches_ingest, batches_interleaved
+
+    delivered = meetings_generate(meetings=meetings, attendees=20, events_per_meeting=200)
+    batches = batches_interleaved(delivered, batch)
+    rates: dict[int, list[float]] = {0: [], 3: []}
+    for round_ in range(rounds):
+        for hooks in (0, 3):
+            tables_truncate()
+            hooks_clear()
+            if hooks:
+                hooks_register(count=hooks, target="http://127.0.0.1:9/hook")
+            common.database_vacuum()
+            seconds, _, _ = batches_ingest(batches)
+            rates[hooks].append(len(delivered) / seconds)
+        none, three = rates[0][-1], rates[3][-1]
+        log(f"  round {round_ + 1}/{rounds}: {none:,.0f} events/s with no hook, {three:,.0f} with 3")
+    hooks_clear()
+    ratios = [none / three for none, three in zip(rates[0], rates[3], strict=True)]
+    return {"ratios": ratios, "slowdown": statistics.median(ratios), "mean": statistics.mean(ratios)}
+
+
 # --- 2. deliveries per second ------------------------------------------------------------------
 
 
@@ -372,6 +401,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"the workers' fan-out wrote {result['fan_out_per_second']:,.0f} deliveries/s "
                 "(one process, median)"
             )
+        log(f"1b. overhead by whole runs in turns, interleaved/100: {rounds} rounds")
+        runs = overhead_runs(meetings=meetings, rounds=rounds, batch=100)
+        results["overhead_runs"] = runs
+        log(
+            f"   ingest time with 3 hooks x{runs['slowdown']:.3f} (median; mean x{runs['mean']:.3f}; rounds "
+            + ", ".join(f"x{r:.3f}" for r in runs["ratios"])
+            + ")"
+        )
 
     if {"throughput", "latency"} & set(parts):
         log_dir = Path(f"/tmp/bench-hooks-{os.getpid()}")
