@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -139,24 +139,31 @@ class Store:
         self, *, refold: Mapping[str, Collection[str]]
     ) -> dict[str, dict[str, list[StoredEvent]]]:
         parents = sorted({parent for wanted in refold.values() for parent in wanted})
-        query = Q(meeting_id__in=list(refold)) & (
-            Q(parent_id__in=parents) | Q(parent_id="", event_type__in=MEETING_END_TYPES)
-        )
         histories: dict[str, dict[str, list[StoredEvent]]] = defaultdict(lambda: defaultdict(list))
-        rows = Event.objects.filter(query).values_list("meeting_id", "parent_id", *STORED_EVENT_FIELDS)
-        for meeting_id, parent_id, *values in rows:
+        for meeting_id, parent_id, *values in self._attendee_history_rows(sorted(refold), parents):
             if parent_id == "" or parent_id in refold[meeting_id]:  # not another meeting's attendee
                 histories[meeting_id][parent_id].append(StoredEvent(*values))
         return histories
 
     def meeting_histories(self, *, meeting_ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
         histories: dict[str, list[StoredEvent]] = defaultdict(list)
-        rows = Event.objects.filter(meeting_id__in=list(meeting_ids), parent_id="").values_list(
-            "meeting_id", *STORED_EVENT_FIELDS
-        )
-        for meeting_id, *values in rows:
+        for meeting_id, *values in self._meeting_history_rows(list(meeting_ids)):
             histories[meeting_id].append(StoredEvent(*values))
         return histories
+
+    def _attendee_history_rows(self, meeting_ids: list[str], parents: list[str]) -> Iterable[Sequence[Any]]:
+        """(meeting id, parent id, *STORED_EVENT_FIELDS) of these meetings' events of these parents,
+        and their meeting ends."""
+        query = Q(meeting_id__in=meeting_ids) & (
+            Q(parent_id__in=parents) | Q(parent_id="", event_type__in=MEETING_END_TYPES)
+        )
+        return Event.objects.filter(query).values_list("meeting_id", "parent_id", *STORED_EVENT_FIELDS)
+
+    def _meeting_history_rows(self, meeting_ids: list[str]) -> Iterable[Sequence[Any]]:
+        """(meeting id, *STORED_EVENT_FIELDS) of these meetings' meeting-level events."""
+        return Event.objects.filter(meeting_id__in=meeting_ids, parent_id="").values_list(
+            "meeting_id", *STORED_EVENT_FIELDS
+        )
 
     def joined_intervals(self, *, others_than: Mapping[str, Collection[str]]) -> dict[str, list[Intervals]]:
         intervals: dict[str, list[Intervals]] = defaultdict(list)
@@ -289,34 +296,24 @@ class PostgresStore(Store):
             ((row[0], AttendeeState(*_json_decoded(row[1:], _ATTENDEE_JSON))) for row in rows), every, touched
         )
 
-    def attendee_histories(
-        self, *, refold: Mapping[str, Collection[str]]
-    ) -> dict[str, dict[str, list[StoredEvent]]]:
-        # The portable query's rows, without the ORM's work per row (a converter call per value,
-        # a JSON decoder per detail through the field): a sixth of a large batch's time.
-        parents = sorted({parent for wanted in refold.values() for parent in wanted})
+    # The fold's histories: the portable queries' rows without the ORM's work per row (a converter
+    # call per value, a JSON decoder per detail through the field): a sixth of a large batch's time.
+    def _attendee_history_rows(self, meeting_ids: list[str], parents: list[str]) -> Iterable[Sequence[Any]]:
         rows = self._fetch(
             f"SELECT {_quoted(('meeting_id', 'parent_id', *STORED_EVENT_FIELDS))} FROM roster_event "
             "WHERE meeting_id = ANY(%s) "
             "AND (parent_id = ANY(%s) OR (parent_id = '' AND event_type = ANY(%s)))",
-            [sorted(refold), parents, list(MEETING_END_TYPES)],
+            [meeting_ids, parents, list(MEETING_END_TYPES)],
         )
-        histories: dict[str, dict[str, list[StoredEvent]]] = defaultdict(lambda: defaultdict(list))
-        for meeting_id, parent_id, *values in rows:
-            if parent_id == "" or parent_id in refold[meeting_id]:  # not another meeting's attendee
-                histories[meeting_id][parent_id].append(StoredEvent(*_json_decoded(values, _EVENT_JSON)))
-        return histories
+        return (_json_decoded(row, _HISTORY_JSON) for row in rows)
 
-    def meeting_histories(self, *, meeting_ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
+    def _meeting_history_rows(self, meeting_ids: list[str]) -> Iterable[Sequence[Any]]:
         rows = self._fetch(
             f"SELECT {_quoted(('meeting_id', *STORED_EVENT_FIELDS))} FROM roster_event "
             "WHERE meeting_id = ANY(%s) AND parent_id = ''",
-            [list(meeting_ids)],
+            [meeting_ids],
         )
-        histories: dict[str, list[StoredEvent]] = defaultdict(list)
-        for meeting_id, *values in rows:
-            histories[meeting_id].append(StoredEvent(*_json_decoded(values, _EVENT_JSON)))
-        return histories
+        return (_json_decoded(row, _MEETING_HISTORY_JSON) for row in rows)
 
     def quarantine_upsert(self, *, rows: Sequence[dict[str, Any]]) -> None:
         # One statement; a redelivery racing another worker's waits for its row, then adds to it.
@@ -450,7 +447,9 @@ _MEETING_JSON = tuple(
 _ATTENDEE_JSON = tuple(
     i for i, name in enumerate(ATTENDEE_RECORD_FIELDS) if name in ("capabilities", "intervals")
 )
-_EVENT_JSON = (STORED_EVENT_FIELDS.index("detail"),)
+# ... and of a history row: (meeting id, parent id, *STORED_EVENT_FIELDS), a meeting's without parent.
+_HISTORY_JSON = (2 + STORED_EVENT_FIELDS.index("detail"),)
+_MEETING_HISTORY_JSON = (1 + STORED_EVENT_FIELDS.index("detail"),)
 
 
 def _json_decoded(row: Sequence[Any], positions: Sequence[int]) -> list[Any]:
