@@ -101,7 +101,6 @@ def deliveries_register(changes: Sequence[MeetingFolded]) -> None:
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     new_id = _random_ids()
     payloads: list[tuple[Any, ...]] = []
-    hooks_texts: dict[tuple[int, ...], str] = {}  # mostly the same few lists in a batch
     for change in changes:
         meeting = change.meeting
         ids = (meeting.meeting_id, meeting.external_meeting_id, meeting.primary_meeting_id or "")
@@ -115,8 +114,7 @@ def deliveries_register(changes: Sequence[MeetingFolded]) -> None:
         if not matching:
             continue
         parts = body_parts(events=events, meeting=meeting_shown, attendees=attendees_shown)
-        events_text = json.dumps(events)
-        hooks_text = hooks_texts.get(matching) or hooks_texts.setdefault(matching, json.dumps(matching))
+        events_text, hooks_text = json.dumps(events), json.dumps(matching)
         for index, body in enumerate(parts, start=1):
             row = (meeting.meeting_id, meeting.seq, index, len(parts), hooks_text, events_text, body, now)
             payloads.append((next(new_id), *row))
