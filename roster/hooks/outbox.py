@@ -16,7 +16,6 @@ batch's rows go in one bulk insert. A hook deleted meanwhile is left out at fan-
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -35,7 +34,7 @@ from django.utils import timezone
 from roster.domain.hook_events import change_events
 from roster.domain.plan import MEETING_PUBLIC_FIELDS, MeetingFolded
 from roster.models import Hook, HookDelivery, HookPayload
-from roster.read.serializers import change_as_dicts
+from roster.read.serializers import ChangeShown, change_shown, compact_json
 
 logger = logging.getLogger(__name__)
 
@@ -104,17 +103,17 @@ def deliveries_register(changes: Sequence[MeetingFolded]) -> None:
     for change in changes:
         meeting = change.meeting
         ids = (meeting.meeting_id, meeting.external_meeting_id, meeting.primary_meeting_id or "")
-        meeting_shown, attendees_shown = change_as_dicts(change)
+        shown = change_shown(change)
         events = change_events(
             meeting_before=dict(zip(MEETING_PUBLIC_FIELDS, change.before, strict=False)),
-            meeting_after=meeting_shown,
+            meeting_after=shown.meeting,
             attendees=[(change.rows_before.get(row.attendee_id), row) for row in change.changed_rows],
         )
-        matching = tuple(f.hook_id for f in filters if f.matches(events=events, ids=ids))
+        matching = [f.hook_id for f in filters if f.matches(events=events, ids=ids)]
         if not matching:
             continue
-        parts = body_parts(events=events, meeting=meeting_shown, attendees=attendees_shown)
-        events_text, hooks_text = json.dumps(events), json.dumps(matching)
+        events_text, hooks_text = compact_json(events), compact_json(matching)
+        parts = body_parts(events_text=events_text, shown=shown)
         for index, body in enumerate(parts, start=1):
             row = (meeting.meeting_id, meeting.seq, index, len(parts), hooks_text, events_text, body, now)
             payloads.append((next(new_id), *row))
@@ -243,44 +242,44 @@ def _rows_insert(model: type[models.Model], columns: Sequence[str], rows: Sequen
             )
 
 
-_BODY_HEAD = '{"id": ""'  # how every stored body starts: its delivery puts its id in
+_BODY_HEAD = '{"id":""'  # how every stored body starts: its delivery puts its id in
+_BODY_HEAD_SPACED = '{"id": ""'  # how bodies stored before stop 23 start (json.dumps' own spacing)
 
 
 def body_with_id(*, body: str, delivery_id: str) -> str:
     """The body as one delivery sends it: the stored payload with this delivery's id."""
-    if not body.startswith(_BODY_HEAD):
-        raise ValueError("not an outbox body")
-    return '{"id": "' + delivery_id + '"' + body[len(_BODY_HEAD) :]
+    for head in (_BODY_HEAD, _BODY_HEAD_SPACED):
+        if body.startswith(head):
+            return head[:-1] + delivery_id + body[len(head) - 1 :]
+    raise ValueError("not an outbox body")
 
 
-def body_parts(
-    *, events: Sequence[str], meeting: dict[str, Any], attendees: Sequence[dict[str, Any]]
-) -> list[str]:
+def body_parts(*, events_text: str, shown: ChangeShown) -> list[str]:
     """The body of one change (``id`` empty), split into parts of at most HOOKS_MAX_BODY_BYTES by
     attendees when larger: every part carries the meeting (its ``seq``), the events, ``part`` and
-    ``parts``. One attendee larger than the limit goes alone. The whole body is one ``json.dumps``
-    (the encoder's C loop); only a body over the limit is taken apart, attendee by attendee.
-    ``json.dumps`` escapes every non-ASCII character: a body's length is its size in bytes."""
+    ``parts``. One attendee larger than the limit goes alone. Compact JSON, built around the
+    change's own meeting and attendee texts (the broadcaster's too: serialised once); only a body
+    over the limit is taken apart, attendee by attendee. JSON escapes every non-ASCII character:
+    a body's length is its size in bytes."""
     limit = settings.HOOKS_MAX_BODY_BYTES
-    body = {"id": "", "type": "roster.change", "events": events, "meeting": meeting, "attendees": attendees}
-    whole = json.dumps(body)
+    head = _BODY_HEAD + ',"type":"roster.change","events":' + events_text + ',"meeting":' + shown.meeting_json
+    whole = head + ',"attendees":' + shown.attendees_json + "}"
     if len(whole) <= limit:
         return [whole]
-    head = _BODY_HEAD + ', "type": "roster.change", "events": ' + json.dumps(list(events))
-    head += ', "meeting": ' + json.dumps(meeting) + ', "attendees": ['
-    texts = [json.dumps(attendee) for attendee in attendees]
-    tail_room = len(', "part": 99999, "parts": 99999}') + 1 + 64  # the tail and the id to come
+    head += ',"attendees":['
+    texts = [compact_json(attendee) for attendee in shown.attendees]
+    tail_room = len('],"part":99999,"parts":99999}') + 64  # the tail and the id to come
     chunks: list[list[str]] = [[]]
     used = len(head) + tail_room
     for text in texts:
-        size = len(text) + 2
+        size = len(text) + 1
         if chunks[-1] and used + size > limit:
             chunks.append([])
             used = len(head) + tail_room
         chunks[-1].append(text)
         used += size
     n = len(chunks)
-    return [head + ", ".join(chunk) + f'], "part": {i}, "parts": {n}}}' for i, chunk in enumerate(chunks, 1)]
+    return [head + ",".join(chunk) + f'],"part":{i},"parts":{n}}}' for i, chunk in enumerate(chunks, 1)]
 
 
 def _kick() -> None:

@@ -31,7 +31,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -47,26 +46,19 @@ from roster.live.protocol import (  # what broadcaster and consumers share, defi
     SUMMARY_TYPE,
     family_group,
     family_text,
-    frame,
+    frame_of_json,
     meeting_group,
 )
 from roster.read.selectors import families_get, meetings_scope_ids
-from roster.read.serializers import change_as_dicts
+from roster.read.serializers import ChangeShown, change_shown
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class RosterChange:
-    """One meeting's committed change: the meeting (new seq) and every attendee that changed."""
-
-    meeting: dict[str, Any]
-    attendees: list[dict[str, Any]]
-
-
-def change_messages(change: RosterChange, *, primary_external_meeting_id: str = "") -> list[GroupMessage]:
-    """The group messages for one change, each payload serialised exactly once. A replica's carry
-    its primary's ids too: a scope that allows the primary allows it (sockets judge by them)."""
+def change_messages(change: ChangeShown, *, primary_external_meeting_id: str = "") -> list[GroupMessage]:
+    """The group messages for one change, each payload serialised exactly once (around the change's
+    own JSON, which the hook outbox shares). A replica's carry its primary's ids too: a scope that
+    allows the primary allows it (sockets judge by them)."""
     meeting = change.meeting
     head = {
         "meeting_id": meeting["meeting_id"],
@@ -76,8 +68,12 @@ def change_messages(change: RosterChange, *, primary_external_meeting_id: str = 
     if meeting.get("primary_meeting_id"):
         head["primary_meeting_id"] = meeting["primary_meeting_id"]
         head["primary_external_meeting_id"] = primary_external_meeting_id
-    full = {**head, "type": DELTA_TYPE, "text": frame("delta", meeting, change.attendees)}
-    compact = {**head, "type": SUMMARY_TYPE, "text": frame("delta", meeting, [])}
+    full = {
+        **head,
+        "type": DELTA_TYPE,
+        "text": frame_of_json("delta", change.meeting_json, change.attendees_json),
+    }
+    compact = {**head, "type": SUMMARY_TYPE, "text": frame_of_json("delta", change.meeting_json, "[]")}
     return [(meeting_group(meeting["meeting_id"]), full), (GROUP_ALL, full), (GROUP_LIST, compact)]
 
 
@@ -254,16 +250,15 @@ def changes_committed(committed: Committed) -> None:
     """The after-commit hook of ingest (registered by roster.apps): queue the group messages of the
     batch's changes, and the batch's families for their figures; returns at once (a replica's
     primary's externalMeetingId is read once per process)."""
-    shown = [change_as_dicts(change) for change in committed.changes]
-    meetings = [meeting for meeting, _ in shown]
+    shown = [change_shown(change) for change in committed.changes]
+    meetings = [change.meeting for change in shown]
     primaries = {m["primary_meeting_id"] for m in meetings if m["primary_meeting_id"]}
     externals = _primary_external(primaries) if primaries else {}
     messages = [
         message
-        for meeting, attendees in shown
+        for change in shown
         for message in change_messages(
-            RosterChange(meeting=meeting, attendees=attendees),
-            primary_external_meeting_id=externals.get(meeting["primary_meeting_id"] or "", ""),
+            change, primary_external_meeting_id=externals.get(change.meeting["primary_meeting_id"] or "", "")
         )
     ]
     if messages:

@@ -48,6 +48,12 @@ def frame(kind: str, meeting: dict[str, Any], attendees: list[dict[str, Any]]) -
     return json.dumps({"type": kind, "meeting": meeting, "attendees": attendees}, separators=(",", ":"))
 
 
+def frame_of_json(kind: str, meeting_json: str, attendees_json: str) -> str:
+    """:func:`frame`, character for character, around a meeting and an attendee list already in
+    compact JSON (roster.read.serializers.ChangeShown)."""
+    return '{"type":"' + kind + '","meeting":' + meeting_json + ',"attendees":' + attendees_json + "}"
+
+
 def message_text(message: dict[str, Any]) -> str:
     """Any other frame (hello, pong, heartbeat)."""
     return json.dumps(message, separators=(",", ":"))

@@ -3,7 +3,8 @@ the admin (which shows the same fields)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from roster.domain.attendance import Attendance
@@ -29,13 +30,35 @@ def attendee_as_dict(attendee: Attendee | AttendeeState) -> dict[str, Any]:
     return {name: getattr(attendee, name) for name in ATTENDEE_FIELDS}
 
 
-def change_as_dicts(change: MeetingFolded) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """What a client sees of one committed change: the meeting and each changed attendee. Made
-    once per change, by whichever output asks first (the hook outbox, the broadcaster); theirs to
-    read, not to change."""
+@dataclass(frozen=True, slots=True)
+class ChangeShown:
+    """What a client sees of one committed change: the meeting and each changed attendee, as dicts
+    and as compact JSON text (``,`` and ``:`` with no space). The feed's delta frame and the hook's
+    body are both built around the same two texts, so a change is serialised once whatever number
+    of outputs carry it."""
+
+    meeting: dict[str, Any]
+    attendees: list[dict[str, Any]]
+    meeting_json: str
+    attendees_json: str
+
+    @classmethod
+    def of(cls, *, meeting: dict[str, Any], attendees: list[dict[str, Any]]) -> ChangeShown:
+        return cls(meeting, attendees, compact_json(meeting), compact_json(attendees))
+
+
+# One encoder for every call: json.dumps builds a new JSONEncoder whenever it is given separators.
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def change_shown(change: MeetingFolded) -> ChangeShown:
+    """Made once per change, by whichever output asks first (the hook outbox, the broadcaster);
+    theirs to read, not to change."""
     if change.shown is None:
-        attendees = [attendee_as_dict(row) for row in change.changed_rows]
-        change.shown = (meeting_as_dict(change.meeting), attendees)
+        change.shown = ChangeShown.of(
+            meeting=meeting_as_dict(change.meeting),
+            attendees=[attendee_as_dict(row) for row in change.changed_rows],
+        )
     return change.shown
 
 

@@ -23,11 +23,12 @@ from config.asgi import application
 from consumers.roster_socket import RosterSocket
 from roster.dev.chime import as_bare, bodies, meeting_stream
 from roster.ingest import IncomingMessage, messages_ingest
-from roster.live.broadcast import RosterChange, change_messages, meeting_group, publisher
+from roster.live.broadcast import change_messages, meeting_group, publisher
 from roster.models import HostLink, Meeting
 from roster.read.access import feed_token_create
 from roster.read.host_links import host_link_create, host_link_revoke
 from roster.read.selectors import roster_read
+from roster.read.serializers import ChangeShown
 from tests.conftest import ROOT, expected, stored
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -386,7 +387,7 @@ async def test_a_frame_that_waited_during_a_gap_repair_follows_the_repair(monkey
 
     monkeypatch.setattr(RosterSocket, "_catch_up", slow_catch_up)
     meeting = {**(await db_roster(first_id))["meeting"], "seq": held + 10}  # frames were lost
-    group, message = change_messages(RosterChange(meeting=meeting, attendees=[]))[0]
+    group, message = change_messages(ChangeShown.of(meeting=meeting, attendees=[]))[0]
     await get_channel_layer().group_send(group, message)
     await ingest(second[6:12])
     for _ in range(100):  # the repair waits in its read, the other frame in the socket's list

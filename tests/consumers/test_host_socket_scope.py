@@ -18,8 +18,9 @@ from django.test import Client
 from config.asgi import application
 from roster.dev.chime import as_bare, meeting_stream
 from roster.ingest import IncomingMessage, messages_ingest
-from roster.live.broadcast import RosterChange, change_messages, publisher
+from roster.live.broadcast import change_messages, publisher
 from roster.models import AccessRule, Meeting
+from roster.read.serializers import ChangeShown
 from tests.consumers.test_feed import receive
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -158,7 +159,7 @@ async def test_a_meeting_this_database_does_not_hold_is_never_forwarded(tag, att
     disguised = {"meeting_id": board[0]["meetingId"], "external_meeting_id": f"{tag}-sales-x", "seq": 1}
     forged = []
     for meeting in (ghost, disguised):
-        forged += change_messages(RosterChange(meeting=meeting, attendees=[{"attendee_id": "a", "seq": 1}]))
+        forged += change_messages(ChangeShown.of(meeting=meeting, attendees=[{"attendee_id": "a", "seq": 1}]))
     await database_sync_to_async(publisher.submit)(forged)  # straight onto the layer
     real = stream(138, "sales-real", tag)
     await ingest(real[:3])  # published after the forged ones, on the same groups

@@ -37,9 +37,10 @@ from websockets.sync.client import ClientConnection, connect
 from roster.dev.chime import as_bare, meeting_stream
 from roster.dev.processes import Child, daphne_command, free_port
 from roster.ingest import IncomingMessage, messages_ingest
-from roster.live.broadcast import RosterChange, change_messages, publisher
+from roster.live.broadcast import change_messages, publisher
 from roster.models import Meeting
 from roster.read.access import feed_token_create
+from roster.read.serializers import ChangeShown
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -139,7 +140,7 @@ class Deltas:
                 "seq": self.seq,
                 "published": time.perf_counter(),
             }
-            publisher.submit(change_messages(RosterChange(meeting=meeting, attendees=[attendee])))
+            publisher.submit(change_messages(ChangeShown.of(meeting=meeting, attendees=[attendee])))
             deadline += self.interval
             self.stop.wait(max(0.0, deadline - time.perf_counter()))
 

@@ -17,7 +17,6 @@ from roster.domain.plan import MeetingFacts
 from roster.domain.repairs import Repairs
 from roster.ingest import IncomingMessage, messages_ingest, repairs_ingest
 from roster.live.broadcast import (
-    RosterChange,
     _Families,
     change_messages,
     families,
@@ -25,19 +24,20 @@ from roster.live.broadcast import (
     publisher,
 )
 from roster.live.protocol import FAMILY_TYPE, GROUP_ALL, GROUP_LIST, family_group, meeting_group
+from roster.read.serializers import ChangeShown
 
 
 def test_a_replicas_messages_carry_its_primarys_ids_and_a_plain_meetings_do_not():
     replica = {"meeting_id": "r1", "external_meeting_id": "overflow-1", "seq": 3, "primary_meeting_id": "p"}
     messages = change_messages(
-        RosterChange(meeting=replica, attendees=[]), primary_external_meeting_id="webinar"
+        ChangeShown.of(meeting=replica, attendees=[]), primary_external_meeting_id="webinar"
     )
     assert [group for group, _ in messages] == [meeting_group("r1"), GROUP_ALL, GROUP_LIST]
     for _, message in messages:
         assert (message["primary_meeting_id"], message["primary_external_meeting_id"]) == ("p", "webinar")
     plain = {**replica, "meeting_id": "m", "primary_meeting_id": None}
     assert all(
-        "primary_meeting_id" not in m for _, m in change_messages(RosterChange(meeting=plain, attendees=[]))
+        "primary_meeting_id" not in m for _, m in change_messages(ChangeShown.of(meeting=plain, attendees=[]))
     )
 
 

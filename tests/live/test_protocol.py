@@ -30,11 +30,13 @@ from roster.live.protocol import (
     family_group,
     family_text,
     frame,
+    frame_of_json,
     meeting_group,
     request_parse,
     subscription_parse,
     unsubscription_parse,
 )
+from roster.read.serializers import ChangeShown
 
 pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
 
@@ -93,6 +95,32 @@ def parsed(text: str | None, *, authenticated: bool = True) -> Any:
     if message["type"] == "unsubscribe":
         return unsubscription_parse(message)
     return message
+
+
+@pytest.mark.parametrize(
+    "attendees",
+    [
+        [],
+        [
+            {
+                "attendee_id": "a1",
+                "external_user_id": 'Zoë "z" <b>',
+                "seq": 3,
+                "video": True,
+                "joined_ms": None,
+            }
+        ],
+    ],
+)
+def test_a_delta_built_around_the_changes_own_json_is_the_frame_character_for_character(attendees):
+    """The broadcaster (and the hook outbox) serialise a change once and build around its text:
+    the frame must be exactly what serialising the whole would give (clients and resume compare)."""
+    meeting = {"meeting_id": "m-1", "external_meeting_id": "ext é", "seq": 3, "pipelines": {"p": "x"}}
+    shown = ChangeShown.of(meeting=meeting, attendees=attendees)
+    assert frame_of_json("delta", shown.meeting_json, shown.attendees_json) == frame(
+        "delta", meeting, attendees
+    )
+    assert frame_of_json("delta", shown.meeting_json, "[]") == frame("delta", meeting, [])
 
 
 @pytest.mark.parametrize(
