@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 MEETING_DETAIL_TYPE = "Chime Meeting State Change"
 PIPELINE_DETAIL_TYPE = "Chime Media Pipeline State Change"
 VOICE_CONNECTOR_DETAIL_TYPE = "Chime VoiceConnector Streaming Status"
@@ -173,7 +175,7 @@ def _parse(body: str | bytes, *, allowed_accounts: frozenset[str], max_bytes: in
 
 def _load_object(text: str, *, what: str) -> dict[str, Any]:
     try:
-        doc = json.loads(text)
+        doc = _json_loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise _Reject("not_json", f"{what} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -181,6 +183,41 @@ def _load_object(text: str, *, what: str) -> dict[str, Any]:
     if _RISKY_ESCAPE.search(text):
         _check_storable(doc)
     return doc
+
+
+def _json_loads(text: str) -> Any:
+    """json.loads' reading, faster: orjson reads a text the same way (floats correctly rounded,
+    the last of duplicate keys) unless it holds a run of 19 digits or more (an integer may be
+    beyond 64 bits, which orjson would turn into a float); such a text, and any orjson refuses
+    (NaN, an infinity, a lone surrogate's escape, deep nesting), is read by json, whose verdict
+    stands."""
+    if not _LONG_DIGITS.search(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text, parse_constant=_constant_refused, parse_float=_finite_float)
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def _constant_refused(name: str) -> float:
+    """``NaN``, ``Infinity``, ``-Infinity``: Python's json reads them, JSON has no such thing (and
+    PostgreSQL's jsonb refuses them)."""
+    raise _Reject("not_json", f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number beyond a float's range (``1e400``) would read as infinity, which no JSON
+    writer can write back: refused, like a string PostgreSQL cannot store."""
+    value = float(text)
+    if value in (_INFINITY, -_INFINITY):
+        raise _Reject("bad_field", f"the number {text[:40]} is beyond a float's range")
+    return value
+
+
+_INFINITY = float("inf")
 
 
 def _check_storable(value: object) -> None:

@@ -19,6 +19,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+import orjson
 from django.db import connection, models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
@@ -467,7 +468,14 @@ def _json_default(value: object) -> str:
 
 
 def _document(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    """A batch's rows as one JSON text, for ``jsonb_to_recordset``. orjson writes it, datetimes
+    included, in a fraction of json.dumps' time (the log's document was a tenth of the ingest's);
+    an integer beyond 64 bits, which a detail may hold, is left to json. Neither meets a NaN or
+    an infinity: the parser refuses them (roster.domain.events)."""
+    try:
+        return orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
 def _quoted(names: Sequence[str]) -> str:

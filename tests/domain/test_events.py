@@ -4,8 +4,11 @@ rejections."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from roster.dev.chime import (
     ACCOUNT,
@@ -29,6 +32,7 @@ from roster.domain.events import (
     VOICE_CONNECTOR_DETAIL_TYPE,
     ChimeEvent,
     Rejection,
+    _json_loads,
     event_parse,
 )
 
@@ -414,6 +418,79 @@ def test_invalid_json(body):
     rejection = rejected(body)
     assert rejection.code == "not_json"
     assert "body is not valid JSON" in rejection.message
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_numbers_json_does_not_have_are_not_json(constant):
+    """Python's json reads them; the log's JSON could not hold them (PostgreSQL refuses them, and
+    a writer that cannot say NaN would write something else)."""
+    body = as_json(joined_detail(x="__x__")).replace('"__x__"', constant)
+    rejection = rejected(body)
+    assert rejection.code == "not_json"
+    assert constant in rejection.message
+
+
+@pytest.mark.parametrize("number", ["1e400", "-2.5E+309"])
+def test_a_number_beyond_a_floats_range_is_a_bad_field(number):
+    body = as_json(joined_detail(x="__x__")).replace('"__x__"', number)
+    rejection = rejected(body)
+    assert rejection.code == "bad_field"
+    assert number in rejection.message
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal and of the same types all the way down (1 is not 1.0, -0.0 is not 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return a == b
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(value=_JSON_VALUES, ascii_only=st.booleans())
+def test_the_fast_reading_of_a_body_is_jsons_reading(value, ascii_only):
+    """Bodies are read by orjson where it reads them as json would, else by json: the values
+    (and their types) are json's either way, big integers included."""
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert _same(_json_loads(text), json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 2}',
+        "[1e-400, -0.0, -0]",
+        '{"n": 18446744073709551615, "m": -9223372036854775809}',
+        '["\\u00e9"]',
+    ],
+)
+def test_the_fast_reading_agrees_on_edge_cases(text):
+    assert _same(_json_loads(text), json.loads(text))
+
+
+def test_ordinary_floats_in_a_detail_are_kept_as_they_read():
+    body = as_json(joined_detail(x="__x__")).replace(
+        '"__x__"', "[1.5e-7, 0.1, -0.0, 12345678901234567890123]"
+    )
+    event = event_parse(body)
+    assert event.detail["x"] == [1.5e-7, 0.1, -0.0, 12345678901234567890123]
 
 
 @pytest.mark.parametrize(

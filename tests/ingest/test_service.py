@@ -394,6 +394,25 @@ def test_unknown_detail_type_is_stored_never_dropped():
     assert (event.kind, event.detail_type, event.detail) == ("unknown", "Chime Something New", {"a": 1})
 
 
+def test_a_detail_is_logged_as_it_read_whatever_its_values():
+    """The log's batch document is written by orjson, and by json for what orjson cannot write (an
+    integer beyond 64 bits): every value comes back as the parser read it."""
+    values = {
+        "big": 2**70,
+        "negative_big": -(2**64),
+        "float": 1.5e-7,
+        "text": 'Zoë "ü" \u2028',
+        "nested": [{"n": None}],
+    }
+    plain = detail("AttendeeJoined", "m-values", "a-1", ts=BASE_TS)
+    big = detail("AttendeeJoined", "m-values", "a-2", ts=BASE_TS + 1, **values)
+    result = ingest([as_json(envelope(plain)), as_json(envelope(big))])
+    assert result.applied == 2
+    logged = Event.objects.get(attendee_id="a-2").detail
+    assert {name: logged[name] for name in values} == values
+    assert Event.objects.get(attendee_id="a-1").detail == plain
+
+
 def test_unprefixed_meeting_end_is_found_when_rows_are_re_derived():
     """The fold accepts "MeetingEnded" without "chime:"; ingest's stored-event query must too."""
     meeting = "m-unprefixed"
