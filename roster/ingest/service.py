@@ -310,8 +310,10 @@ def _events_apply(
         reads=store,
         facts=facts,
     )
-    store.attendees_write(rows=[(item.meeting.meeting_id, row) for item in folded for row in item.written])
-    store.meetings_write(meetings=[item.meeting for item in folded if item.meeting_written])
+    store.rows_write(
+        attendees=[(item.meeting.meeting_id, row) for item in folded for row in item.written],
+        meetings=[item.meeting for item in folded if item.meeting_written],
+    )
     stream_events = [e for e in new_events if e.kind == KIND_VOICE_CONNECTOR]
     if stream_events:
         store.streams_write(streams=streams_fold(streams=streams, events=stream_events))

@@ -34,6 +34,7 @@ from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorSt
 # The fold reads event types with or without the "chime:" prefix; so must the queries.
 MEETING_END_TYPES = ("chime:MeetingEnded", "MeetingEnded")
 
+_ATTENDEE_KEY = ("meeting_id", "attendee_id")
 _ATTENDEE_WRITTEN = tuple(name for name in ATTENDEE_RECORD_FIELDS if name != "attendee_id")
 _STREAM_WRITTEN = STREAM_FIELDS[2:]  # all but the key
 
@@ -106,21 +107,20 @@ class Store:
         self._insert(model=Meeting, rows=rows, conflict=("meeting_id",))
 
     def meetings_write(self, *, meetings: Sequence[MeetingRecord]) -> None:
-        now = timezone.now()
-        self._update(
-            model=Meeting,
-            rows=[{**_meeting_columns(meeting), "updated_at": now} for meeting in meetings],
-            key="meeting_id",
-        )
+        self._update(model=Meeting, rows=_meeting_rows(meetings), key="meeting_id")
 
     def attendees_write(self, *, rows: Sequence[tuple[str, AttendeeState]]) -> None:
         """Insert or update (meeting id, row) pairs: the whole state, bookkeeping and seq included."""
         self._insert(
-            model=Attendee,
-            rows=[{"meeting_id": meeting_id, **_attendee_columns(state)} for meeting_id, state in rows],
-            conflict=("meeting_id", "attendee_id"),
-            update=_ATTENDEE_WRITTEN,
+            model=Attendee, rows=_attendee_rows(rows), conflict=_ATTENDEE_KEY, update=_ATTENDEE_WRITTEN
         )
+
+    def rows_write(
+        self, *, attendees: Sequence[tuple[str, AttendeeState]], meetings: Sequence[MeetingRecord]
+    ) -> None:
+        """The fold's writes: :meth:`attendees_write` and :meth:`meetings_write`."""
+        self.attendees_write(rows=attendees)
+        self.meetings_write(meetings=meetings)
 
     # --- what the fold reads (roster.domain.plan.FoldReads) ------------------------------------
 
@@ -254,6 +254,23 @@ class Store:
 class PostgresStore(Store):
     """The same contract in PostgreSQL's own statements: one round trip per table and batch."""
 
+    def rows_write(
+        self, *, attendees: Sequence[tuple[str, AttendeeState]], meetings: Sequence[MeetingRecord]
+    ) -> None:
+        # One statement: the attendees' upsert as a data-modifying WITH of the meetings' UPDATE.
+        # They write different tables (the attendee triggers write only roster_meetinguser), so
+        # running them together changes nothing but the round trip and statement saved.
+        if not attendees or not meetings:
+            super().rows_write(attendees=attendees, meetings=meetings)
+            return
+        upsert, upsert_params = self._insert_statement(
+            model=Attendee, rows=_attendee_rows(attendees), conflict=_ATTENDEE_KEY, update=_ATTENDEE_WRITTEN
+        )
+        update, update_params = self._update_statement(
+            model=Meeting, rows=_meeting_rows(meetings), key="meeting_id"
+        )
+        self._execute(f"WITH attendees_written AS ({upsert}) {update}", [*upsert_params, *update_params])
+
     def meetings_lock(self, *, meeting_ids: Sequence[str]) -> dict[str, MeetingRecord]:
         # Lock the rows that exist, then create and lock the missing ones (a meeting's first
         # batch), so most batches take one query.
@@ -350,6 +367,20 @@ class PostgresStore(Store):
     ) -> list[Any]:
         if not rows:
             return []
+        sql, params = self._insert_statement(model=model, rows=rows, conflict=conflict, update=update)
+        if returning is None:
+            self._execute(sql, params)
+            return []
+        return [row[0] for row in self._fetch(f'{sql} RETURNING "{returning}"', params)]
+
+    @staticmethod
+    def _insert_statement(
+        *,
+        model: type[models.Model],
+        rows: Sequence[dict[str, Any]],
+        conflict: Sequence[str],
+        update: Sequence[str] = (),
+    ) -> tuple[str, list[Any]]:
         names = tuple(rows[0])
         action = (
             "DO UPDATE SET " + ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in update)
@@ -361,23 +392,25 @@ class PostgresStore(Store):
             f"SELECT {_quoted(names)} FROM jsonb_to_recordset(%s::jsonb) AS {_recordset(model, names)} "
             f"ON CONFLICT ({_quoted(conflict)}) {action}"
         )
-        if returning is None:
-            self._execute(sql, [_document(rows)])
-            return []
-        return [row[0] for row in self._fetch(f'{sql} RETURNING "{returning}"', [_document(rows)])]
+        return sql, [_document(rows)]
 
     def _update(self, *, model: type[models.Model], rows: Sequence[dict[str, Any]], key: str) -> None:
-        if not rows:
-            return
+        if rows:
+            self._execute(*self._update_statement(model=model, rows=rows, key=key))
+
+    @staticmethod
+    def _update_statement(
+        *, model: type[models.Model], rows: Sequence[dict[str, Any]], key: str
+    ) -> tuple[str, list[Any]]:
         names = tuple(rows[0])
         table = model._meta.db_table
-        self._execute(
+        sql = (
             f"UPDATE {table} SET "
             + ", ".join(f'"{name}" = x."{name}"' for name in names if name != key)
             + f" FROM jsonb_to_recordset(%s::jsonb) AS {_recordset(model, names)}"
-            + f' WHERE {table}."{key}" = x."{key}"',
-            [_document(rows)],
+            + f' WHERE {table}."{key}" = x."{key}"'
         )
+        return sql, [_document(rows)]
 
     @staticmethod
     def _execute(sql: str, params: list[Any]) -> None:
@@ -408,6 +441,15 @@ def _meeting_columns(meeting: MeetingRecord) -> dict[str, Any]:
 
 def _attendee_columns(state: AttendeeState) -> dict[str, Any]:
     return {name: getattr(state, name) for name in ATTENDEE_RECORD_FIELDS}
+
+
+def _attendee_rows(rows: Sequence[tuple[str, AttendeeState]]) -> list[dict[str, Any]]:
+    return [{"meeting_id": meeting_id, **_attendee_columns(state)} for meeting_id, state in rows]
+
+
+def _meeting_rows(meetings: Sequence[MeetingRecord]) -> list[dict[str, Any]]:
+    now = timezone.now()
+    return [{**_meeting_columns(meeting), "updated_at": now} for meeting in meetings]
 
 
 def _deliveries_merged(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -131,6 +131,25 @@ def test_attendees_write_upserts_whole_rows_and_attendee_rows_reads_what_was_ask
     }
 
 
+def test_rows_write_writes_the_attendees_and_the_meetings_of_a_batch_together(store):
+    """PostgreSQL writes both in one statement (the attendees' upsert inside the meetings'
+    UPDATE): each table must come out as written alone."""
+    with transaction.atomic():
+        meetings = store.meetings_lock(meeting_ids=["m-1", "m-2"])
+        meetings["m-1"].seq, meetings["m-1"].joined_count, meetings["m-2"].status = 3, 1, "ended"
+        store.rows_write(
+            attendees=[("m-1", row("a-1", presence="joined", seq=3)), ("m-2", row("a-1", presence="left"))],
+            meetings=[meetings["m-1"], meetings["m-2"]],
+        )
+    with transaction.atomic():
+        store.rows_write(attendees=[("m-1", row("a-2", seq=4))], meetings=[])  # one side alone
+        assert store.meetings_lock(meeting_ids=["m-1", "m-2"]) == meetings
+    assert store.attendee_rows(every=["m-1", "m-2"], touched={}) == {
+        "m-1": {"a-1": row("a-1", presence="joined", seq=3), "a-2": row("a-2", seq=4)},
+        "m-2": {"a-1": row("a-1", presence="left")},
+    }
+
+
 def test_histories_are_the_rows_events_the_meeting_ends_and_the_meeting_level_events(store):
     def body(event_type: str, meeting_id: str, attendee_id: str | None, ms: int, **extra) -> str:
         return as_json(envelope(detail(event_type, meeting_id, attendee_id, BASE_TS + ms, **extra)))
