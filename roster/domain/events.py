@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -212,12 +213,9 @@ def _finite_float(text: str) -> float:
     """A JSON number beyond a float's range (``1e400``) would read as infinity, which no JSON
     writer can write back: refused, like a string PostgreSQL cannot store."""
     value = float(text)
-    if value in (_INFINITY, -_INFINITY):
+    if math.isinf(value):
         raise _Reject("bad_field", f"the number {text[:40]} is beyond a float's range")
     return value
-
-
-_INFINITY = float("inf")
 
 
 def _check_storable(value: object) -> None:
