@@ -32,8 +32,8 @@ from roster.domain.events import (
     VOICE_CONNECTOR_DETAIL_TYPE,
     ChimeEvent,
     Rejection,
-    _json_loads,
     event_parse,
+    json_read,
 )
 
 pytestmark = pytest.mark.once  # no database: the PostgreSQL run is enough (tests/conftest.py)
@@ -469,7 +469,7 @@ def test_the_fast_reading_of_a_body_is_jsons_reading(value, ascii_only):
     """Bodies are read by orjson where it reads them as json would, else by json: the values
     (and their types) are json's either way, big integers included."""
     text = json.dumps(value, ensure_ascii=ascii_only)
-    assert _same(_json_loads(text), json.loads(text))
+    assert _same(json_read(text), json.loads(text))
 
 
 @pytest.mark.parametrize(
@@ -482,7 +482,7 @@ def test_the_fast_reading_of_a_body_is_jsons_reading(value, ascii_only):
     ],
 )
 def test_the_fast_reading_agrees_on_edge_cases(text):
-    assert _same(_json_loads(text), json.loads(text))
+    assert _same(json_read(text), json.loads(text))
 
 
 def test_ordinary_floats_in_a_detail_are_kept_as_they_read():
