@@ -233,6 +233,19 @@ def meetings_fold(
     return [_finish(item) for item in work]
 
 
+def attendee_rows_wanted(*, events: Iterable[FoldableEvent]) -> tuple[list[str], dict[str, set[str]]]:
+    """The attendee rows a fold of these events, or of any part of them, may read with
+    :meth:`FoldReads.attendee_rows` (its ``every`` and ``touched``), so that they can be read
+    before the fold, with the meeting locks (roster.ingest.store.Store.batch_start)."""
+    every = sorted({event.meeting_id for event in events if is_meeting_end(event)})
+    ended = set(every)
+    touched: dict[str, set[str]] = defaultdict(set)
+    for event in events:
+        if event.meeting_id not in ended and changes_attendee(event):
+            touched[event.meeting_id].add(parent_of(event.attendee_id))
+    return every, dict(touched)
+
+
 def _refold_needed(item: _Work) -> set[str]:
     """The rows to re-derive from their stored events rather than advance in place."""
     if item.ended:

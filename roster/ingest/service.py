@@ -34,7 +34,13 @@ from roster.domain.events import (
     Rejection,
 )
 from roster.domain.events import event_parse as _event_parse
-from roster.domain.plan import MeetingFacts, MeetingFolded, MeetingRecord, meetings_fold
+from roster.domain.plan import (
+    MeetingFacts,
+    MeetingFolded,
+    MeetingRecord,
+    attendee_rows_wanted,
+    meetings_fold,
+)
 from roster.domain.repairs import Repairs
 from roster.domain.streams import stream_key, streams_fold
 from roster.ingest import hooks
@@ -279,17 +285,19 @@ def _events_apply(
     # The log insert runs before the meeting locks, so batches of one meeting write their log rows
     # in parallel and hold the lock only to fold; keys go in sorted order, so two batches sharing
     # keys never wait on each other's (the second waits for the first to commit, holding no meeting).
-    inserted = store.events_insert(
+    # The attendee rows the fold may ask for are read with the locks (Store.batch_start).
+    events = [event for _, event in first_by_key.values()]
+    meeting_events = [e for e in events if e.kind in (KIND_MEETING, KIND_PIPELINE)]
+    every, touched = attendee_rows_wanted(events=meeting_events)
+    start = store.batch_start(
         rows=[
             _event_row(message, event, received_at) for _key, (message, event) in sorted(first_by_key.items())
-        ]
+        ],
+        meeting_ids=sorted({e.meeting_id for e in meeting_events} | set(facts)),
+        every=every,
+        touched=touched,
     )
-    events = [event for _, event in first_by_key.values()]
-    meetings = store.meetings_lock(
-        meeting_ids=sorted(
-            {e.meeting_id for e in events if e.kind in (KIND_MEETING, KIND_PIPELINE)} | set(facts)
-        )
-    )
+    inserted = start.inserted
     streams = store.streams_lock(keys={stream_key(e) for e in events if e.kind == KIND_VOICE_CONNECTOR})
     repeats.update({key: 1 for key in first_by_key if key not in inserted})
     result.duplicates = sum(repeats.values())
@@ -305,14 +313,15 @@ def _events_apply(
     result.applied = len(new_events)
 
     folded = meetings_fold(
-        meetings=meetings,
+        meetings=start.meetings,
         events=[e for e in new_events if e.kind in (KIND_MEETING, KIND_PIPELINE)],
-        reads=store,
+        reads=start.reads,
         facts=facts,
     )
     store.rows_write(
         attendees=[(item.meeting.meeting_id, row) for item in folded for row in item.written],
-        meetings=[item.meeting for item in folded if item.meeting_written],
+        # A meeting whose attendee rows move is written too (its row's version: Store.rows_write).
+        meetings=[item.meeting for item in folded if item.meeting_written or item.written],
     )
     stream_events = [e for e in new_events if e.kind == KIND_VOICE_CONNECTOR]
     if stream_events:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -25,9 +26,10 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from roster.domain.events import json_read
 from roster.domain.fold import STORED_EVENT_FIELDS, AttendeeState, StoredEvent
 from roster.domain.peak import Intervals
-from roster.domain.plan import ATTENDEE_RECORD_FIELDS, MEETING_RECORD_FIELDS, MeetingRecord
+from roster.domain.plan import ATTENDEE_RECORD_FIELDS, MEETING_RECORD_FIELDS, FoldReads, MeetingRecord
 from roster.domain.streams import STREAM_FIELDS, StreamKey, StreamState
 from roster.models import Attendee, Event, Meeting, Quarantine, VoiceConnectorStream
 
@@ -39,8 +41,37 @@ _ATTENDEE_WRITTEN = tuple(name for name in ATTENDEE_RECORD_FIELDS if name != "at
 _STREAM_WRITTEN = STREAM_FIELDS[2:]  # all but the key
 
 
+@dataclass(frozen=True, slots=True)
+class BatchStart:
+    """What a batch's first step gives (:meth:`Store.batch_start`): the keys its log insert stored,
+    its meetings locked, and the fold's reads, the touched attendee rows read under the locks."""
+
+    inserted: set[str]
+    meetings: dict[str, MeetingRecord]
+    reads: FoldReads
+
+
 class Store:
     """The ingest's statements through Django's ORM: correct on any database."""
+
+    # --- a batch's first step ------------------------------------------------------------------
+
+    def batch_start(
+        self,
+        *,
+        rows: Sequence[dict[str, Any]],
+        meeting_ids: Sequence[str],
+        every: Collection[str],
+        touched: Mapping[str, Collection[str]],
+    ) -> BatchStart:
+        """Insert the log ``rows`` (:meth:`events_insert`), then lock ``meeting_ids``
+        (:meth:`meetings_lock`) and read the attendee rows the fold may ask for: every row of the
+        ``every`` meetings, and the ``touched`` ones (meeting -> attendee ids). The fold's
+        :meth:`attendee_rows` is then answered from them; it may ask for less, never for more."""
+        inserted = self.events_insert(rows=rows)
+        meetings = self.meetings_lock(meeting_ids=meeting_ids)
+        read = self.attendee_rows(every=every, touched=touched) if every or touched else {}
+        return BatchStart(inserted, meetings, RowsRead(store=self, rows=read, every=every, touched=touched))
 
     # --- the event log -------------------------------------------------------------------------
 
@@ -118,7 +149,11 @@ class Store:
     def rows_write(
         self, *, attendees: Sequence[tuple[str, AttendeeState]], meetings: Sequence[MeetingRecord]
     ) -> None:
-        """The fold's writes: :meth:`attendees_write` and :meth:`meetings_write`."""
+        """The fold's writes: :meth:`attendees_write` and :meth:`meetings_write`. The meeting of
+        every attendee row written is written too (raises otherwise): PostgresStore.batch_start
+        knows a meeting's attendee rows have not moved since its snapshot by the meeting row's
+        version."""
+        _meetings_cover(attendees=attendees, meetings=meetings)
         self.attendees_write(rows=attendees)
         self.meetings_write(meetings=meetings)
 
@@ -254,12 +289,76 @@ class Store:
 class PostgresStore(Store):
     """The same contract in PostgreSQL's own statements: one round trip per table and batch."""
 
+    def batch_start(
+        self,
+        *,
+        rows: Sequence[dict[str, Any]],
+        meeting_ids: Sequence[str],
+        every: Collection[str],
+        touched: Mapping[str, Collection[str]],
+    ) -> BatchStart:
+        # One statement for the three steps, its answer one JSON text. The log insert runs first
+        # (the lock waits on it: a duplicate key held by a batch that waits for one of these
+        # meetings is waited for before this batch takes any meeting), then the locks in id order.
+        # The rows are read in the statement's snapshot, which a batch committed while this one
+        # waited for a lock is not in: a meeting whose locked row is not the row of the snapshot
+        # (its xmin moved) has its rows read again. Sound because every batch that writes a
+        # meeting's attendee rows writes its meeting row too (Store.rows_write).
+        if not rows or not meeting_ids:
+            return super().batch_start(rows=rows, meeting_ids=meeting_ids, every=every, touched=touched)
+        insert, insert_params = self._insert_statement(model=Event, rows=rows, conflict=("key",))
+        locked = ", ".join(f'locked."{name}"' for name in MEETING_RECORD_FIELDS)
+        current = "(locked.version = seen.xmin) IS TRUE"  # the row locked is the snapshot's
+        answers = [
+            "(SELECT keys FROM logged)",
+            f"(SELECT coalesce(json_agg(json_build_array({locked}, {current})), '[]') "
+            "FROM locked LEFT JOIN roster_meeting AS seen ON seen.meeting_id = locked.meeting_id)",
+        ]
+        params = [*insert_params, list(meeting_ids)]
+        select = _attendee_rows_select(every=every, touched=touched)
+        if select is not None:
+            columns = _quoted(("meeting_id", *ATTENDEE_RECORD_FIELDS))
+            answers.append(
+                f"(SELECT coalesce(json_agg(json_build_array({columns})), '[]') FROM ({select[0]}) AS read)"
+            )
+            params += select[1]
+        sql = (
+            f'WITH inserted AS ({insert} RETURNING "key"), '
+            "logged AS (SELECT coalesce(json_agg(key), '[]') AS keys FROM inserted), "
+            f"locked AS (SELECT {_quoted(MEETING_RECORD_FIELDS)}, xmin AS version FROM roster_meeting "
+            "WHERE meeting_id = ANY(%s) AND (SELECT keys FROM logged) IS NOT NULL "
+            "ORDER BY meeting_id FOR UPDATE) "
+            f"SELECT json_build_array({', '.join(answers)})::text"
+        )
+        ((answer,),) = self._fetch(sql, params)
+        keys, locked, *read = json_read(answer)
+        meetings, stale = {}, set()
+        for *values, current in locked:
+            meetings[values[0]] = MeetingRecord(*values)
+            if not current:
+                stale.add(values[0])
+        missing = [meeting_id for meeting_id in meeting_ids if meeting_id not in meetings]
+        if missing:  # a meeting's first batch: create its row, then lock it
+            self._meetings_create(missing)
+            meetings.update(self._meetings_locked(missing))
+            stale.update(missing)
+        found: dict[str, dict[str, AttendeeState]] = defaultdict(dict)
+        for meeting_id, *values in read[0] if read else ():
+            if meeting_id not in stale:
+                found[meeting_id][values[0]] = AttendeeState(*values)
+        again = {meeting_id: wanted for meeting_id, wanted in touched.items() if meeting_id in stale}
+        again_every = [meeting_id for meeting_id in every if meeting_id in stale]
+        if again or again_every:
+            found.update(self.attendee_rows(every=again_every, touched=again))
+        return BatchStart(set(keys), meetings, RowsRead(store=self, rows=found, every=every, touched=touched))
+
     def rows_write(
         self, *, attendees: Sequence[tuple[str, AttendeeState]], meetings: Sequence[MeetingRecord]
     ) -> None:
         # One statement: the attendees' upsert as a data-modifying WITH of the meetings' UPDATE.
         # They write different tables (the attendee triggers write only roster_meetinguser), so
         # running them together changes nothing but the round trip and statement saved.
+        _meetings_cover(attendees=attendees, meetings=meetings)
         if not attendees or not meetings:
             super().rows_write(attendees=attendees, meetings=meetings)
             return
@@ -294,22 +393,8 @@ class PostgresStore(Store):
     def attendee_rows(
         self, *, every: Sequence[str], touched: Mapping[str, Collection[str]]
     ) -> dict[str, dict[str, AttendeeState]]:
-        # The touched (meeting, attendee) pairs, one probe each of the unique index: with the two
-        # IN lists of the portable query PostgreSQL reads every row of the batch's meetings.
-        columns = _quoted(("meeting_id", *ATTENDEE_RECORD_FIELDS))
-        selects, params = [], []
-        if every:
-            selects.append(f"SELECT {columns} FROM roster_attendee WHERE meeting_id = ANY(%s)")
-            params.append(list(every))
-        pairs = sorted((meeting_id, parent) for meeting_id, wanted in touched.items() for parent in wanted)
-        if pairs:
-            selects.append(
-                f"SELECT {columns} "
-                "FROM unnest(%s::varchar[], %s::varchar[]) AS touched(m, a) "
-                "JOIN roster_attendee ON meeting_id = touched.m AND attendee_id = touched.a"
-            )
-            params += [[m for m, _ in pairs], [a for _, a in pairs]]
-        rows = self._fetch(" UNION ALL ".join(selects), params) if selects else []
+        select = _attendee_rows_select(every=every, touched=touched)
+        rows = self._fetch(*select) if select else []
         return _rows_by_meeting(
             ((row[0], AttendeeState(*_json_decoded(row[1:], _ATTENDEE_JSON))) for row in rows), every, touched
         )
@@ -479,6 +564,69 @@ def _rows_by_meeting(
         if meeting_id in every or state.attendee_id in touched.get(meeting_id, ()):
             found[meeting_id][state.attendee_id] = state
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class RowsRead:
+    """The fold's reads (roster.domain.plan.FoldReads) once :meth:`Store.batch_start` has read the
+    attendee rows with the locks: those are answered from what it read, the rest by the store."""
+
+    store: Store
+    rows: Mapping[str, Mapping[str, AttendeeState]]
+    every: Collection[str]
+    touched: Mapping[str, Collection[str]]
+
+    def attendee_rows(
+        self, *, every: Sequence[str], touched: Mapping[str, Collection[str]]
+    ) -> dict[str, dict[str, AttendeeState]]:
+        for meeting_id, wanted in touched.items():
+            if meeting_id not in self.every and not set(wanted) <= set(self.touched.get(meeting_id, ())):
+                raise LookupError(f"attendee rows of {meeting_id} were not read with the lock: {wanted}")
+        if not set(every) <= set(self.every):
+            raise LookupError(f"every attendee row of {every} was not read with the lock")
+        pairs = ((meeting_id, state) for meeting_id, by_id in self.rows.items() for state in by_id.values())
+        return _rows_by_meeting(pairs, every, touched)
+
+    def attendee_histories(
+        self, *, refold: Mapping[str, Collection[str]]
+    ) -> dict[str, dict[str, list[StoredEvent]]]:
+        return self.store.attendee_histories(refold=refold)
+
+    def meeting_histories(self, *, meeting_ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
+        return self.store.meeting_histories(meeting_ids=meeting_ids)
+
+    def joined_intervals(self, *, others_than: Mapping[str, Collection[str]]) -> dict[str, list[Intervals]]:
+        return self.store.joined_intervals(others_than=others_than)
+
+
+def _meetings_cover(
+    *, attendees: Sequence[tuple[str, AttendeeState]], meetings: Sequence[MeetingRecord]
+) -> None:
+    uncovered = {meeting_id for meeting_id, _ in attendees} - {meeting.meeting_id for meeting in meetings}
+    if uncovered:
+        raise ValueError(f"attendee rows written without their meeting's row: {sorted(uncovered)}")
+
+
+def _attendee_rows_select(
+    *, every: Collection[str], touched: Mapping[str, Collection[str]]
+) -> tuple[str, list[Any]] | None:
+    """The attendee rows of the ``every`` meetings and the ``touched`` (meeting, attendee) pairs,
+    one probe each of the unique index (with two IN lists PostgreSQL reads every row of the
+    batch's meetings): (meeting id, *ATTENDEE_RECORD_FIELDS); None when nothing is asked."""
+    columns = _quoted(("meeting_id", *ATTENDEE_RECORD_FIELDS))
+    selects, params = [], []
+    if every:
+        selects.append(f"SELECT {columns} FROM roster_attendee WHERE meeting_id = ANY(%s)")
+        params.append(list(every))
+    pairs = sorted((meeting_id, parent) for meeting_id, wanted in touched.items() for parent in wanted)
+    if pairs:
+        selects.append(
+            f"SELECT {columns} "
+            "FROM unnest(%s::varchar[], %s::varchar[]) AS touched(m, a) "
+            "JOIN roster_attendee ON meeting_id = touched.m AND attendee_id = touched.a"
+        )
+        params += [[m for m, _ in pairs], [a for _, a in pairs]]
+    return (" UNION ALL ".join(selects), params) if selects else None
 
 
 # JSON columns come back from a raw PostgreSQL cursor as text: their positions in a record.

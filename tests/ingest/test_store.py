@@ -3,6 +3,7 @@ and on SQLite (the portable Store), so each test here holds both to the same ans
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -142,12 +143,121 @@ def test_rows_write_writes_the_attendees_and_the_meetings_of_a_batch_together(st
             meetings=[meetings["m-1"], meetings["m-2"]],
         )
     with transaction.atomic():
-        store.rows_write(attendees=[("m-1", row("a-2", seq=4))], meetings=[])  # one side alone
+        store.rows_write(attendees=[("m-1", row("a-2", seq=4))], meetings=[meetings["m-1"]])
+        store.rows_write(attendees=[], meetings=[meetings["m-2"]])  # one side alone
         assert store.meetings_lock(meeting_ids=["m-1", "m-2"]) == meetings
+    # A meeting's attendee rows never move without its row (PostgresStore.batch_start relies on it).
+    with pytest.raises(ValueError, match="without their meeting"), transaction.atomic():
+        store.rows_write(attendees=[("m-1", row("a-3"))], meetings=[meetings["m-2"]])
     assert store.attendee_rows(every=["m-1", "m-2"], touched={}) == {
         "m-1": {"a-1": row("a-1", presence="joined", seq=3), "a-2": row("a-2", seq=4)},
         "m-2": {"a-1": row("a-1", presence="left")},
     }
+
+
+def test_batch_start_logs_locks_and_reads_the_rows_the_fold_may_ask_for(store):
+    with transaction.atomic():
+        meetings = store.meetings_lock(meeting_ids=["m-1", "m-2"])
+        meetings["m-1"].seq = 3
+        store.rows_write(
+            attendees=[
+                ("m-1", row("a-1", presence="joined", seq=3)),
+                ("m-1", row("a-2")),
+                ("m-2", row("a-1")),
+            ],
+            meetings=[meetings["m-1"], meetings["m-2"]],
+        )
+    with transaction.atomic():
+        start = store.batch_start(
+            rows=[log_row("k1"), log_row("k2", meeting_id="m-2")],
+            meeting_ids=["m-1", "m-2", "m-3"],
+            every=["m-2"],
+            touched={"m-1": ["a-1", "a-9"], "m-3": ["a-1"]},
+        )
+    assert start.inserted == {"k1", "k2"}
+    assert start.meetings == {"m-1": meetings["m-1"], "m-2": meetings["m-2"], "m-3": MeetingRecord.new("m-3")}
+    reads = start.reads
+    assert reads.attendee_rows(every=["m-2"], touched={"m-1": ["a-1"], "m-3": ["a-1"]}) == {
+        "m-1": {"a-1": row("a-1", presence="joined", seq=3)},
+        "m-2": {"a-1": row("a-1")},
+    }
+    assert reads.attendee_rows(every=[], touched={"m-2": ["a-1"]}) == {"m-2": {"a-1": row("a-1")}}
+    # Asking for a row it did not read is the caller's bug, not an absent row.
+    with pytest.raises(LookupError):
+        reads.attendee_rows(every=[], touched={"m-1": ["a-2"]})
+    with pytest.raises(LookupError):
+        reads.attendee_rows(every=["m-1"], touched={})
+    assert reads.joined_intervals(others_than={"m-1": {"a-1"}}) == {"m-1": [[]]}  # the store's own
+    with transaction.atomic():
+        again = store.batch_start(
+            rows=[log_row("k2"), log_row("k3")], meeting_ids=["m-1"], every=[], touched={}
+        )
+    assert again.inserted == {"k3"}
+    assert again.reads.attendee_rows(every=[], touched={}) == {}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_batch_start_reads_the_rows_a_batch_committed_while_it_waited_for_the_lock():
+    """PostgresStore.batch_start reads the rows in the statement that takes the locks, so in the
+    snapshot taken before it waited: a batch that committed meanwhile (an existing meeting's row
+    moved, or a meeting created) must have its rows read again."""
+    import threading
+
+    from django.db import connection as this_connection
+
+    store = store_for_connection()
+    with transaction.atomic():
+        store.meetings_lock(meeting_ids=["m-1"])
+    holding, release, waiting = threading.Event(), threading.Event(), []
+
+    def first_batch() -> None:
+        try:
+            with transaction.atomic():
+                meetings = store.batch_start(
+                    rows=[log_row("k1")], meeting_ids=["m-1", "m-2"], every=[], touched={"m-1": ["a-1"]}
+                )
+                store.rows_write(
+                    attendees=[("m-1", row("a-1", presence="joined")), ("m-2", row("a-2", presence="left"))],
+                    meetings=list(meetings.meetings.values()),
+                )
+                holding.set()
+                release.wait(30)
+        finally:
+            this_connection.close()
+
+    def second_batch() -> None:
+        try:
+            holding.wait(30)
+            with transaction.atomic():
+                start = store.batch_start(
+                    rows=[log_row("k2")],
+                    meeting_ids=["m-1", "m-2"],
+                    every=["m-2"],
+                    touched={"m-1": ["a-1"]},
+                )
+                waiting.append(start.reads.attendee_rows(every=["m-2"], touched={"m-1": ["a-1"]}))
+        finally:
+            this_connection.close()
+
+    threads = [threading.Thread(target=first_batch), threading.Thread(target=second_batch)]
+    for thread in threads:
+        thread.start()
+    assert holding.wait(30)
+    with this_connection.cursor() as cursor:  # the second batch is waiting for the first's lock
+        for _ in range(300):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the second batch never waited for the lock")
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert waiting == [
+        {"m-1": {"a-1": row("a-1", presence="joined")}, "m-2": {"a-2": row("a-2", presence="left")}}
+    ]
 
 
 def test_histories_are_the_rows_events_the_meeting_ends_and_the_meeting_level_events(store):
