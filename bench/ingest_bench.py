@@ -1,6 +1,7 @@
 """Benchmark: the ingest service alone, batches from memory into PostgreSQL.
 
-``python -m bench.ingest_bench [--quick] [--json-out PATH] [--only NAME ...] [--profile NAME]``
+``python -m bench.ingest_bench [--quick] [--json-out PATH] [--only NAME ...] [--profile NAME]
+[--phases NAME ...]``
 
 Each batch is one ``roster.ingest.messages_ingest`` call (parse, dedupe, insert, fold, state
 write, seq: all included), exactly as the SQS drain calls it. Runs (each on an emptied roster
@@ -21,6 +22,7 @@ the pure fold of all its events (``roster.domain.fold.roster_fold``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import multiprocessing
 import pstats
@@ -31,6 +33,7 @@ from dataclasses import asdict, dataclass
 
 from bench import common
 from bench.common import meetings_generate, meetings_split, roster_check
+from bench.phases import phases_format, phases_timed
 from roster.dev.chime import as_envelope
 
 
@@ -122,6 +125,7 @@ def run_single(
     fresh: bool,
     meetings: list[list[dict]],
     profile_path: str | None = None,
+    phases: bool = False,
 ) -> RunResult:
     if fresh:
         common.roster_tables_truncate()
@@ -129,8 +133,10 @@ def run_single(
     profiler = cProfile.Profile() if profile_path else None
     if profiler:
         profiler.enable()
-    with common.CpuMeter() as cpu:
+    with common.CpuMeter() as cpu, phases_timed() if phases else contextlib.nullcontext() as timings:
         seconds, durations, total = batches_ingest(batches)
+    if timings is not None:
+        common.log(phases_format(timings, events=sum(len(b) for b in batches), seconds=seconds))
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile_path)
@@ -278,6 +284,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--events-per-meeting", type=int, default=200)
     parser.add_argument("--only", nargs="*", choices=RUN_NAMES, help="run only these")
     parser.add_argument("--profile", choices=RUN_NAMES, help="cProfile this run; stats to /tmp")
+    parser.add_argument(
+        "--phases", nargs="*", choices=RUN_NAMES, help="time each step of the ingest in these runs"
+    )
     parser.add_argument("--json-out", default=None)
     parser.add_argument("--no-recreate", action="store_true", help="keep the bench database as it is")
     args = parser.parse_args(argv)
@@ -331,6 +340,7 @@ def main(argv: list[str] | None = None) -> dict:
                 fresh=True,
                 meetings=by_meeting,
                 profile_path=profile_path,
+                phases=name in (args.phases or ()),
             )
             last_fresh_layout = (kind, size)
         results.append(cpu_fill(result))
