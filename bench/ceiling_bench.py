@@ -7,8 +7,9 @@ The same events (bench.common.meetings_generate: 100 meetings x 200 events, in o
 queue's order) go in by two ways, in turns, each on an emptied roster (``bench_ceiling``
 database, or ``BENCH_CEILING_DATABASE_URL``; dropped and recreated):
 
-- **project**: ``manage.py ingest_file`` (called in this process) on a JSON-lines file of the
-  envelopes, written beforehand: parse, dedupe, log, fold, rows, seq, broadcast, metrics;
+- **project**: ``manage.py ingest_file`` (called in this process, its default 4 worker threads
+  split by meeting: roster.ingest.stream) on a JSON-lines file of the envelopes, written
+  beforehand: parse, dedupe, log, fold, rows, seq, broadcast, metrics;
 - **ceiling**: PostgreSQL alone writing what any ingest must at least write for them, in the
   same batches of 500, a transaction each, into the same tables with the same indexes: every
   event's log row (``ON CONFLICT (key) DO NOTHING``) and a state upsert per event (the attendee

@@ -18,7 +18,7 @@ from typing import Any
 
 # (module path, owner name or "", function name): what is timed, where it exists.
 STEPS = (
-    ("roster.ingest.service", "", "message_parse"),
+    ("roster.ingest.service", "", "_event_parse"),  # the parser, as ingest calls it
     ("roster.ingest.service", "", "meetings_fold"),
     ("roster.ingest.service", "", "_after_commit"),
     ("roster.ingest.store", "PostgresStore", "batch_start"),

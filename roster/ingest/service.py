@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -101,17 +101,27 @@ class IngestResult:
 
 def message_parse(*, message: IncomingMessage) -> ChimeEvent | Rejection:
     """One body, with this deployment's rules (allowed accounts, size limit)."""
-    return _event_parse(
-        message.body,
-        allowed_accounts=frozenset(settings.CHIME_ALLOWED_ACCOUNTS),
-        max_bytes=settings.MAX_MESSAGE_BYTES,
-        source=message.source,
-    )
+    ((_, parsed),) = messages_parse(messages=[message])
+    return parsed
+
+
+def messages_parse(*, messages: Iterable[IncomingMessage]) -> Iterator[Parsed]:
+    """Each body with its parse (:func:`message_parse`), the rules read from the settings once: a
+    settings read per body was a tenth of the parser's time."""
+    allowed_accounts = frozenset(settings.CHIME_ALLOWED_ACCOUNTS)
+    max_bytes = settings.MAX_MESSAGE_BYTES
+    for message in messages:
+        yield (
+            message,
+            _event_parse(
+                message.body, allowed_accounts=allowed_accounts, max_bytes=max_bytes, source=message.source
+            ),
+        )
 
 
 def messages_ingest(*, messages: Sequence[IncomingMessage]) -> IngestResult:
     """Ingest a batch of message bodies in one transaction. Raises only for database trouble."""
-    return parsed_ingest(parsed=[(message, message_parse(message=message)) for message in messages])
+    return parsed_ingest(parsed=list(messages_parse(messages=messages)))
 
 
 def repairs_ingest(*, repairs: Sequence[Repairs]) -> IngestResult:
@@ -128,7 +138,7 @@ def repairs_ingest(*, repairs: Sequence[Repairs]) -> IngestResult:
         for body in repair.bodies
     ]
     return parsed_ingest(
-        parsed=[(message, message_parse(message=message)) for message in messages],
+        parsed=list(messages_parse(messages=messages)),
         facts={repair.meeting_id: repair.facts for repair in repairs},
     )
 

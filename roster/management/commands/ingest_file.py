@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from django.core.management.base import BaseCommand, CommandError
 
-from roster.ingest import IncomingMessage, IngestResult, messages_ingest
+from roster.ingest import IncomingMessage, messages_stream_ingest
+from roster.ingest.stream import WORKERS
 from roster.live.broadcast import publisher
-
-BATCH = 500
 
 
 class Command(BaseCommand):
@@ -18,8 +19,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=WORKERS,
+            help=f"threads ingesting at once, each its own meetings (default {WORKERS}; 1 on SQLite)",
+        )
 
-    def handle(self, *args, path, **options):
+    def handle(self, *args, path, workers, **options):
         if path == "-":
             stream = sys.stdin.buffer
             source = "file:-"
@@ -29,20 +36,16 @@ class Command(BaseCommand):
                 raise CommandError(f"no such file: {path}")
             stream = file.open("rb")
             source = f"file:{file.name}"
-        total = IngestResult()
-        batch: list[IncomingMessage] = []
         with stream:
-            for number, line in enumerate(stream, start=1):
-                body = line.rstrip(b"\r\n")
-                if not body.strip():
-                    continue
-                # A line number is no identity (the file may change): a bad line quarantined in
-                # an earlier run is known again by its body, within the file's name.
-                batch.append(IncomingMessage(body=body, queue=source, message_id=f"line:{number}"))
-                if len(batch) >= BATCH:
-                    total.add(messages_ingest(messages=batch))
-                    batch = []
-        if batch:
-            total.add(messages_ingest(messages=batch))
+            total = messages_stream_ingest(messages=_messages(stream, source=source), workers=workers)
         publisher.flush()  # live clients hear of it before this process exits
         self.stdout.write(total.summary())
+
+
+def _messages(stream: BinaryIO, *, source: str) -> Iterator[IncomingMessage]:
+    for number, line in enumerate(stream, start=1):
+        body = line.rstrip(b"\r\n")
+        if body.strip():
+            # A line number is no identity (the file may change): a bad line quarantined in an
+            # earlier run is known again by its body, within the file's name.
+            yield IncomingMessage(body=body, queue=source, message_id=f"line:{number}")
