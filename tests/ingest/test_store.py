@@ -156,12 +156,19 @@ def test_rows_write_writes_the_attendees_and_the_meetings_of_a_batch_together(st
 
 
 def test_batch_start_logs_locks_and_reads_the_rows_the_fold_may_ask_for(store):
+    joined = row(
+        "a-1",
+        presence="joined",
+        capabilities={"audio": "SendReceive", "video": None, "content": "Receive"},
+        intervals=[[BASE_TS, None, None]],
+        seq=3,
+    )
     with transaction.atomic():
         meetings = store.meetings_lock(meeting_ids=["m-1", "m-2"])
         meetings["m-1"].seq = 3
         store.rows_write(
             attendees=[
-                ("m-1", row("a-1", presence="joined", seq=3)),
+                ("m-1", joined),
                 ("m-1", row("a-2")),
                 ("m-2", row("a-1")),
             ],
@@ -178,7 +185,7 @@ def test_batch_start_logs_locks_and_reads_the_rows_the_fold_may_ask_for(store):
     assert start.meetings == {"m-1": meetings["m-1"], "m-2": meetings["m-2"], "m-3": MeetingRecord.new("m-3")}
     reads = start.reads
     assert reads.attendee_rows(every=["m-2"], touched={"m-1": ["a-1"], "m-3": ["a-1"]}) == {
-        "m-1": {"a-1": row("a-1", presence="joined", seq=3)},
+        "m-1": {"a-1": joined},
         "m-2": {"a-1": row("a-1")},
     }
     assert reads.attendee_rows(every=[], touched={"m-2": ["a-1"]}) == {"m-2": {"a-1": row("a-1")}}
