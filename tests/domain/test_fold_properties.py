@@ -38,7 +38,7 @@ from roster.domain.fold import (
     type_name,
 )
 from roster.domain.peak import PeakState, peak_advance, peak_sweep, steps_moved
-from roster.domain.plan import MeetingFolded, MeetingRecord, meetings_fold
+from roster.domain.plan import MeetingFolded, MeetingRecord, attendee_rows_wanted, meetings_fold
 from roster.domain.repairs import (
     attendee_added_repair,
     attendee_deleted_repair,
@@ -287,6 +287,9 @@ class MemoryStore:
         events = [event for event in new if event.kind in (KIND_MEETING, KIND_PIPELINE)]
         if not events:
             return None
+        # What ingest reads before the fold, from the whole batch (logged keys included).
+        folded_kinds = [event for event in batch if event.kind in (KIND_MEETING, KIND_PIPELINE)]
+        self.wanted = attendee_rows_wanted(events=folded_kinds)
         copy = dataclasses.replace(self.meeting, pipelines=dict(self.meeting.pipelines))
         (folded,) = meetings_fold(meetings={copy.meeting_id: copy}, events=events, reads=self)
         self.rows.update({state.attendee_id: state.copy() for state in folded.written})
@@ -295,6 +298,9 @@ class MemoryStore:
 
     def attendee_rows(self, *, every, touched):
         self.reads["rows"] += 1
+        every_read, touched_read = self.wanted  # the fold never asks for a row not read before it
+        assert set(every) <= set(every_read)
+        assert all(m in every_read or set(ids) <= touched_read.get(m, set()) for m, ids in touched.items())
         meeting_id = self.meeting.meeting_id
         wanted = set(self.rows) if meeting_id in every else set(touched.get(meeting_id, ()))
         found = {key: self.rows[key].copy() for key in wanted if key in self.rows}
