@@ -353,3 +353,27 @@ def test_quarantine_upsert_keeps_one_row_per_key_and_counts_its_deliveries(store
     assert bytes(rows["k1"].body) == b"\xff not utf-8"  # the bytes as received
     assert rows["k1"].reason == "bad"  # the first delivery's reason is kept
     assert bytes(rows["k2"].body) == b"two"
+
+
+@pytest.mark.postgres
+def test_an_attendee_rows_update_is_hot_and_writes_no_index_entry():
+    """roster_attendee keeps no index on a column an update moves (``seq`` above all) and room in
+    its pages (migration 0018): the ingest's updates of a row are HOT. An index added on such a
+    column, or the room taken away, fails this."""
+
+    def body(event_type: str, ms: int) -> str:
+        return as_json(envelope(detail(event_type, "m-hot", "a-1", BASE_TS + ms, externalUserId="ana")))
+
+    def counts() -> tuple[int, int, int]:  # this transaction's, so far
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'roster_attendee'"
+            )
+            return cursor.fetchone()
+
+    before = counts()
+    ingest([body("AttendeeJoined", 0)])
+    for n, event_type in enumerate(["AttendeeVideoStarted", "AttendeeVideoStopped", "AttendeeLeft"], start=1):
+        ingest([body(event_type, n)])
+    assert tuple(after - first for after, first in zip(counts(), before, strict=True)) == (1, 3, 3)
