@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
 from roster.domain.events import (
@@ -132,6 +133,7 @@ STORED_EVENT_FIELDS = ("key", "kind", "event_type", "attendee_id", "timestamp", 
 SUPERSEDED_ATTENDEE_TYPES = frozenset({"AttendeeAdded", "AttendeeDeleted"})
 
 
+@lru_cache(maxsize=1024)  # a handful of types, asked a dozen times an event by the fold
 def type_name(event_type: str) -> str:
     """``chime:AttendeeJoined`` -> ``AttendeeJoined``."""
     return event_type[len(PREFIX) :] if event_type.startswith(PREFIX) else event_type

@@ -647,7 +647,7 @@ def _json_decoded(row: Sequence[Any], positions: Sequence[int]) -> list[Any]:
     values = list(row)
     for i in positions:
         if values[i] is not None:
-            values[i] = json.loads(values[i])
+            values[i] = json_read(values[i])
     return values
 
 
