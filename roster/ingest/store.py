@@ -358,10 +358,10 @@ class PostgresStore(Store):
         # One statement: the attendees' upsert as a data-modifying WITH of the meetings' UPDATE.
         # They write different tables (the attendee triggers write only roster_meetinguser), so
         # running them together changes nothing but the round trip and statement saved.
-        _meetings_cover(attendees=attendees, meetings=meetings)
         if not attendees or not meetings:
             super().rows_write(attendees=attendees, meetings=meetings)
             return
+        _meetings_cover(attendees=attendees, meetings=meetings)
         upsert, upsert_params = self._insert_statement(
             model=Attendee, rows=_attendee_rows(attendees), conflict=_ATTENDEE_KEY, update=_ATTENDEE_WRITTEN
         )
