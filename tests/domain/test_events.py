@@ -464,11 +464,17 @@ _JSON_VALUES = st.recursive(
 )
 
 
-@given(value=_JSON_VALUES, ascii_only=st.booleans())
-def test_the_fast_reading_of_a_body_is_jsons_reading(value, ascii_only):
+@given(
+    value=_JSON_VALUES,
+    ascii_only=st.booleans(),
+    separators=st.sampled_from([(", ", ": "), (",", ":"), (",\t", ":\r"), (" ,", " :")]),
+    indent=st.sampled_from([None, 0, 2, "\t"]),
+)
+def test_the_fast_reading_of_a_body_is_jsons_reading(value, ascii_only, separators, indent):
     """Bodies are read by orjson where it reads them as json would, else by json: the values
-    (and their types) are json's either way, big integers included."""
-    text = json.dumps(value, ensure_ascii=ascii_only)
+    (and their types) are json's either way, big integers included, whatever whitespace comes
+    before them."""
+    text = json.dumps(value, ensure_ascii=ascii_only, separators=separators, indent=indent)
     assert _same(json_read(text), json.loads(text))
 
 
@@ -479,10 +485,24 @@ def test_the_fast_reading_of_a_body_is_jsons_reading(value, ascii_only):
         "[1e-400, -0.0, -0]",
         '{"n": 18446744073709551615, "m": -9223372036854775809}',
         '["\\u00e9"]',
+        "18446744073709551616",
+        "-18446744073709551616",
+        "[\n18446744073709551616]",
+        '{"a":[1,18446744073709551616]}',
+        "[1e-1234567890123456789, 1E+0000000000000000000001, 1.00000000000000000000001]",
+        '["a 18446744073709551616 b", "x-18446744073709551616"]',
     ],
 )
 def test_the_fast_reading_agrees_on_edge_cases(text):
     assert _same(json_read(text), json.loads(text))
+
+
+def test_digits_inside_a_string_keep_the_fast_reading(monkeypatch):
+    """A hex key holds a run of 19 digits now and then: only a number that long needs json's
+    reading, so such a string never sends a whole batch answer to it."""
+    monkeypatch.setattr("roster.domain.events.json.loads", lambda *_a, **_k: pytest.fail("read by json"))
+    text = '["3ecdcc3789d4a1234567890123456789012cc8", {"k": "7c1234567890123456789012e"}]'
+    assert json_read(text) == json.JSONDecoder().decode(text)
 
 
 def test_ordinary_floats_in_a_detail_are_kept_as_they_read():
