@@ -12,7 +12,8 @@ from django.db import transaction
 from roster.dev.chime import as_bare, as_json, bodies, envelope, meeting_stream, vc_detail
 from roster.ingest import IncomingMessage, messages_stream_ingest
 from roster.ingest import stream as stream_module
-from roster.models import Event, Quarantine, VoiceConnectorStream
+from roster.ingest.store import Store
+from roster.models import Event, Meeting, Quarantine, VoiceConnectorStream
 from tests.conftest import expected, stored
 
 
@@ -89,8 +90,8 @@ def test_a_failing_worker_stops_the_stream_and_its_error_is_raised(monkeypatch):
     consumed: list[IncomingMessage] = []
     monkeypatch.setattr(stream_module, "parsed_ingest", refusing)
     with pytest.raises(RuntimeError, match="refused"):
-        messages_stream_ingest(messages=file_lines(), workers=3, batch_size=10)
-    assert len(consumed) <= len(messages) // 2 + 1  # no further than the line after the failure
+        messages_stream_ingest(messages=file_lines(), workers=3, batch_size=10, window=10)
+    assert len(consumed) <= len(messages) // 2 + 10  # no further than the window after the failure
     # Its worker took no batch after the failure; what it did not store, nobody did.
     assert sum(any(getattr(e, "meeting_id", "") == doomed for _, e in b) for b in attempted) == 1
     assert not Event.objects.filter(meeting_id=doomed).exists()
@@ -112,3 +113,62 @@ def test_inside_a_transaction_the_stream_is_ingested_in_it_and_rolls_back_with_i
         assert stored(details[0]["meetingId"]) == expected(details)
         raise Undo
     assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_each_window_is_handed_out_in_fold_order_and_copies_keep_theirs(monkeypatch):
+    """By meeting, then event time, window by window; the first copy of an event is the one
+    logged, as it was in arrival order."""
+    details, messages = _file(meetings=4, seed=330)
+    real, batches = stream_module.parsed_ingest, []
+
+    def recording(*, parsed):
+        batches.append(list(parsed))
+        return real(parsed=parsed)
+
+    monkeypatch.setattr(stream_module, "parsed_ingest", recording)
+    window = 25
+    messages_stream_ingest(messages=messages, workers=1, batch_size=10, window=window)
+    handed = [pair for batch in batches for pair in batch]
+    assert sorted(m.message_id for m, _ in handed) == sorted(m.message_id for m in messages)
+    for start in range(0, len(handed), window):
+        order = [stream_module._fold_order(pair) for pair in handed[start : start + window]]
+        assert order == sorted(order)
+    assert [m.message_id for m, _ in handed] != [m.message_id for m in messages]  # it did reorder
+
+    first_line: dict[str, int] = {}
+    for message, event in handed:
+        if hasattr(event, "key"):
+            line = int(message.message_id.removeprefix("line:"))
+            first_line[event.key] = min(first_line.get(event.key, line), line)
+    logged = dict(Event.objects.values_list("key", "sqs_message_id"))
+    assert logged == {key: f"line:{line}" for key, line in first_line.items()}
+    assert all(stored(meeting[0]["meetingId"]) == expected(meeting) for meeting in details)
+
+
+@pytest.mark.django_db
+def test_a_meeting_whole_in_one_window_reads_history_back_only_at_its_end(monkeypatch):
+    """Why the window: in arrival order an event older than one already folded sends the fold
+    back to the attendee's history; in fold order that cannot happen within a window, and the
+    one read left is MeetingEnded's, which re-derives every row by design (roster.domain.plan)."""
+    details = meeting_stream(seed=340, attendees=6)
+    rng = random.Random(340)
+    arrival = rng.sample(details, len(details))
+    messages = [IncomingMessage(body=as_bare(d), queue="file:t") for d in arrival]
+    reads = []
+    real = Store.attendee_histories
+
+    def counting(self, **kwargs):
+        reads.append(kwargs)
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(Store, "attendee_histories", counting)
+    messages_stream_ingest(messages=messages, workers=1, batch_size=5, window=1)  # arrival order
+    assert len(reads) > 1  # the shuffle does send the fold back: the test below could fail
+    Event.objects.all().delete()
+    Meeting.objects.all().delete()
+    reads.clear()
+    messages_stream_ingest(messages=messages, workers=1, batch_size=5, window=len(messages))
+    every_row = {d["attendeeId"] for d in details if d.get("attendeeId") and "#" not in d["attendeeId"]}
+    assert reads == [{"refold": {details[0]["meetingId"]: every_row}}]
+    assert stored(details[0]["meetingId"]) == expected(details)
