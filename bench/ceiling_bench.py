@@ -7,9 +7,9 @@ The same events (bench.common.meetings_generate: 100 meetings x 200 events, in o
 queue's order) go in by two ways, in turns, each on an emptied roster (``bench_ceiling``
 database, or ``BENCH_CEILING_DATABASE_URL``; dropped and recreated):
 
-- **project**: ``manage.py ingest_file`` (called in this process, its default 4 worker threads
-  split by meeting: roster.ingest.stream) on a JSON-lines file of the envelopes, written
-  beforehand: parse, dedupe, log, fold, rows, seq, broadcast, metrics;
+- **project**: ``manage.py ingest_file`` (called in this process, its default 6 worker processes
+  split by meeting, each window in fold order: roster.ingest.stream) on a JSON-lines file of the
+  envelopes, written beforehand: parse, dedupe, log, fold, rows, seq, broadcast, metrics;
 - **ceiling**: PostgreSQL alone writing what any ingest must at least write for them, in the
   same batches of 500, a transaction each, into the same tables with the same indexes: every
   event's log row (``ON CONFLICT (key) DO NOTHING``) and a state upsert per event (the attendee
@@ -20,7 +20,8 @@ database, or ``BENCH_CEILING_DATABASE_URL``; dropped and recreated):
   arrays cost this process more CPU per event than PostgreSQL spent on the rows). The meetings' rows exist
   before it starts (the attendees' foreign key), untimed.
 
-Reported: events/s of each, their ratio, and the CPU of this process and of PostgreSQL per event.
+Reported: events/s of each, their ratio, and the CPU of this process (with its workers) and of
+PostgreSQL per event.
 """
 
 from __future__ import annotations

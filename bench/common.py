@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import secrets
 import sys
 import threading
@@ -397,8 +398,9 @@ def postgres_backends_cpu(database: str) -> dict[int, float]:
 
 
 class CpuMeter:
-    """CPU used during a block: this process, the moto server, the PostgreSQL backends of the bench
-    database (sampled every 0.2 s, so backends that come and go are counted), and the machine.
+    """CPU used during a block: this process (with its child processes that ended in the block:
+    ``ingest_file``'s workers), the moto server, the PostgreSQL backends of the bench database
+    (sampled every 0.2 s, so backends that come and go are counted), and the machine.
 
     ``others_s()`` is what the rest of the machine used meanwhile: other people's work on a shared
     box, which the figures should be read against.
@@ -426,13 +428,13 @@ class CpuMeter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sampler, daemon=True)
         self._thread.start()
-        self._proc = time.process_time()
+        self._proc = _own_cpu_seconds()
         self._moto = pid_cpu_seconds(self.moto_pid) if self.moto_pid else None
         self._busy, self._total = machine_cpu_ticks()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.process_s = time.process_time() - self._proc
+        self.process_s = _own_cpu_seconds() - self._proc
         moto = pid_cpu_seconds(self.moto_pid) if self.moto_pid else None
         self.moto_s = moto - self._moto if moto is not None and self._moto is not None else None
         busy, total = machine_cpu_ticks()
@@ -447,6 +449,12 @@ class CpuMeter:
         """CPU seconds used by processes that are not the bench, moto or PostgreSQL (background load)."""
         known = self.process_s + (self.moto_s or 0.0) + self.postgres_s + extra_s
         return max(0.0, self.machine_busy_s - known)
+
+
+def _own_cpu_seconds() -> float:
+    """This process's CPU and that of its children it has waited for."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def background_load(seconds: float = 3.0) -> float:

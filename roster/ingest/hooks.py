@@ -1,9 +1,9 @@
-"""Ingest's two hook points: *in the transaction* and *after commit*.
+"""Ingest's hook points: *in the transaction*, *after commit*, and *before a worker exits*.
 
 The layers above ingest register into them at start-up (roster.apps): the broadcaster and the
-metrics after commit, the outbound-hook outbox in the transaction. Ingest calls them and imports
-none of them, so nothing is announced that was not committed, and a hook that writes does so in
-the batch's own transaction.
+metrics after commit and before exit, the outbound-hook outbox in the transaction. Ingest calls
+them and imports none of them, so nothing is announced that was not committed, and a hook that
+writes does so in the batch's own transaction.
 """
 
 from __future__ import annotations
@@ -31,3 +31,6 @@ class Committed:
 in_transaction: list[Callable[[Sequence[MeetingFolded]], None]] = []
 # Called once the batch committed, in this order; a hook that raises is logged, the others run.
 after_commit: list[Callable[[Committed], None]] = []
+# Called by a forked ingest worker (roster.ingest.stream) before it exits, whose exit skips atexit:
+# each sends what the after-commit hooks still hold in this process.
+before_exit: list[Callable[[], None]] = []

@@ -1,50 +1,62 @@
-"""Ingest a long stream of message bodies (``ingest_file``) on several threads, split by meeting.
+"""Ingest a long stream of message bodies (``ingest_file``) on worker processes, split by meeting.
 
 One batch at a time leaves a core idle: the process waits while PostgreSQL works, and the
-reverse. Here the stream is parsed once, then each event goes to a worker thread chosen by its
-meeting, so one worker runs its batch's Python while PostgreSQL runs another's statements.
+reverse; and threads of one process run their Python on one core at a time (the GIL held worker
+threads to about 80 % of one core). Here each message goes to a forked worker process chosen by
+its meeting, so the workers' Python runs on both cores while PostgreSQL runs others' statements.
 
-- A meeting's events all go to one worker, in the order below: workers never wait on each
-  other's meeting locks, and never insert the same natural key (a key names one meeting).
-- Events of no meeting (Voice Connector, unknown detail types) and rejected bodies go to the
-  worker of meeting id "": the stream locks stay in one worker too.
-- Each worker's batch is an ordinary :func:`parsed_ingest` transaction on the worker's own
-  database connection: the same rules, hooks and quarantine as every other path.
+- The split reads the meeting id off the body's bytes (the first ``meetingId`` value), without
+  parsing it: the reader stays cheap, and the parsing runs in the workers, side by side. The split
+  only decides where the work goes, never what is stored: a body sent to an unexpected worker is
+  ingested by the same rules, and two workers holding one meeting's events serialise on its row
+  lock, as the drain's consumers do. Events of no meeting and bodies that are not JSON share one
+  worker, and the Voice Connector stream locks with them.
+- Each worker parses what it receives, puts each window of it in fold order (below) and ingests
+  batches of ``batch_size``, each an ordinary :func:`parsed_ingest` transaction on the worker's
+  own database connection: the same rules, hooks and quarantine as every other path.
 - A worker that fails stops the stream: what the workers committed stays (as with one batch after
-  another), nothing more is sent to them, and the error is raised to the caller.
+  another), the rest of the stream is not read, and the error is raised to the caller.
+- A worker runs ``hooks.before_exit`` before it exits (a forked process's exit skips atexit): the
+  live clients and the metrics hear of everything it committed.
 
-One worker, in the caller's thread, batch after batch as before, on SQLite (the portable store:
-one writer at a time is all it allows) and inside a transaction (a worker's own connection could
-not see what the caller has not committed, and the caller's rollback could not undo the workers').
+One worker, in the caller's process, batch after batch, on SQLite (the portable store: one writer
+at a time is all it allows) and inside a transaction (a worker's own connection could not see what
+the caller has not committed, and the caller's rollback could not undo the workers').
 
 The order: a file, unlike a queue, can be read ahead, so each window of parsed events is put in
-fold order (by meeting, then the fold's own order, event time first) before it is handed out.
-The roster does not depend on arrival order (ROSTER.md), so the answer is the same, and it is
-cheaper to reach: a batch holds a few meetings' runs of events instead of one or two events of
-every meeting (fewer rows locked, read, written and broadcast), and an event older than one
-already folded, whose attendee's history must be read back and folded again, only happens across
+fold order (by meeting, then the fold's own order, event time first) before it is ingested. The
+roster does not depend on arrival order (ROSTER.md), so the answer is the same, and it is cheaper
+to reach: a batch holds a few meetings' runs of events instead of one or two events of every
+meeting (fewer rows locked, read, written and broadcast), and an event older than one already
+folded, whose attendee's history must be read back and folded again, only happens across
 windows. The sort is stable: copies of one event keep their order (the first is logged, the rest
 counted), and so do bodies of no meeting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import queue
-import threading
+import logging
+import multiprocessing
+import pickle
 import zlib
 from collections.abc import Iterable, Iterator
+from multiprocessing.connection import Connection
 
-from django.db import connection
+from django.db import connection, connections
 
 from roster.domain.events import ChimeEvent
 from roster.domain.fold import fold_order
+from roster.ingest import hooks
 from roster.ingest.service import IncomingMessage, IngestResult, Parsed, messages_parse, parsed_ingest
 
+logger = logging.getLogger(__name__)
+
 BATCH_SIZE = 500
-WORKERS = 4  # on two cores: x1.5 with 2 workers over one, about x1.65 with 3 or 4 (docs/benchmarks.md)
-_QUEUED_BATCHES = 2  # per worker: parsing runs this far ahead of a slow worker, no further
-WINDOW = 20_000  # events read ahead and put in fold order: about 2 KB each parsed, 40 MB
+WORKERS = 6  # processes: on two cores, 6 kept both busiest (docs/benchmarks.md)
+WINDOW = 40_000  # events read ahead in all, each worker its share, in fold order: 2 KB each parsed
+CHUNK = 200  # messages per write to a worker; a failed worker is looked for at each write
 
 
 def messages_stream_ingest(
@@ -55,35 +67,38 @@ def messages_stream_ingest(
     window: int = WINDOW,
 ) -> IngestResult:
     """Ingest every message of ``messages`` in batches of up to ``batch_size`` per worker, each
-    ``window`` of them in fold order."""
-    ordered = _in_fold_order(messages=messages, window=window)
+    ``window`` of them in fold order. It forks: a command's own process calls it (``ingest_file``),
+    never a server's or a Celery worker's."""
     if workers <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
-        return _ingest_here(parsed=ordered, batch_size=batch_size)
-    pool = [_Worker() for _ in range(workers)]
-    pending: list[list[Parsed]] = [[] for _ in pool]
+        return _ingest_here(messages=messages, batch_size=batch_size, window=window)
+    connections.close_all()  # a forked worker must never share this process's connections
+    pool = [_Worker(batch_size=batch_size, window=max(1, window // workers)) for _ in range(workers)]
     try:
-        for message, event in ordered:
-            meeting_id = event.meeting_id if isinstance(event, ChimeEvent) else ""
-            index = zlib.crc32(meeting_id.encode("utf-8", "surrogatepass")) % len(pool)
-            pending[index].append((message, event))
-            if len(pending[index]) >= batch_size:
-                pool[index].send(pending[index])
-                pending[index] = []
-            if any(worker.error for worker in pool):
-                break
-        else:
-            for worker, batch in zip(pool, pending, strict=True):
-                if batch:
-                    worker.send(batch)
+        for message in messages:
+            if pool[_meeting_hash(message.body) % len(pool)].send(message):
+                break  # a worker failed: read no further
     finally:
-        for worker in pool:
-            worker.finish()
-    for worker in pool:
-        if worker.error is not None:
-            raise worker.error
+        for worker in pool:  # every worker told first: each ingests what it holds meanwhile
+            worker.close()
+        outcomes = [worker.outcome() for worker in pool]
     total = IngestResult()
-    for worker in pool:
-        total.add(worker.result)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        total.add(outcome)
+    return total
+
+
+def _ingest_here(*, messages: Iterable[IncomingMessage], batch_size: int, window: int) -> IngestResult:
+    total = IngestResult()
+    batch: list[Parsed] = []
+    for pair in _in_fold_order(messages=messages, window=window):
+        batch.append(pair)
+        if len(batch) >= batch_size:
+            total.add(parsed_ingest(parsed=batch))
+            batch = []
+    if batch:
+        total.add(parsed_ingest(parsed=batch))
     return total
 
 
@@ -101,46 +116,106 @@ def _fold_order(parsed: Parsed) -> tuple[str, tuple[int, int, str, str]]:
 
 
 _NO_ORDER = (0, 0, "", "")
+_MEETING_FIELD = b"meetingId"
+_NOT_IN_VALUE = b'\\": \t\r\n'  # quotes, escapes (an SNS Message holds the event as a string), spaces
 
 
-def _ingest_here(*, parsed: Iterable[Parsed], batch_size: int) -> IngestResult:
-    total = IngestResult()
-    batch: list[Parsed] = []
-    for pair in parsed:
-        batch.append(pair)
-        if len(batch) >= batch_size:
-            total.add(parsed_ingest(parsed=batch))
-            batch = []
-    if batch:
-        total.add(parsed_ingest(parsed=batch))
-    return total
+def _meeting_hash(body: str | bytes) -> int:
+    """A number that is the same for every body of one meeting: the CRC-32 of the first
+    ``meetingId`` value as written, its quotes, escapes and spaces left out (0 for none)."""
+    raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+    start = raw.find(_MEETING_FIELD)
+    if start < 0:
+        return 0
+    start += len(_MEETING_FIELD)
+    ends = [end for end in (raw.find(b",", start), raw.find(b"}", start)) if end >= 0]
+    return zlib.crc32(raw[start : min(ends, default=len(raw))].translate(None, _NOT_IN_VALUE))
 
 
 class _Worker:
-    """One thread ingesting the batches sent to it, one after the other, on its own connection."""
+    """A forked process ingesting the messages sent to it; its outcome (its IngestResult, or the
+    error that stopped it) comes back on the same pipe."""
 
-    def __init__(self) -> None:
-        self.result = IngestResult()
-        self.error: BaseException | None = None
-        self._batches: queue.Queue[list[Parsed] | None] = queue.Queue(maxsize=_QUEUED_BATCHES)
-        self._thread = threading.Thread(target=self._run, name="roster-stream-ingest", daemon=True)
-        self._thread.start()
+    def __init__(self, *, batch_size: int, window: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self._pipe, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_work, args=(theirs, batch_size, window), name="roster-stream-ingest", daemon=True
+        )
+        self._process.start()
+        theirs.close()
+        self._chunk: list[tuple[str | bytes, str, str, bool, str]] = []
+        self._outcome: IngestResult | BaseException | None = None
 
-    def send(self, batch: list[Parsed]) -> None:
-        self._batches.put(batch)
+    def send(self, message: IncomingMessage) -> bool:
+        """Queue one message; True once this worker has failed."""
+        self._chunk.append(
+            (message.body, message.queue, message.message_id, message.keyed_by_id, message.source)
+        )
+        if len(self._chunk) < CHUNK:
+            return False
+        self._put(self._chunk)
+        self._chunk = []
+        if self._outcome is None and self._pipe.poll():  # it only answers early when it failed
+            self._outcome = self._read()
+        return self._outcome is not None
 
-    def finish(self) -> None:
-        """No more batches: wait for the thread to ingest what it holds (or drop it, failed)."""
-        self._batches.put(None)
-        self._thread.join()
+    def close(self) -> None:
+        """No more messages: the worker ingests what it holds, then answers."""
+        if self._outcome is None:
+            if self._chunk:
+                self._put(self._chunk)
+            self._put(None)
 
-    def _run(self) -> None:
+    def outcome(self) -> IngestResult | BaseException:
+        """Wait for the worker's outcome and its exit."""
+        if self._outcome is None:
+            self._outcome = self._read()
+        self._process.join()
+        self._pipe.close()
+        return self._outcome
+
+    def _put(self, item: list[tuple[str | bytes, str, str, bool, str]] | None) -> None:
+        with contextlib.suppress(OSError):  # it stopped: its outcome says why
+            self._pipe.send(item)
+
+    def _read(self) -> IngestResult | BaseException:
         try:
-            while (batch := self._batches.get()) is not None:
-                if self.error is None:  # after a failure the rest is taken and dropped
-                    try:
-                        self.result.add(parsed_ingest(parsed=batch))
-                    except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
-                        self.error = exc
-        finally:
-            connection.close()  # this thread's own connection
+            return self._pipe.recv()
+        except EOFError:
+            self._process.join()
+            return RuntimeError(f"an ingest worker died (exit code {self._process.exitcode})")
+
+
+def _work(pipe: Connection, batch_size: int, window: int) -> None:
+    """A worker process: ingest what comes until the end mark, send the outcome, then run the
+    before-exit hooks."""
+    outcome: IngestResult | BaseException
+    try:
+        outcome = _ingest_here(messages=_received(pipe), batch_size=batch_size, window=window)
+    except BaseException as exc:  # noqa: BLE001 - raised by the caller's process
+        logger.exception("stream ingest worker failed")
+        outcome = _picklable(exc)
+    finally:
+        connections.close_all()
+    pipe.send(outcome)  # at once: a failure stops the reader (the caller waits for this exit anyway)
+    pipe.close()
+    for hook in hooks.before_exit:
+        try:
+            hook()
+        except Exception:  # noqa: BLE001 - what is committed stays committed; the rest must run
+            logger.exception("stream ingest worker: %s failed before exit", hook)
+
+
+def _received(pipe: Connection) -> Iterator[IncomingMessage]:
+    while (chunk := pipe.recv()) is not None:
+        for fields in chunk:
+            yield IncomingMessage(*fields)
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - any exception that does not travel is told as text
+        return RuntimeError(f"an ingest worker failed: {type(exc).__name__}: {exc}")
+    return exc

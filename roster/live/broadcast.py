@@ -233,6 +233,7 @@ class _Families:
 
 
 families = _Families()
+
 _primary_externals: dict[str, str] = {}  # a primary's externalMeetingId, once known (never changes)
 
 
@@ -264,3 +265,11 @@ def changes_committed(committed: Committed) -> None:
     if messages:
         publisher.submit(messages)
         families.touch(primaries | {m["meeting_id"] for m in meetings if not m["primary_meeting_id"]})
+
+
+def changes_sent(timeout: float = 10.0) -> None:
+    """Wait until the group messages this process queued, its families' frames included, were
+    published: a worker process, before it exits (roster.ingest.hooks.before_exit)."""
+    if not families.idle.wait(timeout):
+        logger.warning("family figures still pending after %ss", timeout)
+    publisher.flush(timeout)

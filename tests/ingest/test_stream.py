@@ -1,15 +1,25 @@
-"""roster.ingest.stream: a long stream (``ingest_file``) on worker threads split by meeting. Same
-answers as one batch after another; a worker's failure stops the stream and is raised."""
+"""roster.ingest.stream: a long stream (``ingest_file``) on worker processes split by meeting, each
+window in fold order. Same answers as one batch after another; a failure stops the stream."""
 
 from __future__ import annotations
 
+import multiprocessing
 import random
-import threading
+import time
 
 import pytest
 from django.db import transaction
 
-from roster.dev.chime import as_bare, as_json, bodies, envelope, meeting_stream, vc_detail
+from roster.dev.chime import (
+    as_bare,
+    as_envelope,
+    as_json,
+    as_sns,
+    bodies,
+    envelope,
+    meeting_stream,
+    vc_detail,
+)
 from roster.ingest import IncomingMessage, messages_stream_ingest
 from roster.ingest import stream as stream_module
 from roster.ingest.store import Store
@@ -51,17 +61,17 @@ def _answers(result, details) -> tuple:
 def test_workers_split_by_meeting_give_the_answers_of_one_batch_after_another():
     details, messages = _file(meetings=7, seed=300)
     result = messages_stream_ingest(messages=messages, workers=3, batch_size=40)
-    threaded = _answers(result, details)
-    assert threaded[0] == (
+    split = _answers(result, details)
+    assert split[0] == (
         f"received={len(messages)} applied={sum(map(len, details)) + 2} "
         f"duplicates={len(messages) - sum(map(len, details)) - 3} quarantined=1"
     )
-    assert all(threaded[4]) and threaded[1] == sum(map(len, details)) + 2
+    assert all(split[4]) and split[1] == sum(map(len, details)) + 2
 
     # The same file again, one worker: every event is a duplicate now, and nothing moves.
     again = messages_stream_ingest(messages=messages, workers=1, batch_size=40)
     assert again.applied == 0 and again.duplicates == len(messages) - 1
-    assert _answers(again, details)[1:] == (threaded[1], [("not_json", 2)], 1, threaded[4])
+    assert _answers(again, details)[1:] == (split[1], [("not_json", 2)], 1, split[4])
 
 
 @pytest.mark.postgres
@@ -70,11 +80,13 @@ def test_a_failing_worker_stops_the_stream_and_its_error_is_raised(monkeypatch):
     details, messages = _file(meetings=6, seed=310)
     doomed = details[2][0]["meetingId"]
     real = stream_module.parsed_ingest
-    attempted, failed = [], threading.Event()
+    forked = multiprocessing.get_context("fork")
+    failed, doomed_batches = forked.Event(), forked.Value("i", 0)  # seen across the workers' fork
 
     def refusing(*, parsed):
-        attempted.append(parsed)
         if any(getattr(event, "meeting_id", "") == doomed for _, event in parsed):
+            with doomed_batches.get_lock():
+                doomed_batches.value += 1
             failed.set()
             raise RuntimeError("the database refused it")
         return real(parsed=parsed)
@@ -84,16 +96,19 @@ def test_a_failing_worker_stops_the_stream_and_its_error_is_raised(monkeypatch):
         for number, message in enumerate(messages):
             if number == len(messages) // 2:
                 assert failed.wait(30)
+                time.sleep(0.5)  # the worker's error on its way back through the pipe
             consumed.append(message)
             yield message
 
     consumed: list[IncomingMessage] = []
-    monkeypatch.setattr(stream_module, "parsed_ingest", refusing)
+    monkeypatch.setattr(stream_module, "parsed_ingest", refusing)  # the workers fork with it
+    monkeypatch.setattr(stream_module, "CHUNK", 2)
     with pytest.raises(RuntimeError, match="refused"):
-        messages_stream_ingest(messages=file_lines(), workers=3, batch_size=10, window=10)
-    assert len(consumed) <= len(messages) // 2 + 10  # no further than the window after the failure
+        messages_stream_ingest(messages=file_lines(), workers=3, batch_size=10, window=6)
+    # No further than the next writes to the failed worker (a worker gets about a third of them).
+    assert len(consumed) <= len(messages) // 2 + 3 * 2 * 3
     # Its worker took no batch after the failure; what it did not store, nobody did.
-    assert sum(any(getattr(e, "meeting_id", "") == doomed for _, e in b) for b in attempted) == 1
+    assert doomed_batches.value == 1
     assert not Event.objects.filter(meeting_id=doomed).exists()
 
 
@@ -172,3 +187,20 @@ def test_a_meeting_whole_in_one_window_reads_history_back_only_at_its_end(monkey
     every_row = {d["attendeeId"] for d in details if d.get("attendeeId") and "#" not in d["attendeeId"]}
     assert reads == [{"refold": {details[0]["meetingId"]: every_row}}]
     assert stored(details[0]["meetingId"]) == expected(details)
+
+
+@pytest.mark.once
+def test_the_split_reads_one_meeting_alike_in_every_form_a_body_takes():
+    """The reader does not parse: it reads the first meetingId value as written. EventBridge,
+    SNS (the event as an escaped string) and bare bodies of one meeting go to one worker."""
+    first, second = meeting_stream(seed=350, attendees=2), meeting_stream(seed=351, attendees=2)
+    for meeting in (first, second):
+        forms = {
+            stream_module._meeting_hash(render(doc).encode())
+            for doc in meeting
+            for render in (as_envelope, as_sns, as_bare)
+        }
+        assert len(forms) == 1
+    assert stream_module._meeting_hash(as_bare(first[0])) != stream_module._meeting_hash(as_bare(second[0]))
+    assert stream_module._meeting_hash(as_json(envelope(vc_detail("STARTED")))) == 0
+    assert stream_module._meeting_hash(b'{"broken": ') == 0

@@ -23,7 +23,7 @@ class Command(BaseCommand):
             "--workers",
             type=int,
             default=WORKERS,
-            help=f"threads ingesting at once, each its own meetings (default {WORKERS}; 1 on SQLite)",
+            help=f"processes ingesting at once, each its own meetings (default {WORKERS}; 1 on SQLite)",
         )
 
     def handle(self, *args, path, workers, **options):
