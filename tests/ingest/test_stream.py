@@ -4,6 +4,7 @@ window in fold order. Same answers as one batch after another; a failure stops t
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import time
 
@@ -81,12 +82,14 @@ def test_a_failing_worker_stops_the_stream_and_its_error_is_raised(monkeypatch):
     doomed = details[2][0]["meetingId"]
     real = stream_module.parsed_ingest
     forked = multiprocessing.get_context("fork")
-    failed, doomed_batches = forked.Event(), forked.Value("i", 0)  # seen across the workers' fork
+    # Seen across the workers' fork: the failure, the failing worker, its batches.
+    failed, failing_pid, doomed_batches = forked.Event(), forked.Value("i", 0), forked.Value("i", 0)
 
     def refusing(*, parsed):
         if any(getattr(event, "meeting_id", "") == doomed for _, event in parsed):
             with doomed_batches.get_lock():
                 doomed_batches.value += 1
+            failing_pid.value = os.getpid()
             failed.set()
             raise RuntimeError("the database refused it")
         return real(parsed=parsed)
@@ -96,7 +99,10 @@ def test_a_failing_worker_stops_the_stream_and_its_error_is_raised(monkeypatch):
         for number, message in enumerate(messages):
             if number == len(messages) // 2:
                 assert failed.wait(30)
-                time.sleep(0.5)  # the worker's error on its way back through the pipe
+                deadline = time.monotonic() + 30  # its error sent back: the worker has exited
+                while failing_pid.value in {p.pid for p in multiprocessing.active_children()}:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
             consumed.append(message)
             yield message
 
