@@ -72,8 +72,10 @@ def messages_stream_ingest(
     if workers <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
         return _ingest_here(messages=messages, batch_size=batch_size, window=window)
     connections.close_all()  # a forked worker must never share this process's connections
-    pool = [_Worker(batch_size=batch_size, window=max(1, window // workers)) for _ in range(workers)]
+    pool: list[_Worker] = []
     try:
+        for _ in range(workers):  # in the try: a fork that fails still ends the ones started
+            pool.append(_Worker(batch_size=batch_size, window=max(1, window // workers)))
         for message in messages:
             if pool[_meeting_hash(message.body) % len(pool)].send(message):
                 break  # a worker failed: read no further

@@ -210,3 +210,22 @@ def test_the_split_reads_one_meeting_alike_in_every_form_a_body_takes():
     assert stream_module._meeting_hash(as_bare(first[0])) != stream_module._meeting_hash(as_bare(second[0]))
     assert stream_module._meeting_hash(as_json(envelope(vc_detail("STARTED")))) == 0
     assert stream_module._meeting_hash(b'{"broken": ') == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_cannot_start_ends_the_ones_started(monkeypatch):
+    real, started = stream_module._Worker.__init__, []
+
+    def third_fails(self, **kwargs):
+        if len(started) == 2:
+            raise OSError("fork refused")
+        real(self, **kwargs)
+        started.append(self._process)
+
+    monkeypatch.setattr(stream_module._Worker, "__init__", third_fails)
+    _, messages = _file(meetings=2, seed=360)
+    with pytest.raises(OSError, match="fork refused"):
+        messages_stream_ingest(messages=messages, workers=4)
+    assert len(started) == 2 and not any(process.is_alive() for process in started)
+    assert not Event.objects.exists()
