@@ -110,6 +110,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # here are short OLTP queries; none gains from JIT.
     _postgres = DATABASES["default"].setdefault("OPTIONS", {})
     _postgres["options"] = f"{_postgres.get('options', '')} -c jit=off".strip()
+# The ingest's row writes run as a statement each session prepares once (PREPARE, EXECUTE): off
+# behind a pooler in transaction mode (PgBouncer's), where a session's prepared statements do not
+# follow its transactions to another server connection.
+INGEST_PREPARED_STATEMENTS = env.bool("INGEST_PREPARED_STATEMENTS", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -13,8 +13,8 @@ from roster.dev.chime import BASE_TS, as_json, detail, envelope
 from roster.domain.fold import AttendeeState
 from roster.domain.plan import MeetingRecord
 from roster.domain.streams import StreamState
-from roster.ingest.store import PostgresStore, store_for_connection
-from roster.models import Event, Quarantine
+from roster.ingest.store import PostgresStore, _prepared, store_for_connection
+from roster.models import Attendee, Event, Quarantine
 from tests.conftest import ingest
 
 pytestmark = pytest.mark.django_db
@@ -377,3 +377,45 @@ def test_an_attendee_rows_update_is_hot_and_writes_no_index_entry():
     for n, event_type in enumerate(["AttendeeVideoStarted", "AttendeeVideoStopped", "AttendeeLeft"], start=1):
         ingest([body(event_type, n)])
     assert tuple(after - first for after, first in zip(counts(), before, strict=True)) == (1, 3, 3)
+
+
+def _prepared_here() -> list[tuple[str, int]]:
+    """This session's prepared statements of the ingest: (statement, times executed)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements "
+            "WHERE name LIKE 'roster_%%'"
+        )
+        return cursor.fetchall()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_row_writes_are_prepared_once_per_session_and_again_on_a_new_one(settings):
+    def body(event_type: str, ms: int) -> str:
+        return as_json(envelope(detail(event_type, "m-prep", "a-1", BASE_TS + ms, externalUserId="ana")))
+
+    connection.close()
+    ingest([body("AttendeeJoined", 0)])
+    ingest([body("AttendeeVideoStarted", 1)])
+    ((statement, executed),) = _prepared_here()
+    assert statement.startswith("PREPARE roster_") and "INSERT INTO roster_attendee" in statement
+    assert executed == 2
+
+    connection.close()  # a new session has none: it prepares again, and the batch goes through
+    ingest([body("AttendeeLeft", 2)])
+    assert [executed for _, executed in _prepared_here()] == [1]
+    assert Attendee.objects.get(meeting_id="m-prep").presence == "left"
+
+    settings.INGEST_PREPARED_STATEMENTS = False  # behind a transaction-mode pooler
+    connection.close()
+    ingest([body("AttendeeJoined", 3)])
+    assert _prepared_here() == []
+    assert Attendee.objects.get(meeting_id="m-prep").presence == "joined"
+
+
+def test_a_prepared_statement_text_holds_no_percent_sign_but_its_placeholders():
+    with pytest.raises(ValueError, match="placeholders"):
+        _prepared("SELECT %s WHERE x LIKE 'a%%'", 1)
+    name, prepare = _prepared("SELECT %s, %s", 2)
+    assert prepare == f"PREPARE {name} AS SELECT $1, $2"
