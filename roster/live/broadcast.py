@@ -233,7 +233,6 @@ class _Families:
 
 
 families = _Families()
-
 _primary_externals: dict[str, str] = {}  # a primary's externalMeetingId, once known (never changes)
 
 
