@@ -268,7 +268,8 @@ def changes_committed(committed: Committed) -> None:
 
 def changes_sent(timeout: float = 10.0) -> None:
     """Wait until the group messages this process queued, its families' frames included, were
-    published: a worker process, before it exits (roster.ingest.hooks.before_exit)."""
+    published: a command before it sleeps or exits, an ingest worker process before it exits
+    (roster.ingest.hooks.before_exit)."""
     if not families.idle.wait(timeout):
         logger.warning("family figures still pending after %ss", timeout)
     publisher.flush(timeout)

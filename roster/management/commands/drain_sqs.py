@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from roster.ingest import IngestResult
-from roster.live.broadcast import publisher
+from roster.live.broadcast import changes_sent
 from roster.read.selectors import queue_urls_enabled
 from roster.sources.sqs import DrainLoop, accounts_warn
 
@@ -68,5 +68,5 @@ class Command(BaseCommand):
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.5)
-        publisher.flush()  # live clients hear of the last batches before this process exits
+        changes_sent()  # live clients hear of the last batches before this process exits
         self.stdout.write(total.summary())

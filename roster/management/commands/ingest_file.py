@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from roster.ingest import IncomingMessage, messages_stream_ingest
 from roster.ingest.stream import WORKERS
-from roster.live.broadcast import publisher
+from roster.live.broadcast import changes_sent
 
 
 class Command(BaseCommand):
@@ -38,7 +38,7 @@ class Command(BaseCommand):
             source = f"file:{file.name}"
         with stream:
             total = messages_stream_ingest(messages=_messages(stream, source=source), workers=workers)
-        publisher.flush()  # live clients hear of it before this process exits
+        changes_sent()  # live clients hear of it before this process exits
         self.stdout.write(total.summary())
 
 

@@ -10,7 +10,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from roster.live.broadcast import publisher
+from roster.live.broadcast import changes_sent
 from roster.sources.reconcile import ReconcileSummary, meeting_reconcile, meetings_reconcile
 
 
@@ -49,7 +49,7 @@ class Command(BaseCommand):
                 summary = meeting_reconcile(meeting_id=meeting)
             else:
                 summary = meetings_reconcile(stop=stop.is_set, spread_seconds=0 if once else period)
-            publisher.flush()  # live clients hear of the repairs before this process sleeps or exits
+            changes_sent()  # live clients hear of the repairs before this process sleeps or exits
             total.add(summary)
             if summary.cycle_running_elsewhere:
                 self.stderr.write("another reconcile cycle is running in this deployment: none started")
