@@ -134,6 +134,9 @@ def _meeting_hash(body: str | bytes) -> int:
     return zlib.crc32(raw[start : min(ends, default=len(raw))].translate(None, _NOT_IN_VALUE))
 
 
+_Fields = tuple[str | bytes, str, str, bool, str]  # an IncomingMessage's, in order: cheap to pickle
+
+
 class _Worker:
     """A forked process ingesting the messages sent to it; its outcome (its IngestResult, or the
     error that stopped it) comes back on the same pipe."""
@@ -146,7 +149,7 @@ class _Worker:
         )
         self._process.start()
         theirs.close()
-        self._chunk: list[tuple[str | bytes, str, str, bool, str]] = []
+        self._chunk: list[_Fields] = []
         self._outcome: IngestResult | BaseException | None = None
 
     def send(self, message: IncomingMessage) -> bool:
@@ -177,7 +180,7 @@ class _Worker:
         self._pipe.close()
         return self._outcome
 
-    def _put(self, item: list[tuple[str | bytes, str, str, bool, str]] | None) -> None:
+    def _put(self, item: list[_Fields] | None) -> None:
         with contextlib.suppress(OSError):  # it stopped: its outcome says why
             self._pipe.send(item)
 
